@@ -1,0 +1,201 @@
+"""Organ catalogue: the TotalSegmentator v2 ``total`` classes with names, SNOMED codes, colours and groups.
+
+Label ids and structure names are read from the installed ``totalsegmentator`` package
+(``totalsegmentator.map_to_binary.class_map["total"]``) and codes and colours from its
+``resources/totalsegmentator_snomed_mapping.csv``; nothing here retypes them. The package's
+label map and table need none of its heavy dependencies, so ``pip install --no-deps
+totalsegmentator`` is enough for this module.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import re
+from dataclasses import dataclass, field
+
+from .errors import InputError
+
+# Organs scored when the caller names none: parenchymal organs, hollow viscera, lungs,
+# heart and the large vessels. Bones (ribs, vertebrae) and muscles are left out unless
+# asked for (they can be named one by one or by group, e.g. "vertebrae").
+DEFAULT_ORGANS: tuple[str, ...] = (
+    "liver", "spleen", "pancreas", "gallbladder", "stomach",
+    "kidney_left", "kidney_right", "adrenal_gland_left", "adrenal_gland_right",
+    "esophagus", "duodenum", "small_bowel", "colon", "urinary_bladder", "prostate",
+    "lung_upper_lobe_left", "lung_lower_lobe_left",
+    "lung_upper_lobe_right", "lung_middle_lobe_right", "lung_lower_lobe_right",
+    "trachea", "thyroid_gland", "heart", "aorta", "inferior_vena_cava",
+    "superior_vena_cava", "portal_vein_and_splenic_vein", "pulmonary_vein", "brain",
+)
+
+
+def _group_rules() -> dict[str, str]:
+    """Group name -> regular expression over structure names."""
+    return {
+        "lungs": r"lung_(upper|middle|lower)_lobe_(left|right)",
+        "lung_left": r"lung_(upper|lower)_lobe_left",
+        "lung_right": r"lung_(upper|middle|lower)_lobe_right",
+        "kidneys": r"kidney_(left|right)",
+        "kidney_cysts": r"kidney_cyst_(left|right)",
+        "adrenal_glands": r"adrenal_gland_(left|right)",
+        "bowel": r"small_bowel|duodenum|colon",
+        "vertebrae": r"vertebrae_[CTLS]\d+",
+        "cervical_spine": r"vertebrae_C\d",
+        "thoracic_spine": r"vertebrae_T\d+",
+        "lumbar_spine": r"vertebrae_L\d",
+        "ribs": r"rib_(left|right)_\d+",
+        "great_vessels": r"aorta|inferior_vena_cava|superior_vena_cava|pulmonary_vein"
+                         r"|portal_vein_and_splenic_vein|brachiocephalic_.*",
+        "iliac_vessels": r"iliac_(artery|vena)_(left|right)",
+        "hips": r"hip_(left|right)",
+        "femurs": r"femur_(left|right)",
+        "gluteal_muscles": r"gluteus_(maximus|medius|minimus)_(left|right)",
+        "default": "|".join(DEFAULT_ORGANS),
+    }
+
+
+@dataclass(frozen=True)
+class Organ:
+    name: str                # TotalSegmentator structure name, e.g. "kidney_left"
+    label_id: int            # id in the v2 ``total`` label map
+    display_name: str        # "Left kidney"
+    snomed_code: str         # SegmentedPropertyType code value (SCT), "" if unknown
+    snomed_meaning: str      # "Kidney"
+    snomed_modifier: str     # "Left", "Right" or ""
+    color: tuple[int, int, int]
+    groups: tuple[str, ...] = field(default=())
+
+    @property
+    def color_float(self) -> tuple[float, float, float]:
+        return tuple(c / 255.0 for c in self.color)
+
+
+def _display_name(name: str, meaning: str, modifier: str) -> str:
+    if name.startswith("kidney_cyst_"):
+        meaning = "kidney cyst"
+    if not meaning:
+        words = name.replace("_", " ")
+        return words[:1].upper() + words[1:]
+    text = f"{modifier} {meaning[:1].lower() + meaning[1:]}" if modifier else meaning
+    # keep vertebra codes such as "L5" upper case
+    return text[:1].upper() + text[1:]
+
+
+def _snomed_rows() -> dict[str, dict[str, str]]:
+    from importlib import resources
+
+    table = resources.files("totalsegmentator") / "resources" / "totalsegmentator_snomed_mapping.csv"
+    with table.open("r", encoding="utf-8") as f:
+        return {row["Structure"]: row for row in csv.DictReader(f)}
+
+
+def _class_map() -> dict[int, str]:
+    try:
+        from totalsegmentator.map_to_binary import class_map
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise InputError(
+            None,
+            "the totalsegmentator package is not installed; its label map is the organ "
+            "catalogue. Install it with: pip install --no-deps totalsegmentator>=2.18.0",
+        ) from e
+    return dict(class_map["total"])
+
+
+@functools.lru_cache(maxsize=1)
+def organs() -> tuple[Organ, ...]:
+    """All 117 ``total`` classes, ordered by label id."""
+    rows = _snomed_rows()
+    rules = {g: re.compile(rf"(?:{rx})") for g, rx in _group_rules().items()}
+    result = []
+    for label_id, name in sorted(_class_map().items()):
+        row = rows.get(name, {})
+        meaning = row.get("SegmentedPropertyTypeCodeSequence.CodeMeaning", "")
+        modifier = row.get("SegmentedPropertyTypeModifierCodeSequence.CodeMeaning", "")
+        rgb = row.get("DicomRGBColor", "")
+        color = tuple(int(c) for c in rgb.split(",")) if rgb else (128, 128, 128)
+        result.append(Organ(
+            name=name,
+            label_id=int(label_id),
+            display_name=_display_name(name, meaning, modifier),
+            snomed_code=row.get("SegmentedPropertyTypeCodeSequence.CodeValue", ""),
+            snomed_meaning=meaning,
+            snomed_modifier=modifier,
+            color=color,  # type: ignore[arg-type]
+            groups=tuple(g for g, rx in rules.items() if rx.fullmatch(name)),
+        ))
+    return tuple(result)
+
+
+@functools.lru_cache(maxsize=1)
+def _by_name() -> dict[str, Organ]:
+    return {o.name: o for o in organs()}
+
+
+@functools.lru_cache(maxsize=1)
+def _by_id() -> dict[int, Organ]:
+    return {o.label_id: o for o in organs()}
+
+
+def groups() -> dict[str, tuple[str, ...]]:
+    """Group name -> member structure names, in label order."""
+    return {g: tuple(o.name for o in organs() if g in o.groups) for g in _group_rules()}
+
+
+def organ(name_or_id: str | int) -> Organ:
+    """Look an organ up by structure name, label id, or a segment/display name."""
+    if isinstance(name_or_id, int) or (isinstance(name_or_id, str) and name_or_id.isdigit()):
+        found = _by_id().get(int(name_or_id))
+    else:
+        found = match_segment_name(str(name_or_id))
+    if found is None:
+        raise InputError(None, f"unknown organ {name_or_id!r}; `totalfm organs` lists the known names")
+    return found
+
+
+def normalise_name(text: str) -> str:
+    """Lower case, words joined by single underscores: "Kidney Left" -> "kidney_left"."""
+    return re.sub(r"[^0-9a-z]+", "_", text.strip().lower()).strip("_")
+
+
+@functools.lru_cache(maxsize=1)
+def _aliases() -> dict[str, Organ]:
+    table: dict[str, Organ] = {}
+    for o in organs():
+        keys = {o.name, o.display_name, f"{o.snomed_meaning} {o.snomed_modifier}"}
+        if o.snomed_modifier:
+            keys.add(f"{o.snomed_modifier} {o.snomed_meaning}")
+        for key in keys:
+            table.setdefault(normalise_name(key), o)
+    return table
+
+
+def match_segment_name(text: str) -> Organ | None:
+    """Match a segment name as other tools write it ("Kidney left", "kidney_left",
+    "Left kidney", "liver") to a catalogue organ; None when it is no known organ."""
+    return _aliases().get(normalise_name(text))
+
+
+def resolve(names: str | list[str] | tuple[str, ...] | None) -> list[Organ]:
+    """Turn a user's organ selection into organs, in label order, without repeats.
+
+    ``None`` or "default" gives ``DEFAULT_ORGANS``; "all" gives all 117 classes; group
+    names ("lungs", "kidneys", "vertebrae", ...) expand to their members; a string is
+    split on commas.
+    """
+    if names is None:
+        names = ["default"]
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n.strip()]
+    chosen: dict[str, Organ] = {}
+    group_table = groups()
+    for raw in names:
+        key = normalise_name(raw)
+        if key == "all":
+            members = [o.name for o in organs()]
+        elif key in group_table:
+            members = list(group_table[key])
+        else:
+            members = [organ(raw).name]
+        for m in members:
+            chosen[m] = _by_name()[m]
+    return sorted(chosen.values(), key=lambda o: o.label_id)
