@@ -1,0 +1,166 @@
+"""The one facade: load a model, encode organs and text, score, search.
+
+    from TotalFMLib.totalfm import TotalFM
+    model = TotalFM.load("demo")                        # or "official", or a checkpoint path
+    emb = model.encode_image("ct.nii.gz", "seg.nii.gz")  # {organ: unit vector}
+    rows = model.score(emb, case_id="case1")            # list[ScoreRow]
+    hits = model.search(emb, "kidney stone")            # list[SearchHit]
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .checkpoint import describe_mismatch, file_sha256, read_checkpoint
+from .config import ModelConfig
+from .errors import ModelError
+from .volume import Volume
+
+DEMO_MODEL = Path(__file__).parent / "data" / "demo_model.pt"
+
+Progress = Callable[[float, str], None]
+
+
+def _pick_device(device):
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def resolve_source(source: str | os.PathLike) -> Path:
+    """"demo" -> the bundled file, "official" -> the released checkpoint (downloaded once), else a path."""
+    if str(source) == "demo":
+        if not DEMO_MODEL.is_file():
+            raise ModelError(f"{DEMO_MODEL}: the bundled demo model is missing from this installation")
+        return DEMO_MODEL
+    if str(source) == "official":
+        from .hub import official_checkpoint
+
+        return official_checkpoint()
+    return Path(source).expanduser()
+
+
+class TotalFM:
+    """A loaded model ready for inference (eval mode, inference mode, batched)."""
+
+    def __init__(self, model, config: ModelConfig, checksum: str, path: Path, device):
+        self.model = model
+        self.config = config
+        self.checksum = checksum
+        self.path = path
+        self.device = device
+        from .hub import model_cache_dir
+        from .text_cache import TextEmbeddingCache
+
+        cache_file = model_cache_dir() / "text_embeddings" / f"{checksum[:16]}.npz"
+        self._text = TextEmbeddingCache(self._encode_text_now, cache_file)
+
+    @property
+    def model_id(self) -> str:
+        return self.config.model_id
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, source: str | os.PathLike = "demo", device=None) -> "TotalFM":
+        import torch
+
+        from .models.image_tower import adapt_image_state_dict
+        from .models.totalfm_model import TotalFMModel
+
+        path = resolve_source(source)
+        state, config = read_checkpoint(path)
+        state = adapt_image_state_dict(state)
+        # a sentence-transformers backbone is built from its own package; a ModernBERT one
+        # only from its config, since the released checkpoint carries its weights
+        model = TotalFMModel(config, load_text_backbone_weights=config.text.kind != "modernbert")
+        result = model.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
+        unexpected = [k for k in result.unexpected_keys if not k.endswith("position_ids")]
+        if missing or unexpected:
+            raise ModelError(f"{path}: checkpoint does not fit the model ({describe_mismatch(missing, unexpected)})")
+        device = _pick_device(device)
+        model.to(device).eval()
+        if device.type == "cpu":
+            torch.set_num_threads(max(1, os.cpu_count() or 1))
+        return cls(model, config, file_sha256(path), path, device)
+
+    # --------------------------------------------------------------- encoding
+    def crops(self, ct, seg, organs=None, progress: Progress | None = None, cancel=None):
+        """Organ crops of a case (``preprocess.OrganCrops``), sized for this model."""
+        from .loading import load_ct, load_segmentation, validate_case
+        from .preprocess import organ_crops
+
+        ct = load_ct(ct) if not isinstance(ct, Volume) else ct
+        seg = load_segmentation(seg, ct) if not isinstance(seg, Volume) else seg
+        validate_case(ct, seg)
+        return organ_crops(ct, seg, organs, crop_size=self.config.crop_size, frames=self.config.frames,
+                           progress=progress, cancel=cancel)
+
+    def encode_crops(self, images, batch_size: int | None = None, progress: Progress | None = None,
+                     cancel=None) -> np.ndarray:
+        from .models.image_tower import encode_batches
+
+        if batch_size is None:
+            batch_size = 8 if self.device.type == "cpu" else 32
+        return encode_batches(self.model.image_tower, images, batch_size=batch_size, device=self.device,
+                              progress=progress, cancel=cancel)
+
+    def encode_image(self, ct, seg, organs=None, progress: Progress | None = None, cancel=None,
+                     batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """{structure name: unit vector} for the requested organs present in ``seg``."""
+        def sub(lo, hi):
+            if progress is None:
+                return None
+            return lambda f, msg: progress(lo + (hi - lo) * f, msg)
+
+        crops = self.crops(ct, seg, organs, progress=sub(0.0, 0.3), cancel=cancel)
+        vectors = self.encode_crops(crops.images, batch_size, progress=sub(0.3, 1.0), cancel=cancel)
+        return dict(zip(crops.organs, vectors))
+
+    def _encode_text_now(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), 64):
+                out.append(self.model.encode_text(texts[i:i + 64]).float().cpu().numpy())
+        return np.concatenate(out)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """(N, D) unit vectors, cached per model (see ``text_cache``)."""
+        return self._text.encode(list(texts))
+
+    def encode_text(self, texts: str | Iterable[str]) -> dict[str, np.ndarray]:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        return dict(zip(texts, self.encode_texts(texts)))
+
+    @staticmethod
+    def similarity(a, b) -> np.ndarray | float:
+        """Dot products of unit vectors: (D,)x(D,) -> float, (N,D)x(M,D) -> (N,M)."""
+        a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+        if a.ndim == 1 and b.ndim == 1:
+            return float(a @ b)
+        return np.atleast_2d(a) @ np.atleast_2d(b).T
+
+    # -------------------------------------------------------- scores and search
+    def score(self, embeddings: dict[str, np.ndarray], findings=None, organs=None,
+              case_id: str = "case") -> list:
+        from .scoring import score_case
+
+        return score_case(
+            embeddings, self.encode_texts, organs=organs, findings=findings,
+            calibration=self.config.calibration, logit_scale=self.config.logit_scale,
+            case_id=case_id, model_id=self.model_id, model_checksum=self.checksum,
+        )
+
+    def search(self, embeddings: dict[str, np.ndarray], query: str, top_k: int | None = None,
+               style: str | None = None, threshold: float | None = None) -> list:
+        from .search import search
+
+        return search(embeddings, query, self.encode_texts, style=style or self.config.query_style,
+                      top_k=top_k, threshold=threshold)
