@@ -17,7 +17,6 @@ import numpy as np
 from .checkpoint import describe_mismatch, file_sha256, read_checkpoint
 from .config import ModelConfig
 from .errors import ModelError
-from .volume import Volume
 
 DEMO_MODEL = Path(__file__).parent / "data" / "demo_model.pt"
 
@@ -92,12 +91,10 @@ class TotalFM:
     # --------------------------------------------------------------- encoding
     def crops(self, ct, seg, organs=None, progress: Progress | None = None, cancel=None):
         """Organ crops of a case (``preprocess.OrganCrops``), sized for this model."""
-        from .loading import load_ct, load_segmentation, validate_case
+        from .loading import load_case
         from .preprocess import organ_crops
 
-        ct = load_ct(ct) if not isinstance(ct, Volume) else ct
-        seg = load_segmentation(seg, ct) if not isinstance(seg, Volume) else seg
-        validate_case(ct, seg)
+        ct, seg = load_case(ct, seg)
         return organ_crops(ct, seg, organs, crop_size=self.config.crop_size, frames=self.config.frames,
                            progress=progress, cancel=cancel)
 

@@ -1,0 +1,33 @@
+"""Organ segmentation with TotalSegmentator's Python API (the ``total`` task).
+
+Needs the full package (``pip install "TotalFMLib[segment]"``: nnU-Net and its weights,
+downloaded by TotalSegmentator on first use). Without it, callers pass an existing
+segmentation instead.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import InputError, ModelError
+
+
+def segment_ct(ct_path: str | os.PathLike, out_path: str | os.PathLike, fast: bool = True,
+               device: str = "cpu") -> Path:
+    """Run TotalSegmentator on a CT file/DICOM folder; write a multi-label NIfTI; return its path."""
+    ct_path, out_path = Path(ct_path), Path(out_path)
+    if not ct_path.exists():
+        raise InputError(ct_path, "no such file or folder")
+    try:
+        from totalsegmentator.python_api import totalsegmentator
+    except ImportError as e:
+        raise ModelError(
+            f"TotalSegmentator inference is not installed ({e.name} missing): install it with "
+            "`pip install \"TotalFMLib[segment]\"`, or pass an existing segmentation with --seg"
+        ) from None
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        totalsegmentator(str(ct_path), str(out_path), ml=True, fast=fast, device=device, task="total", quiet=True)
+    except Exception as e:  # network for the weights, CUDA, corrupt input
+        raise ModelError(f"{ct_path}: TotalSegmentator failed: {type(e).__name__}: {e}") from None
+    return out_path
