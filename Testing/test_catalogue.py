@@ -1,0 +1,49 @@
+"""Organ catalogue against the installed TotalSegmentator package (ids never retyped)."""
+import csv
+from importlib import resources
+
+import pytest
+
+from TotalFMLib import catalogue
+from TotalFMLib.errors import InputError
+
+
+def test_ids_and_names_come_from_totalsegmentator():
+    from totalsegmentator.map_to_binary import class_map
+
+    total = class_map["total"]
+    assert [(o.label_id, o.name) for o in catalogue.organs()] == sorted(total.items())
+    assert len(catalogue.organs()) == 117
+
+
+def test_snomed_codes_and_colours_match_the_package_table():
+    table = resources.files("totalsegmentator") / "resources" / "totalsegmentator_snomed_mapping.csv"
+    with table.open() as f:
+        rows = {r["Structure"]: r for r in csv.DictReader(f)}
+    liver = catalogue.organ("liver")
+    assert liver.snomed_code == rows["liver"]["SegmentedPropertyTypeCodeSequence.CodeValue"] == "10200004"
+    assert ",".join(map(str, liver.color)) == rows["liver"]["DicomRGBColor"]
+    kidney = catalogue.organ("kidney_left")
+    assert (kidney.display_name, kidney.snomed_modifier) == ("Left kidney", "Left")
+
+
+@pytest.mark.parametrize("text", ["kidney_left", "Kidney Left", "Left kidney", "left-kidney", "3"])
+def test_segment_names_as_other_tools_write_them(text):
+    assert catalogue.organ(text).name == "kidney_left"
+
+
+def test_groups_and_default_set():
+    groups = catalogue.groups()
+    assert set(groups["lungs"]) == {"lung_upper_lobe_left", "lung_lower_lobe_left", "lung_upper_lobe_right",
+                                    "lung_middle_lobe_right", "lung_lower_lobe_right"}
+    assert set(groups["kidneys"]) == {"kidney_left", "kidney_right"}
+    assert len(groups["ribs"]) == 24 and len(groups["vertebrae"]) == 25
+    default = [o.name for o in catalogue.resolve(None)]
+    assert "liver" in default and not any(n.startswith(("rib_", "vertebrae_")) for n in default)
+    assert [o.name for o in catalogue.resolve("kidneys,liver")] == ["kidney_right", "kidney_left", "liver"]
+    assert len(catalogue.resolve("all")) == 117
+
+
+def test_unknown_organ_is_a_clear_error():
+    with pytest.raises(InputError, match="unknown organ 'kidnee'"):
+        catalogue.resolve(["kidnee"])
