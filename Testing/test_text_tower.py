@@ -180,8 +180,10 @@ def test_official_text_encoder_offline_names_the_model(monkeypatch):
 
 
 def test_bad_local_folder_and_kind(tmp_path):
-    with pytest.raises(ModelError, match=str(tmp_path)):
-        build_text_tower(TextConfig(kind="modernbert", backbone=str(tmp_path), hidden_size=HIDDEN), 8)
+    for kind in ("modernbert", "sentence-transformers"):
+        with pytest.raises(ModelError, match=str(tmp_path)) as info:
+            build_text_tower(TextConfig(kind=kind, backbone=str(tmp_path), hidden_size=HIDDEN), 8)
+        assert "offline" not in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(ModelError, match="unknown text encoder kind"):
         build_text_tower(TextConfig(kind="word2vec"), 8)
 

@@ -35,6 +35,11 @@ def download_failure_reason(err: BaseException) -> str:
             return "Hugging Face offline mode is on (HF_HUB_OFFLINE)"
     except ImportError:
         pass
+    return error_line(err)
+
+
+def error_line(err: BaseException) -> str:
+    """The first sentence of an exception's message on one line (at most 200 characters)."""
     text = " ".join(str(err).split())
     line = text.split(". ")[0] if text else type(err).__name__
     return line[:200]

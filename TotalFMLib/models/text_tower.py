@@ -220,11 +220,11 @@ def _load_modernbert(text: TextConfig, load_weights: bool):
 
 def _load_error(what: str, source: str, err: BaseException) -> ModelError:
     """One-line ModelError for a backbone that could not be read or downloaded."""
-    from ..hub import download_failure_reason
+    from ..hub import download_failure_reason, error_line
 
-    reason = download_failure_reason(err)
     if Path(source).is_dir():
-        return ModelError(f"{source}: cannot load the {what} from this folder ({reason})")
+        return ModelError(f"{source}: cannot load the {what} from this folder ({error_line(err)})")
+    reason = download_failure_reason(err)
     if not isinstance(err, OSError):  # transformers reports network failures as OSError
         return ModelError(f"cannot build the {what} {source!r}: {reason}")
     return ModelError(
