@@ -10,7 +10,7 @@ import pytest
 from TotalFMLib.errors import InputError
 from TotalFMLib.training.metrics import (
     auroc, average_ranks, binary_stats, bootstrap_ci, f1_at, format_table, metric_table,
-    plot_roc, read_calibration, roc_curve, threshold_for, write_calibration, youden_threshold,
+    plot_roc, read_calibration, roc_curve, write_calibration, youden_threshold,
 )
 
 
@@ -95,16 +95,18 @@ def test_plot_roc_writes_png(tmp_path):
 
 def test_calibration_round_trip_and_lookup(tmp_path):
     path = write_calibration(tmp_path / "cal.json",
-                             {"hypodense lesion": 0.42, "kidney stone": {"default": 0.5, "kidney_left": 0.61}},
+                             {"hypodense lesion": 0.42, "stone": {"*": 0.5, "kidney_left": 0.61}},
                              meta={"split": "val"})
     doc = json.loads(path.read_text())
     assert doc["kind"] == "totalfm-calibration" and doc["meta"] == {"split": "val"}
     cal = read_calibration(path)
     assert cal["hypodense lesion"] == 0.42
-    assert threshold_for(cal, "kidney stone", "kidney_left") == 0.61
-    assert threshold_for(cal, "kidney stone", "kidney_right") == 0.5
+    from TotalFMLib.scoring import DEFAULT_THRESHOLD, threshold_for  # the scorer reads what we write
+
+    assert threshold_for(cal, "stone", "kidney_left") == 0.61
+    assert threshold_for(cal, "stone", "kidney_right") == 0.5
     assert threshold_for(cal, "hypodense lesion", "liver") == 0.42
-    assert threshold_for(cal, "ascites", default=0.3) == 0.3
+    assert threshold_for(cal, "ascites", "liver") == DEFAULT_THRESHOLD
     (tmp_path / "bare.json").write_text('{"ascites": 0.2}')
     assert read_calibration(tmp_path / "bare.json") == {"ascites": 0.2}
     (tmp_path / "bad.json").write_text('{"ascites": "high"}')

@@ -1,5 +1,5 @@
 """Evaluation metrics: AUROC, ROC curves, Youden's J, F1, bootstrap intervals, tables, plots,
-and the calibration file (finding -> threshold) that ``TotalFMLib.scoring`` reads.
+and the calibration file (finding -> threshold) whose thresholds ``TotalFMLib.scoring`` uses.
 
 Everything takes plain arrays: ``labels`` (0/1) and ``scores`` (higher = more abnormal).
 A prediction is positive when ``score >= threshold``. Metrics that need both classes
@@ -249,10 +249,13 @@ def plot_roc(curves: Mapping[str, tuple], path: str | os.PathLike, title: str = 
 
 def write_calibration(path: str | os.PathLike, thresholds: Mapping[str, float | Mapping[str, float]],
                       meta: Mapping | None = None) -> Path:
-    """Write ``{finding: threshold}`` or ``{finding: {"default": t, organ: t, ...}}`` as JSON.
+    """Write ``{finding: threshold}`` or ``{finding: {"*": t, organ: t, ...}}`` as JSON.
 
-    File layout: ``{"kind": "totalfm-calibration", "version": 1, "thresholds": {...},
-    "meta": {...}}``. Written atomically.
+    The thresholds are what ``ModelConfig.calibration`` holds and ``scoring.threshold_for``
+    reads ("*" is the finding's threshold for organs without their own; the scorer's
+    scores, hence its thresholds, lie in [0, 1]). File layout: ``{"kind":
+    "totalfm-calibration", "version": 1, "thresholds": {...}, "meta": {...}}``. Written
+    atomically.
     """
     clean: dict = {}
     for finding, value in thresholds.items():
@@ -300,17 +303,3 @@ def read_calibration(path: str | os.PathLike) -> dict[str, float | dict[str, flo
         except InputError as e:
             raise InputError(path, e.problem) from None
     return out
-
-
-def threshold_for(calibration: Mapping, finding: str, organ: str | None = None,
-                  default: float | None = None) -> float | None:
-    """Threshold for (finding, organ): the organ's own, else the finding's "default" or
-    plain number, else ``default``."""
-    value = calibration.get(finding)
-    if value is None:
-        return default
-    if isinstance(value, Mapping):
-        if organ is not None and organ in value:
-            return float(value[organ])
-        return float(value["default"]) if "default" in value else default
-    return float(value)
