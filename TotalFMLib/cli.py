@@ -122,7 +122,7 @@ def cmd_findings(args) -> int:
     from .findings import load_findings
 
     for f in load_findings():
-        print(f"{f.finding:32s} {';'.join(f.organs):40s} {';'.join(f.synonyms)[:60]}")
+        print(f"{f.finding:32s} {';'.join(f.organ_spec):40s} {';'.join(f.synonyms)[:60]}")
     return 0
 
 
