@@ -1,0 +1,10 @@
+"""VideoMAE pre-training of the image encoder. Options: --help; guide: TotalFMLib/training/entry.py."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from TotalFMLib.training.entry import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main("videomae"))
