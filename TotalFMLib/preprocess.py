@@ -1,0 +1,222 @@
+"""Organ crops: CT (HU) + TotalSegmentator label map -> (N, 3, crop, crop, frames) tensor.
+
+The published TotalFM recipe (DESIGN.md, "Organ crop"); the released weights depend on it:
+
+1. Resample the CT (linear, fill -1000 HU) and the label map (nearest neighbour) with
+   SimpleITK to spacing ``(max(0.6, sx), max(0.6, sy), max(3.0, sz))`` mm, same origin and
+   direction. New size per axis: ``max(1, round(size * spacing / new_spacing))`` with
+   Python's ``round`` (halves to even). Arrays stay in SimpleITK (Z, Y, X) order.
+2. Per organ, the bounding box of its voxels in the resampled label map; Z keeps the whole
+   extent, Y and X follow ``crop_range`` (the 192/448 rule).
+3. Three windows on the cropped HU (``window_channels``): lung, soft tissue, bone.
+4. Layout (3, Y, X, Z), trilinear resize (``align_corners=False``) to (crop, crop, frames).
+
+Speed: the label map is scanned once for all organs (``scipy.ndimage.find_objects``) and
+the case is resampled once. Resampling only the organs' region is not done: ITK's
+linear-transform resampler interpolates each output scan line between end points taken
+on the whole output grid, so a cropped output grid gives continuous indices that differ in
+the last bits (and may flip nearest-neighbour ties), i.e. not bit-identical crops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import catalogue
+from .errors import Cancelled, InputError
+from .volume import Volume
+
+# (name, window level, window width) in channel order
+WINDOWS = (("lung", -600, 1500), ("soft_tissue", 40, 400), ("bone", 300, 1500))
+FILL_HU = -1000.0
+MIN_SPACING = (0.6, 0.6, 3.0)  # mm, (x, y, z)
+
+
+@dataclass
+class OrganCrops:
+    """One case's organ crops, ready for the image encoder.
+
+    ``images[i]`` belongs to ``organs[i]`` (structure names in label order);
+    ``boxes[name]`` is its (Z, Y, X) crop on the resampled grid of spacing ``spacing``
+    (x, y, z mm); ``missing`` lists requested organs absent from the segmentation.
+    """
+
+    images: torch.Tensor
+    organs: list[str]
+    boxes: dict[str, tuple[slice, slice, slice]]
+    spacing: tuple[float, float, float]
+    missing: list[str] = field(default_factory=list)
+
+
+def target_spacing(spacing) -> tuple[float, float, float]:
+    """Resampled spacing (x, y, z): each axis at least 0.6, 0.6 and 3.0 mm."""
+    return tuple(max(m, float(s)) for m, s in zip(MIN_SPACING, spacing))
+
+
+def target_size(size, spacing, new_spacing) -> tuple[int, int, int]:
+    """Resampled size (x, y, z): ``max(1, round(size * spacing / new_spacing))``."""
+    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(size, spacing, new_spacing))
+
+
+def _resample(like: Volume, array: np.ndarray, spacing, size, linear: bool) -> Volume:
+    """``array`` on ``like``'s grid, resampled to ``spacing``/``size`` (same origin, direction)."""
+    import SimpleITK as sitk
+
+    image = like.with_array(array).to_sitk()
+    out = sitk.Resample(
+        image, [int(n) for n in size], sitk.Transform(),
+        sitk.sitkLinear if linear else sitk.sitkNearestNeighbor,
+        image.GetOrigin(), [float(s) for s in spacing], image.GetDirection(),
+        FILL_HU if linear else 0.0, image.GetPixelID(),
+    )
+    del image
+    return Volume(array=sitk.GetArrayFromImage(out), spacing=tuple(out.GetSpacing()),
+                  origin=tuple(out.GetOrigin()), direction=tuple(out.GetDirection()))
+
+
+def _label_array(seg: Volume) -> np.ndarray:
+    labels = np.asarray(seg.array)
+    if labels.dtype.kind in "iu":
+        return labels
+    if labels.dtype.kind == "b":
+        return labels.astype(np.uint8)
+    if labels.dtype.kind != "f" or not np.array_equal(np.rint(labels), labels):
+        raise InputError(seg.source, "segmentation holds non-integer labels")
+    return labels.astype(np.int16)
+
+
+def resample_case(ct: Volume, seg: Volume) -> tuple[Volume, Volume]:
+    """Resample CT (linear, float32, fill -1000) and label map (nearest) to
+    ``target_spacing``; both must share the CT's grid."""
+    if not ct.same_grid(seg):
+        raise InputError(seg.source, f"segmentation grid {seg.shape} does not match the CT's {ct.shape} "
+                                     "(size, spacing, origin or direction differ)")
+    spacing = target_spacing(ct.spacing)
+    size = target_size(ct.shape[::-1], ct.spacing, spacing)
+    new_ct = _resample(ct, np.asarray(ct.array, dtype=np.float32), spacing, size, linear=True)
+    new_seg = _resample(ct, _label_array(seg), spacing, size, linear=False)
+    new_ct.source, new_ct.meta = ct.source, dict(ct.meta)
+    new_seg.source, new_seg.meta = seg.source, dict(seg.meta)
+    return new_ct, new_seg
+
+
+def crop_range(lo: int, hi: int, size: int, min_box: int = 192, max_box: int = 448) -> tuple[int, int]:
+    """The Y or X crop [start, stop) for an organ spanning [lo, hi) on an axis of ``size``.
+
+    - ``size <= min_box``: the whole axis, (0, size);
+    - box shorter than ``min_box``: a ``min_box`` window centred on the box, then shifted
+      into the image: start = clamp((lo + hi - min_box) // 2, 0, size - min_box);
+    - box longer than ``max_box``: the centred ``max_box`` window,
+      start = (lo + hi - max_box) // 2 (which lies inside the box);
+    - otherwise the box itself.
+    ``//`` floors, so an odd leftover puts the extra voxel after the box. For even boxes
+    (192, 448) this equals centre = (lo + hi) // 2, start = centre - box // 2.
+    """
+    if size <= min_box:
+        return 0, size
+    length = hi - lo
+    if length < min_box:
+        start = min(max((lo + hi - min_box) // 2, 0), size - min_box)
+        return start, start + min_box
+    if length > max_box:
+        start = (lo + hi - max_box) // 2
+        return start, start + max_box
+    return lo, hi
+
+
+def crop_box(bbox: tuple[slice, slice, slice], shape, min_box: int = 192, max_box: int = 448
+             ) -> tuple[slice, slice, slice]:
+    """Crop (Z, Y, X) for an organ bounding box (as ``find_objects`` gives it) in an
+    image of ``shape`` (Z, Y, X): Z the box's whole extent, Y and X by ``crop_range``."""
+    z, y, x = bbox
+    y0, y1 = crop_range(y.start, y.stop, shape[1], min_box, max_box)
+    x0, x1 = crop_range(x.start, x.stop, shape[2], min_box, max_box)
+    return slice(z.start, z.stop), slice(y0, y1), slice(x0, x1)
+
+
+def window_channels(hu: np.ndarray) -> np.ndarray:
+    """(3, ...) float32: lung, soft-tissue and bone windows of ``hu``, each
+    ``(clip(hu, floor, ceil) - floor) / (ceil - floor)`` with floor = WL - WW // 2,
+    ceil = WL + WW // 2, computed in float32."""
+    x = torch.from_numpy(np.asarray(hu, dtype=np.float32))
+    out = torch.empty((len(WINDOWS),) + tuple(x.shape), dtype=torch.float32)
+    for channel, (_, level, width) in zip(out, WINDOWS):
+        floor, ceil = level - width // 2, level + width // 2
+        torch.clamp(x, floor, ceil, out=channel)
+        channel.sub_(floor)
+        channel.div_(ceil - floor)
+    return out.numpy()
+
+
+def resize_channels(channels: np.ndarray | torch.Tensor, crop_size: int = 192, frames: int = 32) -> torch.Tensor:
+    """(3, Z, Y, X) windowed crop -> (3, crop_size, crop_size, frames): layout (C, Y, X, Z),
+    trilinear resize with ``align_corners=False``."""
+    channels = torch.as_tensor(channels).permute(0, 2, 3, 1)
+    resized = torch.nn.functional.interpolate(
+        channels.unsqueeze(0), size=(crop_size, crop_size, frames), mode="trilinear", align_corners=False)
+    return resized[0]
+
+
+def crop_tensor(hu: np.ndarray, crop_size: int = 192, frames: int = 32) -> torch.Tensor:
+    """(3, crop_size, crop_size, frames) float32 from an HU crop in (Z, Y, X) order."""
+    return resize_channels(window_channels(hu), crop_size, frames)
+
+
+def _shared_region(boxes: list[tuple[slice, slice, slice]]) -> tuple[slice, ...] | None:
+    """The region enclosing all crops when it is smaller than the crops together
+    (windowing it once is then cheaper than windowing every crop); else None."""
+    region = tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(3))
+    volume = lambda box: int(np.prod([s.stop - s.start for s in box]))  # noqa: E731
+    return region if volume(region) < sum(volume(b) for b in boxes) else None
+
+
+def _check_cancel(cancel) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled("organ cropping cancelled")
+
+
+def organ_crops(ct: Volume, seg: Volume, organs: list[str] | str | None = None, crop_size: int = 192,
+                frames: int = 32, min_box: int = 192, max_box: int = 448, progress=None, cancel=None
+                ) -> OrganCrops:
+    """Crops of the requested organs present in ``seg`` (``None``: the default set;
+    group names such as "lungs" expand through ``catalogue.resolve``).
+
+    Raises ``InputError`` for unknown organ names or when none of them is present;
+    ``Cancelled`` when ``cancel()`` returns True. ``progress(fraction, message)`` is
+    called once per organ.
+    """
+    from scipy import ndimage
+
+    requested = catalogue.resolve(organs)
+    _check_cancel(cancel)
+    r_ct, r_seg = resample_case(ct, seg)
+    _check_cancel(cancel)
+    labels = r_seg.array
+    top = max(o.label_id for o in catalogue.organs())
+    boxes_by_id = ndimage.find_objects(labels, max_label=top)
+    present = [o for o in requested if boxes_by_id[o.label_id - 1] is not None]
+    missing = [o.name for o in requested if boxes_by_id[o.label_id - 1] is None]
+    if not present:
+        found = [catalogue.organ(i + 1).name for i, b in enumerate(boxes_by_id) if b is not None]
+        raise InputError(seg.source, "none of the requested organs ({}) is in the segmentation; present: {}".format(
+            ", ".join(o.name for o in requested) or "none", ", ".join(found) or "none"))
+
+    crops = [crop_box(boxes_by_id[o.label_id - 1], labels.shape, min_box, max_box) for o in present]
+    region = _shared_region(crops)
+    windowed = None if region is None else window_channels(r_ct.array[region])
+    images = torch.empty((len(present), 3, crop_size, crop_size, frames), dtype=torch.float32)
+    for i, (o, box) in enumerate(zip(present, crops)):
+        _check_cancel(cancel)
+        if windowed is None:
+            channels = window_channels(r_ct.array[box])
+        else:  # the same voxels, windowed once for all organs
+            channels = windowed[(slice(None),) + tuple(slice(b.start - r.start, b.stop - r.start)
+                                                       for b, r in zip(box, region))]
+        images[i] = resize_channels(channels, crop_size, frames)
+        if progress is not None:
+            progress((i + 1) / len(present), f"cropped {o.name}")
+    names = [o.name for o in present]
+    return OrganCrops(images=images, organs=names, boxes=dict(zip(names, crops)), spacing=tuple(r_ct.spacing),
+                      missing=missing)
