@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 
 import numpy as np
@@ -357,6 +358,10 @@ def test_scores_table_rows_columns_and_review(case, seg):
     assert again is table
     assert ss.table_organs(table)[:2] == ["kidney_right", "kidney_left"]
     assert ss.review_marks(table) == {"liver": "disagree", "kidney_left": "unsure"}
+    # another case in the same table starts without marks
+    other = [dataclasses.replace(r, case_id="another case") for r in rows]
+    ss.scores_table(scene, other, table_node=table)
+    assert ss.review_marks(table) == {}
 
 
 def test_scene_save_and_reload_keeps_scores_colours_and_marks(case, seg, tmp_path):

@@ -50,6 +50,7 @@ TAG_ORIGINAL_COLOR = "TotalFM.originalColor"
 TAG_ORIGINAL_OPACITY = "TotalFM.originalOpacity"
 ATTR_SHOWN = "TotalFM.shown"          # segmentation node attribute: what the colours show now
 ATTR_FINDINGS = "TotalFM.findings"    # table node attribute: finding columns, "|"-separated
+ATTR_CASE = "TotalFM.caseId"          # table node attribute: the case its rows belong to
 
 REVIEW_MARKS = ("agree", "disagree", "unsure")
 TABLE_FIXED_COLUMNS = ("organ", "segment", "label_id")
@@ -603,9 +604,12 @@ def scores_table(scene, rows: list[ScoreRow], table_node=None, review: dict[str,
     ("any lesion" first), the flagged findings, and the reviewer's mark.
 
     Rows are ordered by ``order`` (e.g. a search ranking) first, then by falling score of
-    the first finding. Marks already in ``table_node`` are kept unless ``review`` overrides.
+    the first finding. Marks already in ``table_node`` are kept when it holds the same case
+    (``case_id``); ``review`` overrides them.
     """
-    marks = review_marks(table_node) if table_node is not None else {}
+    case_id = rows[0].case_id if rows else ""
+    same_case = table_node is not None and table_node.GetAttribute(ATTR_CASE) == case_id
+    marks = review_marks(table_node) if same_case else {}
     for organ, mark in (review or {}).items():
         marks[catalogue.organ(organ).name] = _check_mark(mark)
     if table_node is None:
@@ -655,6 +659,7 @@ def scores_table(scene, rows: list[ScoreRow], table_node=None, review: dict[str,
     table_node.SetColumnDescription(TABLE_REVIEW, "Reviewer mark: " + " / ".join(REVIEW_MARKS))
     table_node.SetUseColumnTitleAsColumnHeader(True)
     table_node.SetAttribute(ATTR_FINDINGS, "|".join(findings))
+    table_node.SetAttribute(ATTR_CASE, case_id)
     table_node.SetLocked(True)
     table_node.Modified()
     return table_node
