@@ -29,8 +29,13 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict, ModelConfig]:
-    """(state_dict, config) of a checkpoint file; ModelError with the reason otherwise."""
+def read_checkpoint(path: str | os.PathLike, with_meta: bool = False):
+    """(state_dict, config) of a checkpoint file; ModelError with the reason otherwise.
+
+    ``with_meta=True`` adds a third item: the file's other entries (e.g.
+    ``text_encoder_partial``: frozen text-backbone weights left out, see
+    ``training.checkpointing``).
+    """
     import torch
 
     path = Path(path)
@@ -50,6 +55,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, ModelConfig]:
         config = ModelConfig.from_dict(blob["config"])
     else:
         config = official_config()
+    if with_meta:
+        return state, config, {k: v for k, v in blob.items() if k not in ("model_state_dict", "model")}
     return state, config
 
 

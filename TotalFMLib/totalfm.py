@@ -72,13 +72,16 @@ class TotalFM:
         from .models.totalfm_model import TotalFMModel
 
         path = resolve_source(source)
-        state, config = read_checkpoint(path)
+        state, config, meta = read_checkpoint(path, with_meta=True)
         state = adapt_image_state_dict(state)
         # a sentence-transformers backbone is built from its own package; a ModernBERT one
         # only from its config, since the released checkpoint carries its weights
         model = TotalFMModel(config, load_text_backbone_weights=config.text.kind != "modernbert")
         result = model.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
+        # a file may leave out the frozen text backbone: those weights are its package's own
+        partial_text = bool(meta.get("text_encoder_partial")) and config.text.kind != "modernbert"
+        missing = [k for k in result.missing_keys if not k.endswith("position_ids")
+                   and not (partial_text and k.startswith("text_encoder."))]
         unexpected = [k for k in result.unexpected_keys if not k.endswith("position_ids")]
         if missing or unexpected:
             raise ModelError(f"{path}: checkpoint does not fit the model ({describe_mismatch(missing, unexpected)})")
