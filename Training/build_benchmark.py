@@ -1,0 +1,10 @@
+"""Build the synthetic-lesion benchmark (Training/BENCHMARK.md). Options: --help."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from TotalFMLib.training.benchmark_data import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())
