@@ -6,41 +6,14 @@ import torch
 from TotalFMLib import TotalFM
 from TotalFMLib.catalogue import resolve
 from TotalFMLib.checkpoint import read_checkpoint, write_checkpoint
-from TotalFMLib.config import ModelConfig
 from TotalFMLib.errors import InputError, ModelError
 from TotalFMLib.loading import load_case
 from TotalFMLib.results import ANY_LESION
-
-TINY_ARCH = dict(image_size=32, image_patch_size=16, frames=8, frame_patch_size=4, dim=48, depth=1,
-                 heads=4, mlp_dim=96, channels=3, dim_head=12, out_dim=32)
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A randomly initialised small model in our checkpoint format, frozen MiniLM left out."""
-    from TotalFMLib.models.totalfm_model import TotalFMModel
-    from TotalFMLib.training.checkpointing import save_model_checkpoint
-
-    torch.manual_seed(0)
-    config = ModelConfig(model_id="tiny-test", arch=dict(TINY_ARCH), embed_dim=24)
-    model = TotalFMModel(config)
-    model.text_tower.freeze_backbone(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_model_checkpoint(path, model, config, drop_frozen_text=True)
-    return path
-
 
 @pytest.fixture(scope="module")
 def model(tiny_checkpoint, tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setenv("TOTALFM_HOME", str(tmp_path_factory.mktemp("home")))
     return TotalFM.load(tiny_checkpoint, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,94 @@
+"""The `totalfm` command on the real example CT: outputs, and bad input that writes nothing."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from TotalFMLib.catalogue import resolve
+from TotalFMLib.cli import main
+from TotalFMLib.findings import findings_for_organ
+from TotalFMLib.results import ANY_LESION, SCORE_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, monkeypatch_module):
+    path = tmp_path_factory.mktemp("home")
+    monkeypatch_module.setenv("TOTALFM_HOME", str(path))
+    return path
+
+
+def test_analyze_writes_a_row_per_present_default_organ_and_finding(
+        tmp_path, example_ct_path, example_seg_path, tiny_checkpoint, home, capsys):
+    out = tmp_path / "out"
+    code = main(["analyze", "--ct", str(example_ct_path), "--seg", str(example_seg_path),
+                 "--model", str(tiny_checkpoint), "--csv", str(out / "s.csv"), "--json", str(out / "s.json"),
+                 "--png", str(out / "s.png"), "-q"])
+    assert code == 0
+    with open(out / "s.csv") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == SCORE_COLUMNS
+        rows = list(reader)
+    present = set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(example_seg_path)))).tolist())
+    organs = [o.name for o in resolve(None) if o.label_id in present]
+    expected = {(o, ANY_LESION) for o in organs}
+    expected |= {(o, f.finding) for o in organs for f in findings_for_organ(o)}
+    assert {(r["organ"], r["finding"]) for r in rows} == expected
+    assert len(rows) == len(expected)
+    assert {r["case_id"] for r in rows} == {"example_ct"}
+    assert len(json.loads((out / "s.json").read_text())["rows"]) == len(rows)
+    assert (out / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote" in capsys.readouterr().out
+
+
+def _write(array, like, path, dtype=None):
+    img = sitk.GetImageFromArray(array if dtype is None else array.astype(dtype))
+    if like is not None and img.GetDimension() == 3:
+        img.CopyInformation(like)
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, example_ct_path, example_seg_path, sample):
+    d = tmp_path_factory.mktemp("bad")
+    ct = sitk.ReadImage(str(example_ct_path))
+    seg = sitk.ReadImage(str(example_seg_path))
+    hu = sitk.GetArrayFromImage(ct).astype(np.float32)
+    labels = sitk.GetArrayFromImage(seg)
+    unknown = labels.copy()
+    unknown[labels == 5] = 200
+    return {
+        "not 3-D": (_write(hu[40], None, d / "slice.nii.gz"), example_seg_path, "2-D"),
+        "not CT-like": (_write((hu + 1024) / 4096, ct, d / "scaled.nii.gz"), example_seg_path, "do not look like CT"),
+        "geometry": (example_ct_path, _write(labels[:-5], None, d / "short_seg.nii.gz", np.int16), "does not match"),
+        "unknown labels": (example_ct_path, _write(unknown, ct, d / "unknown.nii.gz", np.int16), "200"),
+        "no known organ": (sample("ct_chest_nrrd"), sample("seg_nrrd"), "TotalSegmentator organ"),
+        "missing file": (d / "nothere.nii.gz", example_seg_path, "no such file"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["not 3-D", "not CT-like", "geometry", "unknown labels", "no known organ",
+                                  "missing file"])
+def test_bad_input_exits_nonzero_with_one_line_and_no_output(kind, bad_inputs, tmp_path, tiny_checkpoint,
+                                                             home, capsys):
+    ct, seg, words = bad_inputs[kind]
+    out = tmp_path / "out"
+    code = main(["analyze", "--ct", str(ct), "--seg", str(seg), "--model", str(tiny_checkpoint),
+                 "--csv", str(out / "s.csv"), "--png", str(out / "s.png"), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("totalfm: error: ") and "\n" not in err and "Traceback" not in err
+    named = {"not 3-D": ct, "not CT-like": ct, "missing file": ct}.get(kind, seg)
+    assert named.name in err and words in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_listing_commands_run_as_a_program():
+    for command in ("organs", "findings"):
+        done = subprocess.run([sys.executable, "-m", "TotalFMLib.cli", command], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert ("kidney_left" if command == "organs" else "pleural effusion") in done.stdout
