@@ -51,9 +51,13 @@ def render_scores(ct: Volume, seg: Volume, rows, path: str | os.PathLike, findin
     ids = {organ_info(name).label_id: name for name in scores}
     slices = _pick_slices(labels, list(ids), n_slices)
 
+    body = np.argwhere((hu[slices] > -500).any(axis=0))  # crop the air around the patient
+    (y0, x0), (y1, x1) = (body.min(0), body.max(0) + 1) if body.size else ((0, 0), hu.shape[1:])
+    hu, labels = hu[:, y0:y1, x0:x1], labels[:, y0:y1, x0:x1]
+
     cmap = matplotlib.colormaps["inferno"]
     norm = colors.Normalize(0.0, 1.0)
-    fig, axes = plt.subplots(1, len(slices), figsize=(4 * len(slices), 4.9), squeeze=False)
+    fig, axes = plt.subplots(1, len(slices), figsize=(3.6 * len(slices), 4.2), squeeze=False)
     aspect = spacing[1] / spacing[0]
     for ax, z in zip(axes[0], slices):
         ax.imshow(np.clip(hu[z], -160, 240), cmap="gray", aspect=aspect, interpolation="nearest")
@@ -74,7 +78,7 @@ def render_scores(ct: Volume, seg: Volume, rows, path: str | os.PathLike, findin
     fig.suptitle((title or "TotalFM organ scores") + "\n" + " | ".join(lines), fontsize=9)
     try:
         with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=80)
+            fig.savefig(tmp, dpi=90, bbox_inches="tight")
     finally:
         plt.close(fig)
     return Path(path)
