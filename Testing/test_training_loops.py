@@ -22,7 +22,7 @@ from TotalFMLib.models.image_tower import build_image_tower
 from TotalFMLib.training.checkpointing import load_image_tower_weights, save_image_tower
 from TotalFMLib.training.contrastive import ContrastiveModel, ContrastiveTask, build_contrastive_model
 from TotalFMLib.training.curves import read_log
-from TotalFMLib.training.dataset import CropDataset, collate, write_tiny_cache
+from TotalFMLib.training.dataset import WHOLE_VOLUME_LAYOUT, CropDataset, collate, write_tiny_cache
 from TotalFMLib.training.loop import cosine_with_warmup, seed_everything, train
 from TotalFMLib.training.losses import clip_loss, same_text_matrix, siglip_loss
 from TotalFMLib.training.samplers import OrganBatchSampler, RandomBatchSampler
@@ -54,8 +54,12 @@ def make_cache(root: Path, n_cases: int = 6, seed: int = 0) -> Path:
         sentences = [f"{o.replace('_', ' ')} with a hypodense lesion" if lab
                      else [f"normal {o.replace('_', ' ')}", f"the {o.replace('_', ' ')} is unremarkable"]
                      for o, lab in zip(ORGANS, labels)]
+        findings = sorted({f for lab in labels for f in lab})
         cases[f"case{c}"] = {"images": torch.rand(len(ORGANS), 3, 32, 32, 8, generator=g).half(),
-                             "organs": list(ORGANS), "sentences": sentences, "labels": labels}
+                             "organs": list(ORGANS), "sentences": sentences, "labels": labels,
+                             "whole_images": torch.rand(1, 3, 32, 32, 8, generator=g).half(),
+                             "whole_organs": ["whole_volume"], "whole_labels": [findings],
+                             "whole_sentences": [[f"FINDINGS: case {c % 2} report"]]}
     splits = {f"case{n_cases - 1}": "test"}
     return write_tiny_cache(root, cases, splits)
 
@@ -160,6 +164,10 @@ def test_dataset_items_keys_and_bad_folder(cache, tmp_path):
     assert len(normal_liver) == 1  # both phrasings of a normal liver share one key
     with pytest.raises(InputError, match="manifest"):
         CropDataset(tmp_path)
+    whole = CropDataset(cache, split="train", layout=WHOLE_VOLUME_LAYOUT)
+    assert len(whole) == 5 and whole[0]["organ"] == "whole_volume" and whole[0]["text"].startswith("FINDINGS")
+    batches = list(OrganBatchSampler(whole.organs, batch_size=4, organs_per_batch=2))
+    assert len(batches) == 1 and len(set(batches[0])) == 4  # a single "organ" still fills a batch
 
 
 def test_organ_sampler_groups_ranks_and_resume():
@@ -229,7 +237,8 @@ def test_contrastive_steps_lower_the_loss_on_a_fixed_batch(cache):
 
 
 def test_videomae_task_trains_and_writes_an_image_encoder(cache, tmp_path):
-    cfg = TrainConfig.from_dict(tiny_config(task="videomae", steps=2))
+    cfg = TrainConfig.from_dict(tiny_config(task="videomae", steps=2, accum_steps=2, data_view="whole_volume",
+                                            batch_size=2))
     seed_everything(0)
     result = train(VideoMAETask(cfg, cache), cfg, tmp_path, progress=False)
     state, config = read_checkpoint(result["final"])

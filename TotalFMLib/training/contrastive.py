@@ -25,7 +25,7 @@ from ..config import ModelConfig
 from ..models.totalfm_model import TotalFMModel
 from . import distributed as D
 from .checkpointing import load_image_tower_weights, save_model_checkpoint, unwrap
-from .dataset import CropDataset, collate
+from .dataset import VIEWS, CropDataset, collate
 from .loop import Task, decay_groups
 from .losses import clip_loss, same_text_matrix, siglip_loss
 from .samplers import OrganBatchSampler, RandomBatchSampler
@@ -72,7 +72,8 @@ class ContrastiveTask(Task):
         self.model_config = cfg.model_config()
         self.model = build_contrastive_model(self.model_config, c.text_trainable_layers, c.loss,
                                              c.init_image or None)
-        self.dataset = CropDataset(data, split=cfg.split, positives=c.positives, seed=cfg.seed)
+        self.dataset = CropDataset(data, split=cfg.split, positives=c.positives, seed=cfg.seed,
+                                   layout=VIEWS[cfg.data_view])
         self.dataset.require_crop_shape(self.model_config.crop_size, self.model_config.frames)
 
     def param_groups(self, cfg: TrainConfig) -> list[dict]:

@@ -9,6 +9,9 @@ of the writer's format is a one-line change here)::
                                           "sentences": [N str, or N lists of phrasings],
                                           "labels": [N lists of finding names]}  (empty list = normal)
 
+``data_view="whole_volume"`` (``WHOLE_VOLUME_LAYOUT``) reads the benchmark's one
+whole-volume crop per case from the same shards (``whole_images`` etc.).
+
 One item is one organ of one case: ``{"image": float32 (3, S, S, F), "text": str,
 "key": int, "organ": str, "case": str}``. ``key`` identifies what the sentence means
 for the false-negative handling of the losses: the normalised sentence text, or
@@ -40,6 +43,12 @@ class CacheLayout:
     organs: str = "organs"
     sentences: str = "sentences"
     labels: str = "labels"
+
+
+# The benchmark's whole-volume crops (one per case, CT-CLIP-style baseline), same shards.
+WHOLE_VOLUME_LAYOUT = CacheLayout(images="whole_images", organs="whole_organs",
+                                  sentences="whole_sentences", labels="whole_labels")
+VIEWS = {"organs": CacheLayout(), "whole_volume": WHOLE_VOLUME_LAYOUT}
 
 
 def stable_hash(text: str) -> int:

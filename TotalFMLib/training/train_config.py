@@ -62,6 +62,7 @@ class TrainConfig:
     device: str = "auto"            # "auto", "cpu", "cuda"
     seed: int = 0
     split: str = "train"            # benchmark split to train on
+    data_view: str = "organs"       # "organs" (organ crops) or "whole_volume" (one crop per case, baseline)
     num_workers: int = 0
     log_every: int = 1              # steps between metrics-log lines
     ckpt_every: int = 100           # steps between resumable checkpoints (and at the end)
@@ -88,6 +89,8 @@ class TrainConfig:
             raise ValueError(f"contrastive.sampler must be 'organ' or 'random', got {self.contrastive.sampler!r}")
         if self.contrastive.positives not in ("text", "organ_label"):
             raise ValueError(f"contrastive.positives must be 'text' or 'organ_label'")
+        if self.data_view not in ("organs", "whole_volume"):
+            raise ValueError(f"data_view must be 'organs' or 'whole_volume', got {self.data_view!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be auto/fp32/bf16/fp16, got {self.precision!r}")
         for name in ("steps", "batch_size", "accum_steps", "log_every", "ckpt_every"):

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..models.image_tower import build_image_tower
 from .checkpointing import save_image_tower
-from .dataset import CropDataset
+from .dataset import VIEWS, CropDataset
 from .loop import Task, decay_groups
 from .samplers import RandomBatchSampler
 
@@ -130,7 +130,7 @@ class VideoMAETask(Task):
         for m in (tower.vit._modules["pool"], tower.vit.proj, tower.image_proj):
             m.requires_grad_(False)
         self.model = VideoMAE(tower, v.decoder_dim, v.decoder_depth, v.decoder_heads, v.mask_ratio)
-        self.dataset = CropDataset(data, split=cfg.split, seed=cfg.seed)
+        self.dataset = CropDataset(data, split=cfg.split, seed=cfg.seed, layout=VIEWS[cfg.data_view])
         self.dataset.require_crop_shape(self.model_config.crop_size, self.model_config.frames)
 
     def param_groups(self, cfg):
