@@ -82,6 +82,8 @@ def test_shards_match_the_manifest(tiny):
         assert shard["report"] == shard["whole_sentences"][0][0]
         augment = json.loads(shard["augment"])
         assert ("slab" in augment) == (entry["split"] != "test")  # slabs only for train/val
+        if entry["split"] == "test":  # the held-out CT is only deformed and noised
+            assert set(augment) == {"deformation", "noise_hu"}
     positives = sum(len(e["findings"]) for e in B.read_manifest(root))
     assert positives >= 3  # abnormal_fraction 0.8 over up to 7 organs per case
 
@@ -178,3 +180,19 @@ def test_every_phrasing_parses_back_to_its_organ_and_label():
     assert train[0] == "stone" and set(train).isdisjoint(test)
     train, test = phrase_bank.finding_terms("ascites")
     assert "abdominal fluid" in train + test  # a radiology-semantic-dict synonym the catalogue lacks
+
+
+def test_flip_storage_keeps_every_voxel_at_its_place(sample):
+    from TotalFMLib.loading import load_ct
+
+    ct = load_ct(sample("example_ct_sm"))
+    flipped = B.flip_storage(ct)
+    assert flipped.shape == ct.shape and B.flip_storage(flipped).same_grid(ct)
+    a, b = ct.to_sitk(), flipped.to_sitk()
+    nz, ny, nx = ct.shape
+    for k, j, i in [(0, 0, 0), (3, 10, 20), (nz - 1, ny - 1, nx - 1)]:
+        p = a.TransformIndexToPhysicalPoint((i, j, k))
+        q = b.TransformIndexToPhysicalPoint((nx - 1 - i, ny - 1 - j, k))
+        assert np.allclose(p, q, atol=1e-4)
+        assert ct.array[k, j, i] == flipped.array[k, ny - 1 - j, nx - 1 - i]
+    assert np.allclose(np.asarray(flipped.direction).reshape(3, 3)[:, :2], -np.asarray(ct.direction).reshape(3, 3)[:, :2])

