@@ -428,3 +428,31 @@ def test_csv_export_with_reviewer_marks(case, seg, tmp_path):
     assert float(liver["score"]) == pytest.approx(0.83) and liver["flagged"] == "true"
     assert [p.name for p in path.parent.iterdir()] == ["scores.csv"]  # no temp file left behind
     assert os.path.getsize(path) > 0
+
+
+# --------------------------------------------------------------- with a real model
+def test_model_scores_and_search_on_volumes_read_from_nodes(case, tiny_checkpoint, monkeypatch, tmp_path):
+    """The module's path: volumes read back from the nodes -> the facade -> colours, table, highlight."""
+    from TotalFMLib import TotalFM
+
+    monkeypatch.setenv("TOTALFM_HOME", str(tmp_path))
+    model = TotalFM.load(tiny_checkpoint, device="cpu")
+    scene, ct_node, seg_node = case
+    ct = ss.volume_from_volume_node(ct_node)
+    seg = ss.labelmap_from_segmentation(seg_node, ct_node)
+    embeddings = model.encode_image(ct, seg, organs=["liver", "spleen", "kidneys", "pancreas"])
+    assert sorted(embeddings) == sorted(["liver", "spleen", "kidney_left", "kidney_right", "pancreas"])
+    rows = model.score(embeddings, case_id="example")
+    assert {r.finding for r in rows} >= {ANY_LESION}
+    legend = ss.apply_scores(seg_node, rows)
+    segmentation = seg_node.GetSegmentation()
+    for row in (r for r in rows if r.finding == ANY_LESION):
+        assert np.allclose(segmentation.GetSegment(row.organ).GetColor(), legend.color(row.score))
+    table = ss.scores_table(scene, rows)
+    assert sorted(ss.table_organs(table)) == sorted(embeddings)
+    assert ss.scored_rows(seg_node) == sorted(rows, key=lambda r: catalogue.organ(r.organ).label_id)
+
+    hits = model.search(embeddings, "kidney stone")
+    matched = [h.organ for h in sorted(hits, key=lambda h: h.rank) if h.matched]
+    assert matched and ss.highlight(seg_node, hits) == matched
+    assert np.allclose(segmentation.GetSegment(matched[0]).GetColor(), ss.HIGHLIGHT_COLOR)

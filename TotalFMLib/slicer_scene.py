@@ -275,6 +275,7 @@ def segmentation_from_labelmap(scene, labelmap: Volume, reference_volume_node=No
     image = _image_data(np.asarray(labelmap.array).astype(dtype), slicer.vtkOrientedImageData())
     image.SetGeometryFromImageToWorldMatrix(_to_vtk_matrix(ijk_to_ras(labelmap)))
 
+    register_conversion_rules()
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     node.CreateDefaultDisplayNodes()
     if reference_volume_node is not None:
@@ -554,14 +555,19 @@ def organ_center_ras(segmentation_node, organ: str) -> tuple[float, float, float
     return tuple(float(c) for c in center)
 
 
-def ensure_closed_surfaces(segmentation_node) -> bool:
-    """Create the closed-surface (3D) representation, registering Slicer's converter
-    rules first when they are missing (plain Python). True on success."""
-    if segmentation_node.CreateClosedSurfaceRepresentation():
-        return True
+def register_conversion_rules() -> None:
+    """Register Slicer's labelmap <-> closed surface converters when they are missing (plain
+    Python; Slicer's Segmentations module does it at start-up). Segmentation nodes created
+    afterwards can make 3D surfaces."""
     factory = slicer.vtkSegmentationConverterFactory.GetInstance()
-    factory.RegisterConverterRule(slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule())
-    factory.RegisterConverterRule(slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule())
+    present = {rule.GetClassName() for rule in factory.GetConverterRules()}
+    for rule_class in ("vtkBinaryLabelmapToClosedSurfaceConversionRule", "vtkClosedSurfaceToBinaryLabelmapConversionRule"):
+        if rule_class not in present:
+            factory.RegisterConverterRule(getattr(slicer, rule_class)())
+
+
+def ensure_closed_surfaces(segmentation_node) -> bool:
+    """Create the closed-surface (3D) representation of all segments; True on success."""
     return bool(segmentation_node.CreateClosedSurfaceRepresentation())
 
 
