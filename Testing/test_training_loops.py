@@ -224,6 +224,9 @@ def test_contrastive_steps_lower_the_loss_on_a_fixed_batch(cache):
     cfg = TrainConfig.from_dict(tiny_config())
     seed_everything(0)
     task = ContrastiveTask(cfg, cache)
+    blocks = task.model.text_tower.transformer_layers()
+    assert blocks[-1].training and not blocks[0].training  # frozen blocks run without dropout
+    assert not any(p.requires_grad for p in blocks[0].parameters())
     batch = task.collate([task.dataset[i] for i in range(8)])
     opt = torch.optim.AdamW(task.param_groups(cfg))
     losses = []

@@ -37,6 +37,16 @@ MAX_LOGIT_SCALE = math.log(100.0)
 class ContrastiveModel(TotalFMModel):
     """Image tower + text tower + learnable ``logit_scale`` (log) and ``logit_bias``."""
 
+    def train(self, mode: bool = True):
+        """Frozen text-backbone blocks stay in eval mode (no dropout); trainable ones follow ``mode``."""
+        super().train(mode)
+        if mode:
+            self.text_encoder.eval()
+            for block in self.text_tower.transformer_layers():
+                if any(p.requires_grad for p in block.parameters()):
+                    block.train()
+        return self
+
     def forward(self, images: torch.Tensor, tokens: dict):
         img = self.image_tower(images)
         txt = F.normalize(self.text_tower.encode(tokens).float(), dim=-1, eps=1e-6)
@@ -89,12 +99,11 @@ class ContrastiveTask(Task):
                                  cfg.seed, info.rank, info.world_size)
 
     def collate(self, items):
-        batch = collate(items)
-        batch["tokens"] = self.model.text_tower.tokenize(batch["text"])
-        return batch
+        return collate(items)
 
     def loss(self, module, batch, device) -> torch.Tensor:
-        img, txt, scale, bias = module(batch["image"].to(device, non_blocking=True), batch["tokens"])
+        tokens = self.model.text_tower.tokenize(batch["text"])  # here, not in loader workers
+        img, txt, scale, bias = module(batch["image"].to(device, non_blocking=True), tokens)
         return contrastive_loss(img, txt, batch["key"].to(device), scale, bias, self.cfg.contrastive.loss)
 
     def after_step(self):
