@@ -81,8 +81,25 @@ def test_metric_table_per_group_with_validation_thresholds():
     assert by["liver"].auroc > 0.8 and by["kidney_left"].auroc < 0.75
     assert by["liver"].auroc_lo <= by["liver"].auroc <= by["liver"].auroc_hi
     assert by["mean"].auroc == pytest.approx(np.mean([by[g].auroc for g in ("liver", "spleen", "kidney_left")]))
+    assert np.isnan(by["mean"].auroc_lo)  # no clusters given: no interval for the mean
+    cases = np.tile(np.arange(50), 3)      # organ i of case c: the three organs share a case
+    clustered = metric_table(y, s, groups, thresholds={"liver": 0.5}, n_boot=100, seed=0, clusters=cases)
+    mean = clustered[-1]
+    assert mean.auroc == by["mean"].auroc and mean.auroc_lo < mean.auroc < mean.auroc_hi
+    assert mean.f1_lo <= mean.f1 <= mean.f1_hi
     text = format_table(rows, "organ")
     assert text.splitlines()[0].startswith("| organ |") and "| liver | 50 |" in text
+
+
+def test_cluster_bootstrap_resamples_whole_clusters():
+    from TotalFMLib.training.metrics import cluster_bootstrap
+
+    clusters = ["a", "a", "b", "b", "c"]
+    seen = []
+    cluster_bootstrap(lambda idx: seen.append(sorted(idx.tolist())) or 0.0, clusters, n_boot=30, seed=1)
+    for idx in seen:
+        assert 3 <= len(idx) <= 6  # three draws among clusters of sizes 2, 2, 1
+        assert idx.count(0) == idx.count(1) and idx.count(2) == idx.count(3)  # members travel together
 
 
 def test_plot_roc_writes_png(tmp_path):

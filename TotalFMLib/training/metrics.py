@@ -150,6 +150,38 @@ def bootstrap_ci(labels, scores, metric: Callable[[np.ndarray, np.ndarray], floa
     return float(lo), float(hi)
 
 
+def cluster_bootstrap(statistic: Callable[[np.ndarray], float], clusters, n_boot: int = 1000,
+                      alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of ``statistic(indices)`` when whole clusters (e.g. cases, whose
+    organs are not independent) are resampled with replacement. nan replicates are skipped."""
+    clusters = np.asarray(list(clusters), dtype=object)
+    names, inverse = np.unique(clusters.astype(str), return_inverse=True)
+    members = [np.flatnonzero(inverse == k) for k in range(len(names))]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(int(n_boot)):
+        pick = rng.integers(0, len(members), len(members))
+        v = statistic(np.concatenate([members[k] for k in pick]))
+        if not math.isnan(v):
+            values.append(v)
+    if not values:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def mean_over_groups(metric: Callable[[np.ndarray, np.ndarray, str], float], labels, scores, groups,
+                     index: np.ndarray | None = None) -> float:
+    """Unweighted mean of ``metric(labels, scores, group)`` over the groups where it is defined."""
+    y, s = _arrays(labels, scores)
+    g = np.asarray(list(groups), dtype=object)
+    if index is not None:
+        y, s, g = y[index], s[index], g[index]
+    vals = [metric(y[g == name], s[g == name], name) for name in set(g.tolist())]
+    vals = [v for v in vals if not math.isnan(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
 # --------------------------------------------------------------------------- tables
 
 @dataclass
@@ -171,13 +203,14 @@ class MetricRow:
 
 def metric_table(labels, scores, groups: Iterable[str],
                  thresholds: Mapping[str, float] | float | None = None,
-                 n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> list[MetricRow]:
+                 n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, clusters=None) -> list[MetricRow]:
     """One row per group (sorted) plus a final "mean" row (unweighted mean over the
     groups with a defined AUROC / F1).
 
-    ``thresholds``: one number, a {group: threshold} map (missing groups fall back to
-    Youden's J on the group's own data, flagged by using it: pass validation thresholds
-    to avoid that), or None for Youden's J on each group's own data.
+    ``thresholds``: one number, a {group: threshold} map (groups missing from it use
+    Youden's J on their own data: pass validation thresholds to avoid that), or None for
+    Youden's J on each group's own data. Group rows get stratified bootstrap intervals;
+    the mean row's intervals resample ``clusters`` (e.g. case ids) when given, else nan.
     """
     y, s = _arrays(labels, scores)
     g = np.asarray(list(groups), dtype=object)
@@ -200,11 +233,21 @@ def metric_table(labels, scores, groups: Iterable[str],
             if yy.any() else (float("nan"), float("nan"))
         rows.append(MetricRow(str(name), int(m.sum()), int(yy.sum()), a, a_lo, a_hi, t, f, f_lo, f_hi))
     if rows:
-        def mean(attr):
-            vals = [getattr(r, attr) for r in rows if not math.isnan(getattr(r, attr))]
-            return float(np.mean(vals)) if vals else float("nan")
-        rows.append(MetricRow("mean", int(len(y)), int(y.sum()), mean("auroc"), mean("auroc_lo"),
-                              mean("auroc_hi"), float("nan"), mean("f1"), mean("f1_lo"), mean("f1_hi")))
+        used = {r.group: r.threshold for r in rows}
+
+        def auroc_of(yy, ss, _):
+            return auroc(yy, ss)
+
+        def f1_of(yy, ss, name):
+            return f1_at(yy, ss, used[name]) if yy.any() else float("nan")
+
+        nan2 = (float("nan"), float("nan"))
+        a_ci = cluster_bootstrap(lambda i: mean_over_groups(auroc_of, y, s, g, i), clusters, n_boot, alpha,
+                                 seed) if clusters is not None else nan2
+        f_ci = cluster_bootstrap(lambda i: mean_over_groups(f1_of, y, s, g, i), clusters, n_boot, alpha,
+                                 seed) if clusters is not None else nan2
+        rows.append(MetricRow("mean", int(len(y)), int(y.sum()), mean_over_groups(auroc_of, y, s, g), *a_ci,
+                              float("nan"), mean_over_groups(f1_of, y, s, g), *f_ci))
     return rows
 
 
