@@ -34,6 +34,7 @@ from slicer.util import VTKObservationMixin
 DOCS_URL = "https://github.com/TotalFMSlicer/SlicerTotalFM#3d-slicer"
 MODEL_CHOICES = ["demo", "official", "checkpoint"]
 ANY_LESION = "any lesion"  # TotalFMLib.results.ANY_LESION, repeated to keep imports light
+SOURCE_LABELMAP_ATTRIBUTE = "TotalFM.sourceLabelmap"  # on segmentations made from a label map node
 
 # The example CT and its TotalSegmentator segmentation: TotalSegmentator's own test data
 # (Apache-2.0), pinned to the v2.18.0 tag and checked by SHA-256.
@@ -238,15 +239,19 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             source = self.logic.modelSource(p.modelSource, p.checkpointPath)
             if source == "official" and not self.logic.officialModelCached():
                 if not slicer.util.confirmOkCancelDisplay(
-                        _("Download the released TotalFM weights (about 1 GB) from Hugging Face "
+                        _("Download the released TotalFM weights (more than 1 GB) from Hugging Face "
                           "(jichi-labo/TotalFM)? The authors release them for research purposes only; "
                           "they are kept in the model cache folder."),
                         _("TotalFM weights")):
                     return
             self.fillPresets()
             self.ui.logTextEdit.clear()
-            self._run = self.logic.startAnalysis(p.inputVolume, p.inputSegmentation, source,
-                                                 fast=p.fastSegmentation, cpu=p.forceCpu)
+            self.ui.applyButton.enabled = False  # TotalSegmentator runs first, in the foreground
+            try:
+                self._run = self.logic.startAnalysis(p.inputVolume, p.inputSegmentation, source,
+                                                     fast=p.fastSegmentation, cpu=p.forceCpu)
+            finally:
+                self.updateButtons()
             self._job = self._run.job
             self._lastMessage = ""
             self.ui.progressBar.value = 0
@@ -267,6 +272,8 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._timer.stop()
         run, self._run, self._job = self._run, None, None
+        if self._parameterNode is None:  # the scene was closed meanwhile (the job was cancelled)
+            return
         with slicer.util.tryWithErrorDisplay(_("TotalFM failed."), waitCursor=True):
             result = self.logic.finishAnalysis(run, self._parameterNode.scoresTable)
             if result is None:
@@ -362,22 +369,23 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Cannot centre the views."), waitCursor=False):
             self.logic.centerViewsOnOrgan(self._parameterNode.resultSegmentation, organ)
 
-    def stepOrgan(self, step: int) -> None:
+    def stepOrgan(self, step: int, fromRow=None) -> None:
         table = self._parameterNode.scoresTable
         if not table or table.GetNumberOfRows() == 0:
             return
         view = self.ui.scoresTableView
-        row = min(max(view.currentIndex().row() + step, 0), table.GetNumberOfRows() - 1)
-        view.selectRow(row)
+        start = view.currentIndex().row() if fromRow is None else fromRow
+        view.selectRow(min(max(start + step, 0), table.GetNumberOfRows() - 1))
 
     def onReview(self, mark: str) -> None:
         organ = self.currentOrgan()
         if organ is None:
             slicer.util.infoDisplay(_("Select an organ in the table first."))
             return
+        row = self.ui.scoresTableView.currentIndex().row()  # the table refreshes when a mark is stored
         with slicer.util.tryWithErrorDisplay(_("Cannot store the review mark."), waitCursor=False):
             self.logic.setReview(self._parameterNode.scoresTable, organ, mark)
-            self.stepOrgan(+1)
+            self.stepOrgan(+1, fromRow=row)
 
     def onExport(self) -> None:
         p = self._parameterNode
@@ -458,13 +466,18 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def modelSource(choice: str, checkpointPath=None) -> str:
         """"demo", "official" or the checkpoint file path."""
+        from TotalFMLib.errors import InputError
+
         if choice in ("demo", "official"):
             return choice
-        path = Path(str(checkpointPath or "")).expanduser()
-        if not str(checkpointPath or "").strip() or not path.is_file():
-            from TotalFMLib.errors import InputError
-
-            raise InputError(str(checkpointPath or ""), "choose an existing TotalFM checkpoint file (.pt)")
+        if choice != "checkpoint":
+            raise InputError(None, f"unknown model choice {choice!r}; use one of {', '.join(MODEL_CHOICES)}")
+        text = str(checkpointPath or "").strip()
+        if text in ("", "."):
+            raise InputError(None, "choose a TotalFM checkpoint file (.pt) for the 'checkpoint' model")
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise InputError(path, "checkpoint file not found")
         return str(path)
 
     @staticmethod
@@ -506,6 +519,8 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
         """A new segmentation node from the TotalSegmentator extension (task 'total')."""
         tsLogic = totalSegmentatorLogic()
         tsLogic.logCallback = self.log
+        self.log(_("Segmenting {name} with TotalSegmentator ({mode})...").format(
+            name=ctNode.GetName(), mode=_("fast") if fast else _("full resolution")))
         segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", ctNode.GetName() + " organs")
         try:
             tsLogic.process(ctNode, segmentationNode, fast, cpu, "total", interactive=False)
@@ -531,6 +546,8 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
 
         progress = progress or (lambda fraction, message: None)
         cancel = cancel or (lambda: False)
+        if source == "official" and not self.officialModelCached():
+            progress(0.0, "Downloading the released TotalFM weights (more than 1 GB; see the cache folder)")
         progress(0.0, "Loading the TotalFM model")
         model = self.loadModel(source, device)
         if cancel():
@@ -581,9 +598,14 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
 
         segmentationNode = segmentationInput
         if segmentationInput.IsA("vtkMRMLLabelMapVolumeNode"):
+            # one segmentation per label map: a new run replaces the one the last run made
+            for old in slicer.util.getNodesByClass("vtkMRMLSegmentationNode"):
+                if old.GetAttribute(SOURCE_LABELMAP_ATTRIBUTE) == segmentationInput.GetID():
+                    slicer.mrmlScene.RemoveNode(old)
             labelmap = slicer_scene.volume_from_volume_node(segmentationInput)
             segmentationNode = slicer_scene.segmentation_from_labelmap(
                 slicer.mrmlScene, labelmap, ctNode, segmentationInput.GetName() + " organs")
+            segmentationNode.SetAttribute(SOURCE_LABELMAP_ATTRIBUTE, segmentationInput.GetID())
         legend = slicer_scene.apply_scores(segmentationNode, rows, finding)
         tableNode = slicer_scene.scores_table(slicer.mrmlScene, rows, tableNode)
         slicer_scene.ensure_closed_surfaces(segmentationNode)
