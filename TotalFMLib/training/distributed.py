@@ -4,6 +4,23 @@ torchrun sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; without
 the run is a single process and nothing here talks to a process group. The backend is
 nccl when the device is CUDA, gloo otherwise.
 
+Commands (``batch_size`` in the config is per process; the loss sees
+``batch_size * world_size`` pairs)::
+
+    # one machine, 8 GPUs
+    torchrun --standalone --nproc_per_node 8 Training/train_contrastive.py \
+        --config Training/configs/full_contrastive.json --data CACHE --out runs/full
+    # two machines with 8 GPUs each: the same command on both (HOST = first machine's address)
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv_id totalfm --rdzv_backend c10d \
+        --rdzv_endpoint HOST:29500 Training/train_contrastive.py \
+        --config Training/configs/full_contrastive.json --data CACHE --out runs/full
+    # CPU only, 2 processes (gloo), as in the tests
+    python -m torch.distributed.run --standalone --nproc_per_node 2 Training/train_contrastive.py \
+        --config Training/configs/demo_contrastive.json --data CACHE --out runs/demo --set device=cpu
+
+Every node reads CACHE; only rank 0 writes OUT; ``--resume`` reads the checkpoint on
+every rank, so OUT must be on a shared file system (or the file copied to each node).
+
 Contrastive gathering: every rank gathers all ranks' embeddings and computes the loss
 on the whole global batch (the same value on every rank). ``all_gather`` itself carries
 no gradient, so the rank's own slice is put back as the local tensor (which keeps its

@@ -128,13 +128,8 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: str | Path | No
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, cosine_with_warmup(cfg.optim.warmup_steps, cfg.steps, cfg.optim.min_lr_ratio))
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    module = model
-    if info.enabled:
-        module = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-
     step = 0
-    if resume:
+    if resume:  # before the DDP wrap, which then broadcasts rank 0's restored weights
         state = load_train_state(resume)
         unwrap(model).load_state_dict(state["model_state_dict"])
         optimizer.load_state_dict(state["optimizer"])
@@ -145,6 +140,10 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: str | Path | No
         set_rng_state(state["rng"])  # rank 0's stream; other ranks get their own below
     if info.rank:  # dropout and masking differ between ranks (the weights are rank 0's, via DDP)
         torch.manual_seed(cfg.seed + 7919 * info.rank + step)
+    module = model
+    if info.enabled:
+        module = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
 
     log = None
     if info.is_main:
