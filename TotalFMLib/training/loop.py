@@ -176,7 +176,7 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: str | Path | No
                 task.dataset, batch_sampler=sampler, collate_fn=task.collate, num_workers=cfg.num_workers,
                 generator=torch.Generator().manual_seed(cfg.seed + epoch),  # keeps the global RNG untouched
                 persistent_workers=False)
-            micro = 0
+            micro, acc = 0, 0.0
             for batch in loader:
                 last = (micro + 1) % cfg.accum_steps == 0
                 sync = module.no_sync() if info.enabled and not last else contextlib.nullcontext()
@@ -186,7 +186,7 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: str | Path | No
                     scaled = loss / cfg.accum_steps
                     (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 micro_loss = float(loss.detach())
-                acc = micro_loss if micro % cfg.accum_steps == 0 else acc + micro_loss
+                acc = (0.0 if micro % cfg.accum_steps == 0 else acc) + micro_loss
                 micro += 1
                 if not last:
                     continue

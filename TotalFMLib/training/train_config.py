@@ -88,7 +88,7 @@ class TrainConfig:
         if self.contrastive.sampler not in ("organ", "random"):
             raise ValueError(f"contrastive.sampler must be 'organ' or 'random', got {self.contrastive.sampler!r}")
         if self.contrastive.positives not in ("text", "organ_label"):
-            raise ValueError(f"contrastive.positives must be 'text' or 'organ_label'")
+            raise ValueError(f"contrastive.positives must be 'text' or 'organ_label', got {self.contrastive.positives!r}")
         if self.data_view not in ("organs", "whole_volume"):
             raise ValueError(f"data_view must be 'organs' or 'whole_volume', got {self.data_view!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
