@@ -12,6 +12,7 @@ import csv
 import functools
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import InputError
 
@@ -54,6 +55,23 @@ def _group_rules() -> dict[str, str]:
     }
 
 
+class Code(NamedTuple):
+    """One coded concept: coding scheme ("SCT"), code value, code meaning; all "" if absent."""
+    scheme: str = ""
+    value: str = ""
+    meaning: str = ""
+
+
+# Organ field -> column prefix in TotalSegmentator's SNOMED table (DICOM attribute names)
+SNOMED_COLUMNS = {
+    "snomed_category": "SegmentedPropertyCategoryCodeSequence",
+    "snomed_type": "SegmentedPropertyTypeCodeSequence",
+    "snomed_type_modifier": "SegmentedPropertyTypeModifierCodeSequence",
+    "snomed_region": "AnatomicRegionSequence",
+    "snomed_region_modifier": "AnatomicRegionModifierSequence",
+}
+
+
 @dataclass(frozen=True)
 class Organ:
     name: str                # TotalSegmentator structure name, e.g. "kidney_left"
@@ -64,6 +82,12 @@ class Organ:
     snomed_modifier: str     # "Left", "Right" or ""
     color: tuple[int, int, int]
     groups: tuple[str, ...] = field(default=())
+    # the whole terminology row (terminology.py builds Slicer's TerminologyEntry from it)
+    snomed_category: Code = Code()         # ("SCT", "123037004", "Anatomical Structure")
+    snomed_type: Code = Code()             # ("SCT", "64033007", "Kidney")
+    snomed_type_modifier: Code = Code()    # ("SCT", "7771000", "Left")
+    snomed_region: Code = Code()           # anatomic region, e.g. "Kidney" for a kidney cyst
+    snomed_region_modifier: Code = Code()  # laterality of the region
 
     @property
     def color_float(self) -> tuple[float, float, float]:
@@ -113,6 +137,9 @@ def organs() -> tuple[Organ, ...]:
         modifier = row.get("SegmentedPropertyTypeModifierCodeSequence.CodeMeaning", "")
         rgb = row.get("DicomRGBColor", "")
         color = tuple(int(c) for c in rgb.split(",")) if rgb else (128, 128, 128)
+        codes = {attr: Code(*(row.get(f"{prefix}.{part}", "").strip()
+                              for part in ("CodingSchemeDesignator", "CodeValue", "CodeMeaning")))
+                 for attr, prefix in SNOMED_COLUMNS.items()}
         result.append(Organ(
             name=name,
             label_id=int(label_id),
@@ -122,6 +149,7 @@ def organs() -> tuple[Organ, ...]:
             snomed_modifier=modifier,
             color=color,  # type: ignore[arg-type]
             groups=tuple(g for g, rx in rules.items() if rx.fullmatch(name)),
+            **codes,
         ))
     return tuple(result)
 

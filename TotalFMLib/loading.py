@@ -31,6 +31,7 @@ import numpy as np
 
 from . import catalogue
 from .errors import InputError
+from .terminology import organ_from_terminology
 from .volume import Volume
 
 IMAGE_SUFFIXES = {".nii": "NIfTI", ".nii.gz": "NIfTI", ".nrrd": "NRRD", ".nhdr": "NRRD",
@@ -518,28 +519,6 @@ def _is_seg_nrrd(path: Path) -> bool:
     return any(k.startswith("Segment0_") for k in header)
 
 
-def _terminology(tags: str) -> tuple[str, str]:
-    """(type code, type modifier meaning) from a segment's TerminologyEntry tag, or ("", "")."""
-    match = re.search(r"TerminologyEntry:([^|]*)", tags or "")
-    if not match:
-        return "", ""
-    parts = match.group(1).split("~")
-
-    def code(i: int) -> list[str]:
-        return (parts[i].split("^") + ["", "", ""])[:3] if len(parts) > i else ["", "", ""]
-
-    return code(2)[1].strip(), code(3)[2].strip()
-
-
-def _organ_by_code(code: str, modifier: str):
-    """The one catalogue organ with this SNOMED type code and modifier, else None."""
-    if not code:
-        return None
-    found = [o for o in catalogue.organs()
-             if o.snomed_code == code and o.snomed_modifier.lower() == modifier.lower()]
-    return found[0] if len(found) == 1 else None
-
-
 def _segments(header: dict) -> list[dict]:
     segments, i = [], 0
     while f"Segment{i}_ID" in header or f"Segment{i}_Name" in header:
@@ -568,7 +547,7 @@ def _read_seg_nrrd(path: Path) -> Volume:
     for s in segments:
         organ = catalogue.match_segment_name(s["name"])
         by_code = organ is None
-        organ = organ or _organ_by_code(*_terminology(s["tags"]))
+        organ = organ or organ_from_terminology(s["tags"])
         if organ is None:
             unmatched.append(s["name"])
         else:

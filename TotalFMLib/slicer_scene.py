@@ -37,11 +37,10 @@ import slicer
 from . import catalogue
 from .errors import InputError
 from .results import ANY_LESION, ScoreRow, SearchHit
+from .terminology import TAG as TAG_TERMINOLOGY
+from .terminology import organ_from_terminology, terminology_entry
 from .volume import Volume
 
-TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
-ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
-TAG_TERMINOLOGY = "TerminologyEntry"
 TAG_STRUCTURE = "TotalFM.structure"
 TAG_LABEL_ID = "TotalFM.labelId"
 TAG_SCORE_PREFIX = "TotalFM.score."
@@ -165,51 +164,6 @@ def volume_from_volume_node(node) -> Volume:
                   source=node.GetName(), meta={"mrml_id": node.GetID()})
 
 
-# ---------------------------------------------------------------------- terminology
-def _code(row: dict, prefix: str) -> str:
-    parts = [row.get(f"{prefix}.{k}", "") for k in ("CodingSchemeDesignator", "CodeValue", "CodeMeaning")]
-    return "^".join(parts)
-
-
-_TERMINOLOGY_FIELDS = (
-    "SegmentedPropertyCategoryCodeSequence", "SegmentedPropertyTypeCodeSequence",
-    "SegmentedPropertyTypeModifierCodeSequence", "AnatomicRegionSequence",
-    "AnatomicRegionModifierSequence",
-)
-
-
-def terminology_entry(organ: str | catalogue.Organ) -> str:
-    """Slicer's ``TerminologyEntry`` tag for an organ, e.g.
-    ``"<context>~SCT^123037004^Anatomical Structure~SCT^64033007^Kidney~SCT^7771000^Left~<anatomic context>~^^~^^"``."""
-    o = organ if isinstance(organ, catalogue.Organ) else catalogue.organ(organ)
-    row = catalogue._snomed_rows().get(o.name, {})
-    cat, typ, mod, region, region_mod = (_code(row, f) for f in _TERMINOLOGY_FIELDS)
-    return "~".join((TERMINOLOGY_CONTEXT, cat, typ, mod, ANATOMIC_CONTEXT, region, region_mod))
-
-
-def _terminology_key(entry: str) -> tuple[str, ...] | None:
-    """(type, type modifier, region, region modifier) code values of a terminology string."""
-    parts = entry.split("~")
-    if len(parts) < 4:
-        return None
-    padded = (parts + ["", "", ""])[:7]
-    values = tuple((p.split("^") + ["", ""])[1] for p in (padded[2], padded[3], padded[5], padded[6]))
-    return values if values[0] else None
-
-
-_terminology_table: dict[tuple[str, ...], catalogue.Organ] = {}
-
-
-def _organ_from_terminology(entry: str) -> catalogue.Organ | None:
-    if not _terminology_table:
-        for o in catalogue.organs():
-            key = _terminology_key(terminology_entry(o))
-            if key is not None:
-                _terminology_table.setdefault(key, o)
-    key = _terminology_key(entry)
-    return _terminology_table.get(key) if key else None
-
-
 # --------------------------------------------------------------------- segment tags
 def _tag(segment, name: str) -> str | None:
     value = vtk.reference("")
@@ -226,7 +180,7 @@ def segment_organ(segment, segment_id: str = "") -> catalogue.Organ | None:
             return found
     entry = _tag(segment, TAG_TERMINOLOGY)
     if entry:
-        found = _organ_from_terminology(entry)
+        found = organ_from_terminology(entry)
         if found is not None:
             return found
     for text in (segment_id, segment.GetName()):
