@@ -47,3 +47,26 @@ def test_groups_and_default_set():
 def test_unknown_organ_is_a_clear_error():
     with pytest.raises(InputError, match="unknown organ 'kidnee'"):
         catalogue.resolve(["kidnee"])
+
+
+def test_display_names_are_unique_and_say_the_side():
+    names = [o.display_name for o in catalogue.organs()]
+    assert len(set(names)) == len(names) == 117
+    normalised = [catalogue.normalise_name(n) for n in names]
+    assert len(set(normalised)) == 117  # each display name finds its own organ again
+    assert all(catalogue.match_segment_name(o.display_name) == o for o in catalogue.organs())
+    assert catalogue.organ("kidney_cyst_left").display_name == "Left kidney cyst"
+    assert catalogue.organ("kidney_cyst_right").display_name == "Right kidney cyst"
+    # the side is already in the table's meaning: not said twice
+    assert catalogue.organ("lung_middle_lobe_right").display_name == "Middle lobe of right lung"
+    for o in catalogue.organs():
+        side = o.name.rsplit("_", 1)[-1]
+        if side in ("left", "right"):
+            assert o.display_name.lower().count(side) == 1, o.display_name
+
+
+def test_names_shared_by_two_organs_match_neither():
+    assert catalogue.match_segment_name("cyst") is None  # a cyst of which kidney?
+    assert catalogue.match_segment_name("Kidney cyst") is None
+    assert catalogue.match_segment_name("Right kidney cyst").name == "kidney_cyst_right"
+    assert catalogue.match_segment_name("kidney cyst left").name == "kidney_cyst_left"

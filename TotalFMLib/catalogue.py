@@ -94,13 +94,22 @@ class Organ:
         return tuple(c / 255.0 for c in self.color)
 
 
-def _display_name(name: str, meaning: str, modifier: str) -> str:
-    if name.startswith("kidney_cyst_"):
-        meaning = "kidney cyst"
+def _display_name(name: str, type_: Code, modifier: Code, region: Code, region_modifier: Code) -> str:
+    """"Left kidney", "Liver", "Right kidney cyst" (a finding's region names it), "L5 vertebra".
+
+    Laterality comes from the type modifier, else the region modifier, else a structure name
+    ending in _left/_right whose meaning does not already say the side."""
+    meaning = type_.meaning
+    if region.meaning and meaning:
+        meaning = f"{region.meaning} {meaning[:1].lower() + meaning[1:]}"
     if not meaning:
         words = name.replace("_", " ")
         return words[:1].upper() + words[1:]
-    text = f"{modifier} {meaning[:1].lower() + meaning[1:]}" if modifier else meaning
+    side = modifier.meaning or region_modifier.meaning
+    suffix = re.search(r"_(left|right)$", name)
+    if not side and suffix and suffix.group(1) not in meaning.lower():
+        side = suffix.group(1).capitalize()
+    text = f"{side} {meaning[:1].lower() + meaning[1:]}" if side else meaning
     # keep vertebra codes such as "L5" upper case
     return text[:1].upper() + text[1:]
 
@@ -143,7 +152,8 @@ def organs() -> tuple[Organ, ...]:
         result.append(Organ(
             name=name,
             label_id=int(label_id),
-            display_name=_display_name(name, meaning, modifier),
+            display_name=_display_name(name, codes["snomed_type"], codes["snomed_type_modifier"],
+                                       codes["snomed_region"], codes["snomed_region_modifier"]),
             snomed_code=row.get("SegmentedPropertyTypeCodeSequence.CodeValue", ""),
             snomed_meaning=meaning,
             snomed_modifier=modifier,
@@ -187,13 +197,15 @@ def normalise_name(text: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _aliases() -> dict[str, Organ]:
-    table: dict[str, Organ] = {}
+    """Normalised name -> organ: structure and display names (unique), and the table's
+    meaning with its modifier either side where that names one organ only ("cyst" does not)."""
+    loose: dict[str, set[Organ]] = {}
     for o in organs():
-        keys = {o.name, o.display_name, f"{o.snomed_meaning} {o.snomed_modifier}"}
-        if o.snomed_modifier:
-            keys.add(f"{o.snomed_modifier} {o.snomed_meaning}")
-        for key in keys:
-            table.setdefault(normalise_name(key), o)
+        for key in (f"{o.snomed_meaning} {o.snomed_modifier}", f"{o.snomed_modifier} {o.snomed_meaning}"):
+            loose.setdefault(normalise_name(key), set()).add(o)
+    table = {key: next(iter(found)) for key, found in loose.items() if key and len(found) == 1}
+    for o in organs():
+        table.update({normalise_name(o.name): o, normalise_name(o.display_name): o})
     return table
 
 

@@ -204,12 +204,6 @@ def organ_segments(segmentation_node) -> dict[str, str]:
     return found
 
 
-def _segment_name(organ: catalogue.Organ) -> str:
-    """The display name, or the structure name when another organ shares that display name."""
-    shared = sum(o.display_name == organ.display_name for o in catalogue.organs()) > 1
-    return organ.name if shared else organ.display_name
-
-
 # ------------------------------------------------------------ labelmap <-> segments
 def segmentation_from_labelmap(scene, labelmap: Volume, reference_volume_node=None,
                                name: str = "TotalSegmentator"):
@@ -241,7 +235,7 @@ def segmentation_from_labelmap(scene, labelmap: Volume, reference_volume_node=No
     for value in values:
         organ = known[int(value)]
         segment = slicer.vtkSegment()
-        segment.SetName(_segment_name(organ))
+        segment.SetName(organ.display_name)
         segment.SetColor(*organ.color_float)
         segment.SetLabelValue(int(value))
         segment.AddRepresentation(labelmap_name, image)
@@ -601,7 +595,7 @@ def scores_table(scene, rows: list[ScoreRow], table_node=None, review: dict[str,
     for organ in organs:
         o = catalogue.organ(organ)
         text_columns["organ"].InsertNextValue(o.name)
-        text_columns["segment"].InsertNextValue(_segment_name(o))
+        text_columns["segment"].InsertNextValue(o.display_name)
         label_ids.InsertNextValue(o.label_id)
         for f in findings:
             row = by_organ[organ].get(f)
