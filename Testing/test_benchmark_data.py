@@ -22,7 +22,7 @@ def tiny(tmp_path_factory, sample):
                  "example_seg_dicom"):
         sample(name)  # skips only when the package index is unreachable
     cfg = B.BenchmarkConfig(cases={"train": 1, "val": 1, "test": 1}, crop_size=32, frames=8, organs=ORGANS,
-                            abnormal_fraction=0.8, slab_fraction=1.0, seed=3)
+                            finding_rate=0.8, slab_fraction=1.0, seed=3)
     root = tmp_path_factory.mktemp("bench")
     calls = []
     manifest = B.build_benchmark(root, cfg, progress=lambda f, m: calls.append((f, m)))
@@ -85,7 +85,7 @@ def test_shards_match_the_manifest(tiny):
         if entry["split"] == "test":  # the held-out CT is only deformed and noised
             assert set(augment) == {"deformation", "noise_hu"}
     positives = sum(len(e["findings"]) for e in B.read_manifest(root))
-    assert positives >= 3  # abnormal_fraction 0.8 over up to 7 organs per case
+    assert positives >= 3  # finding_rate 0.8 over 11 finding types
 
 
 def test_reports_parse_back_to_the_ground_truth(tiny):
@@ -196,3 +196,20 @@ def test_flip_storage_keeps_every_voxel_at_its_place(sample):
         assert np.allclose(p, q, atol=1e-4)
         assert ct.array[k, j, i] == flipped.array[k, ny - 1 - j, nx - 1 - i]
     assert np.allclose(np.asarray(flipped.direction).reshape(3, 3)[:, :2], -np.asarray(ct.direction).reshape(3, 3)[:, :2])
+
+
+def test_every_finding_type_gets_the_same_share_of_cases():
+    from collections import Counter
+
+    organs = list(B.DEFAULT_ORGANS)
+    rng = np.random.default_rng(0)
+    per_finding, n = Counter(), 2000
+    for _ in range(n):
+        plan = B.plan_findings(organs, rng, finding_rate=0.3, max_per_organ=2)
+        assert max(Counter(o for o, _ in plan).values(), default=0) <= 2
+        assert all(B.lesions.insertable(f, o) for o, f in plan)
+        stages = [B._STAGE[B.lesions.INSERTIONS[f][0]] for _, f in plan]
+        assert stages == sorted(stages)  # enlargement before density before foci before fluid
+        per_finding.update(f for _, f in plan)
+    assert set(per_finding) == set(B.FINDINGS)
+    assert all(abs(c / n - 0.3) < 0.04 for c in per_finding.values()), per_finding

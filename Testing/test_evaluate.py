@@ -68,7 +68,7 @@ def tiny_bench(tmp_path_factory, sample):
     for name in ("example_ct_sm", "example_seg_sm", "example_ct_dicom", "example_seg_dicom"):
         sample(name)
     cfg = B.BenchmarkConfig(cases={"train": 0, "val": 2, "test": 2}, crop_size=32, frames=8,
-                            organs=("liver", "spleen", "pancreas", "aorta"), abnormal_fraction=0.6, seed=1)
+                            organs=("liver", "spleen", "pancreas", "aorta"), finding_rate=0.6, seed=1)
     root = tmp_path_factory.mktemp("bench")
     B.build_benchmark(root, cfg)
     return root

@@ -3,11 +3,12 @@
 For every base CT (a real CT with its TotalSegmentator label map, fetched through
 ``sample_data``) the builder makes K augmented cases: for train and val a random z-slab,
 the other in-plane storage order and simulated IV contrast (each by chance), for every
-split smooth elastic deformation and noise, then findings inserted into random
-organs (``lesions.py``; the rest stay normal), one report sentence per organ from the
-phrase bank (``phrase_bank.py``; test cases use only held-out phrasings), the organ
-crops of the published recipe (``preprocess.organ_crops``) and one whole-volume crop of
-the body box with the same recipe (the CT-CLIP-style baseline input).
+split smooth elastic deformation and noise, then findings inserted into organs
+(``lesions.py``; every finding type with the same chance, into one organ that can carry
+it; the other organs stay normal), one report sentence per organ from the phrase bank
+(``phrase_bank.py``; test cases use only held-out phrasings), the organ crops of the
+published recipe (``preprocess.organ_crops``) and one whole-volume crop of the body box
+with the same recipe (the CT-CLIP-style baseline input).
 
 Output folder (read by ``dataset.CropDataset``)::
 
@@ -76,15 +77,15 @@ DEFAULT_ORGANS: tuple[str, ...] = tuple(dict.fromkeys(
 
 @dataclass
 class BenchmarkConfig:
-    cases: dict = field(default_factory=lambda: {"train": 48, "val": 12, "test": 48})  # K per base
+    cases: dict = field(default_factory=lambda: {"train": 64, "val": 16, "test": 64})  # K per base
     crop_size: int = 96
     frames: int = 16
     inplane_mm: float | None = 1.0    # resample the base CTs to this in-plane spacing first (None: keep)
     slice_mm: float = 3.0             # ... and this slice spacing (the recipe's 3 mm floor)
     organs: tuple = DEFAULT_ORGANS
     bases: tuple = tuple(b.name for b in BASES)
-    abnormal_fraction: float = 0.5    # chance that an organ gets a finding
-    second_finding: float = 0.15      # chance that an abnormal organ gets a second one
+    finding_rate: float = 0.3         # chance per case that a finding is inserted (into one eligible organ)
+    max_findings_per_organ: int = 2
     phrasings: int = 3                # sentences stored per crop (the trainer picks one per epoch)
     slab_fraction: float = 0.3        # chance of a random z-slab (train/val)
     flip_fraction: float = 0.5        # chance of the other storage orientation, RAS <-> LPS (train/val)
@@ -170,17 +171,23 @@ def _present(labels: np.ndarray, organs) -> list[str]:
     return [o for o in organs if counts[catalogue.organ(o).label_id] >= MIN_ORGAN_VOXELS]
 
 
-def plan_findings(organs: list[str], rng: np.random.Generator, abnormal_fraction: float,
-                  second_finding: float) -> list[tuple[str, str]]:
-    """(organ, finding) pairs to insert, in insertion order."""
-    plan = []
-    for organ in organs:
-        options = [f for f in FINDINGS if lesions.insertable(f, organ)]
-        if not options or rng.random() >= abnormal_fraction:
+def plan_findings(organs: list[str], rng: np.random.Generator, finding_rate: float,
+                  max_per_organ: int = 2) -> list[tuple[str, str]]:
+    """(organ, finding) pairs to insert, in insertion order.
+
+    Finding first: each finding type is inserted with probability ``finding_rate`` into one
+    organ drawn among the present organs that can carry it, so every type gets about the
+    same number of positives whatever the number of organs it applies to.
+    """
+    plan: list[tuple[str, str]] = []
+    count: dict[str, int] = {}
+    for finding in FINDINGS:
+        eligible = [o for o in organs if lesions.insertable(finding, o) and count.get(o, 0) < max_per_organ]
+        if not eligible or rng.random() >= finding_rate:
             continue
-        k = 2 if len(options) > 1 and rng.random() < second_finding else 1
-        for f in rng.choice(options, k, replace=False):
-            plan.append((organ, str(f)))
+        organ = str(rng.choice(eligible))
+        count[organ] = count.get(organ, 0) + 1
+        plan.append((organ, finding))
     return sorted(plan, key=lambda p: _STAGE[lesions.INSERTIONS[p[1]][0]])
 
 
@@ -241,7 +248,7 @@ def make_case(ct: Volume, seg: Volume, base: BaseCT, index: int, cfg: BenchmarkC
     organs = _present(labels, cfg.organs)
     records: list[lesions.LesionRecord] = []
     skipped = []
-    for organ, finding in plan_findings(organs, rng, cfg.abnormal_fraction, cfg.second_finding):
+    for organ, finding in plan_findings(organs, rng, cfg.finding_rate, cfg.max_findings_per_organ):
         try:
             array, labels, rec = lesions.insert_finding(array, labels, ct.spacing, organ, finding, rng,
                                                         direction=ct.direction)
@@ -373,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inplane-mm", type=float, default=d.inplane_mm,
                    help="in-plane spacing the base CTs are resampled to before augmentation (0: keep)")
     p.add_argument("--organs", default=",".join(d.organs), help="comma-separated structure names or groups")
-    p.add_argument("--abnormal-fraction", type=float, default=d.abnormal_fraction)
+    p.add_argument("--finding-rate", type=float, default=d.finding_rate,
+                   help="chance per case that each finding type is inserted")
     p.add_argument("--phrasings", type=int, default=d.phrasings)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -382,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         organs = tuple(o.name for o in catalogue.resolve(args.organs))
         cfg = BenchmarkConfig(cases={"train": args.train_cases, "val": args.val_cases, "test": args.test_cases},
                               crop_size=args.crop_size, frames=args.frames, inplane_mm=args.inplane_mm or None,
-                              organs=organs, abnormal_fraction=args.abnormal_fraction,
+                              organs=organs, finding_rate=args.finding_rate,
                               phrasings=args.phrasings, seed=args.seed)
         with progress_bar("benchmark", enabled=not args.quiet) as bar:
             manifest = build_benchmark(args.out, cfg, progress=bar)
