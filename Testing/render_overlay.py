@@ -83,10 +83,10 @@ def _slice_rgb(ct, seg, looks, organ_for_slice: str) -> np.ndarray:
     """An axial slice (radiological: patient right on the left, anterior up) through the organ,
     soft-tissue window, organs filled with their colours at half their opacity (Slicer's 2D fill)."""
     from TotalFMLib import catalogue
-    from TotalFMLib.overlay import _lps
+    from TotalFMLib.overlay import lps_array
 
-    ct_lps, spacing = _lps(ct, nearest=False)
-    labels, _ = _lps(seg, nearest=True)
+    ct_lps, spacing = lps_array(ct)
+    labels, _ = lps_array(seg)
     organ_id = catalogue.organ(organ_for_slice).label_id
     zs = np.flatnonzero((labels == organ_id).reshape(labels.shape[0], -1).any(axis=1))
     z = int(zs[len(zs) // 2]) if zs.size else labels.shape[0] // 2

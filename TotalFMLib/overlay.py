@@ -15,7 +15,10 @@ from .results import ANY_LESION
 from .volume import Volume
 
 
-def _lps(vol: Volume, nearest: bool) -> tuple[np.ndarray, tuple[float, float, float]]:
+def lps_array(vol: Volume) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """``vol``'s voxels in LPS axis order (axes permuted/flipped, never resampled): array
+    (Z, Y, X) with X running to the patient's left, Y to posterior, Z to superior.
+    Returns (array, spacing (x, y, z) of the reoriented grid)."""
     import SimpleITK as sitk
 
     image = sitk.DICOMOrient(vol.to_sitk(), "LPS")
@@ -46,8 +49,8 @@ def render_scores(ct: Volume, seg: Volume, rows, path: str | os.PathLike, findin
 
     chosen = [r for r in rows if r.finding == finding]
     scores = {r.organ: r for r in chosen}
-    hu, spacing = _lps(ct, nearest=False)
-    labels, _ = _lps(seg, nearest=True)
+    hu, spacing = lps_array(ct)
+    labels, _ = lps_array(seg)
     ids = {organ_info(name).label_id: name for name in scores}
     slices = _pick_slices(labels, list(ids), n_slices)
 
