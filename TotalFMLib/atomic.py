@@ -1,10 +1,30 @@
-"""Write files whole or not at all: a temp file in the target's folder, then os.replace."""
+"""Write files whole or not at all: a temp file in the target's folder, then os.replace.
+
+Permissions are those a plain ``open(path, "w")`` gives: a new file gets 0o666 minus the
+umask (the temp file is created with mode 0o666 and the system applies the umask, so the
+process-wide umask is never read or changed, which would race with other threads); a file
+that is replaced keeps its permission bits (not its owner, as any rename).
+"""
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
+
+
+def _create_temp(folder: Path, prefix: str, suffix: str) -> Path:
+    """A new empty file in ``folder`` with a unique name and the mode ``open()`` would give."""
+    for _ in range(100):
+        tmp = folder / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"{folder}: could not create a unique temporary file {prefix}*{suffix}")
 
 
 @contextlib.contextmanager
@@ -15,11 +35,16 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
+    tmp = _create_temp(path.parent, f".{path.name}.", suffix)
     try:
-        yield Path(tmp)
+        yield tmp
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = None
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
