@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Callable, Union
 
 OFFICIAL_REPO = "jichi-labo/TotalFM"
 OFFICIAL_FILE = "totalfm_en_checkpoint_best_loss.pt"
@@ -14,6 +15,8 @@ OFFICIAL_URL = f"https://huggingface.co/{OFFICIAL_REPO}"
 # TOTALFM_HOME at a folder that holds other files never loses them.
 _MODEL_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".incomplete", ".lock")
 _HF_METADATA_DIR = ".cache"
+_CHUNK_BYTES = 1 << 20
+_TIMEOUT_S = 60  # seconds without an answer or a byte before a download gives up
 
 
 def model_cache_dir() -> Path:
@@ -26,15 +29,20 @@ def model_cache_dir() -> Path:
     return Path(user_cache_dir("totalfm")) / "models"
 
 
-def download_failure_reason(err: BaseException) -> str:
-    """One line saying why a Hugging Face download failed (offline mode, network, HTTP)."""
+def _offline() -> bool:
+    """huggingface_hub's offline switch (HF_HUB_OFFLINE), False without the package."""
     try:
         from huggingface_hub import constants
-
-        if constants.is_offline_mode():
-            return "Hugging Face offline mode is on (HF_HUB_OFFLINE)"
     except ImportError:
-        pass
+        return False
+    check = getattr(constants, "is_offline_mode", None)
+    return bool(check() if callable(check) else getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def download_failure_reason(err: BaseException) -> str:
+    """One line saying why a Hugging Face download failed (offline mode, network, HTTP)."""
+    if _offline():
+        return "Hugging Face offline mode is on (HF_HUB_OFFLINE)"
     return error_line(err)
 
 
@@ -45,12 +53,22 @@ def error_line(err: BaseException) -> str:
     return line[:200]
 
 
-def official_checkpoint(cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+ProgressArg = Union[bool, Callable[[float, str], None], None]
+
+
+def official_checkpoint(cache_dir: str | os.PathLike | None = None, progress: ProgressArg = True,
+                        cancel: Callable[[], bool] | None = None) -> Path:
     """Path of the released checkpoint, downloading it from Hugging Face on first use.
 
+    ``progress``: True shows a console bar, False/None nothing, a callable is called as
+    ``progress(fraction, message)`` while the file arrives. ``cancel``: returns True to stop
+    (raises ``Cancelled``). The file is streamed into a temp file in the cache folder and
+    renamed when complete, so a broken download leaves nothing behind. The address is
+    ``$HF_ENDPOINT`` (default https://huggingface.co) + ``/<repo>/resolve/main/<file>``; a
+    token from ``huggingface_hub`` (HF_TOKEN, ``hf auth login``) is sent to that host only.
     Raises ModelError with one line of advice when the file cannot be fetched.
     """
-    from .errors import ModelError
+    from .errors import Cancelled, ModelError
 
     folder = Path(cache_dir) if cache_dir is not None else model_cache_dir()
     target = folder / OFFICIAL_FILE
@@ -72,26 +90,97 @@ def official_checkpoint(cache_dir: str | os.PathLike | None = None, progress: bo
         raise ModelError(f"{folder}: cannot create the model cache folder ({e.strerror or e}); "
                          "set TOTALFM_HOME to a writable folder") from e
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_url
     except ImportError as e:
         raise failure("the huggingface_hub package is not installed") from e
+    if _offline():
+        raise failure("Hugging Face offline mode is on (HF_HUB_OFFLINE)")
+    endpoint = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or None
+    url = hf_hub_url(OFFICIAL_REPO, OFFICIAL_FILE, endpoint=endpoint)
+    reporter = _Progress(progress, OFFICIAL_FILE)
     try:
-        path = hf_hub_download(OFFICIAL_REPO, OFFICIAL_FILE, local_dir=folder,
-                               tqdm_class=None if progress else _silent_tqdm())
-    except Exception as e:  # network, HTTP, offline mode, disk: all end the same way for the user
+        _stream_to_file(url, target, reporter, cancel, _token())
+    except Cancelled:
+        raise
+    except Exception as e:  # network, HTTP, disk: all end the same way for the user
         raise failure(download_failure_reason(e)) from e
-    return Path(path)
+    finally:
+        reporter.close()
+    return target
 
 
-def _silent_tqdm():
-    from tqdm.auto import tqdm
+def _token() -> str | None:
+    """The user's Hugging Face token, if any (never fails: no token is fine for a public file)."""
+    try:
+        from huggingface_hub import get_token
 
-    class SilentTqdm(tqdm):
-        def __init__(self, *args, **kwargs):
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
+        return get_token()
+    except Exception:
+        return None
 
-    return SilentTqdm
+
+class _Progress:
+    """Byte counts -> ``progress(fraction, message)`` calls (about every 0.5 %) or a console bar."""
+
+    def __init__(self, progress: ProgressArg, name: str):
+        self.callback = progress if callable(progress) else None
+        self.console = progress is True
+        self.name = name
+        self.bar = None
+        self.last = -1.0
+
+    def start(self) -> None:
+        if self.callback:
+            self.callback(0.0, f"Downloading {self.name} from Hugging Face")
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.console:
+            if self.bar is None:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, unit="B", unit_scale=True, desc=self.name)
+            self.bar.update(done - self.bar.n)
+        if self.callback:
+            fraction = min(done / total, 1.0) if total else 0.0
+            if fraction - self.last >= 0.005 or fraction == 1.0 or not total:
+                self.last = fraction
+                size = f"{done / 1e6:.0f} of {total / 1e6:.0f} MB" if total else f"{done / 1e6:.0f} MB"
+                self.callback(fraction, f"Downloading {self.name}: {size}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _stream_to_file(url: str, target: Path, report: _Progress, cancel, token: str | None) -> None:
+    """GET ``url`` (redirects followed) into ``target`` atomically, checking the announced size."""
+    import urllib.request
+
+    from .atomic import atomic_path
+    from .errors import Cancelled
+
+    request = urllib.request.Request(url, headers={"User-Agent": "TotalFMLib"})
+    if token:  # an unredirected header: the signed CDN address the Hub redirects to gets none
+        request.add_unredirected_header("Authorization", f"Bearer {token}")
+    report.start()
+    with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        done = 0
+        with atomic_path(target, suffix=".incomplete") as tmp, open(tmp, "wb") as f:
+            while True:
+                if cancel is not None and cancel():
+                    raise Cancelled("download cancelled")
+                chunk = response.read(_CHUNK_BYTES)
+                if not chunk:
+                    break
+                f.write(chunk)
+                done += len(chunk)
+                report(done, total)
+            if total is not None and done != total:
+                raise OSError(f"the connection closed after {done} of {total} bytes")
+            if done == 0:
+                raise OSError("the server sent an empty file")
 
 
 def _cache_entries(folder: Path) -> list[Path]:

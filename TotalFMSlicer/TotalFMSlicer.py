@@ -547,7 +547,13 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
         progress = progress or (lambda fraction, message: None)
         cancel = cancel or (lambda: False)
         if source == "official" and not self.officialModelCached():
-            progress(0.0, "Downloading the released TotalFM weights (more than 1 GB; see the cache folder)")
+            from TotalFMLib import hub
+
+            # the first half of the bar follows the download, the analysis takes the second
+            report = progress
+            report(0.0, "Downloading the released TotalFM weights (more than 1 GB; see the cache folder)")
+            hub.official_checkpoint(progress=lambda f, m: report(0.5 * f, m), cancel=cancel)
+            progress = lambda f, m: report(0.5 + 0.5 * f, m)  # noqa: E731
         progress(0.0, "Loading the TotalFM model")
         model = self.loadModel(source, device)
         if cancel():
