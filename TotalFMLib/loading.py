@@ -196,20 +196,21 @@ def load_segmentation(path, ct) -> Volume:
     a ``Volume``. ``ct``: the CT ``Volume`` (or its path). ``meta`` lists what was not
     used: ``unmatched`` names, ``empty`` organs; ``meta["organs"]`` = {organ: voxels}.
     """
-    if isinstance(ct, Volume):
-        _check_ct(ct)
-    else:
-        ct = load_ct(ct)
-    return _load_segmentation(path, ct)
+    return _load_segmentation(path, _checked_ct(ct))
 
 
 def load_case(ct, seg) -> tuple[Volume, Volume]:
     """(CT, label map) from paths or Volumes, both checked; the label map on the CT's grid."""
+    ct = _checked_ct(ct)
+    return ct, _load_segmentation(seg, ct)
+
+
+def _checked_ct(ct) -> Volume:
+    """A CT Volume checked, or a CT path loaded (and so checked)."""
     if isinstance(ct, Volume):
         _check_ct(ct)
-    else:
-        ct = load_ct(ct)
-    return ct, _load_segmentation(seg, ct)
+        return ct
+    return load_ct(ct)
 
 
 def _load_segmentation(path, ct: Volume) -> Volume:
