@@ -228,6 +228,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scores", help="score CSV from `totalfm analyze` (default: run the model)")
     parser.add_argument("--model", default="demo", help="demo, official or a checkpoint (when no --scores)")
     parser.add_argument("--finding", default=None)
+    parser.add_argument("--size", default="1000x520", help="width x height in pixels")
+    parser.add_argument("--slice-organ", help="organ the axial slice passes through (default: top score)")
     args = parser.parse_args(argv)
 
     from TotalFMLib.loading import load_case
@@ -243,7 +245,8 @@ def main(argv=None) -> int:
 
         model = TotalFM.load(args.model)
         rows = model.score(model.encode_image(ct, seg), case_id="example_ct")
-    out = render_overlay(ct, seg, rows, args.out, args.finding)
+    size = tuple(int(v) for v in args.size.lower().split("x"))
+    out = render_overlay(ct, seg, rows, args.out, args.finding, size=size, slice_organ=args.slice_organ)
     print(f"wrote {out} ({os.path.getsize(out) // 1024} KB)")
     return 0
 

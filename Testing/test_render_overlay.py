@@ -1,4 +1,8 @@
-"""The README overlay picture renders offscreen (VTK, EGL/OSMesa) from real MRML nodes."""
+"""The README overlay picture renders offscreen (VTK, EGL/OSMesa) from real MRML nodes.
+
+The renderer runs as its own process (`Testing/render_overlay.py`, as users run it): VTK's
+OpenGL stack and torch's triton/LLVM loaded into one process can crash it.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -11,11 +15,15 @@ import pytest
 pytest.importorskip("slicer", reason="slicer-core wheel not installed")
 vtk = pytest.importorskip("vtk")
 
-from render_overlay import render_overlay  # noqa: E402  (Testing/ is on sys.path under pytest)
+from pathlib import Path  # noqa: E402
+
 from test_slicer_scene import DEFAULT_PRESENT, make_rows, present_organs  # noqa: E402
 
 from TotalFMLib import slicer_scene  # noqa: E402
+from TotalFMLib.export import write_csv  # noqa: E402
 from TotalFMLib.loading import load_case  # noqa: E402
+
+SCRIPT = Path(__file__).parent / "render_overlay.py"
 
 PROBE = """
 import vtk
@@ -52,10 +60,21 @@ def near(pixels: np.ndarray, color, tol: float = 0.1) -> int:
     return int((np.abs(pixels / 255.0 - np.asarray(color)).max(axis=-1) < tol).sum())
 
 
-def test_overlay_png_shows_the_scores(offscreen, case, tmp_path):
+def render_overlay(ct_path, seg_path, rows, path, size, slice_organ=None):
+    scores = write_csv(rows, path.with_suffix(".csv"))
+    cmd = [sys.executable, str(SCRIPT), "--ct", str(ct_path), "--seg", str(seg_path), "--scores", str(scores),
+           "--out", str(path), "--size", "x".join(map(str, size))]
+    if slice_organ:
+        cmd += ["--slice-organ", slice_organ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return path
+
+
+def test_overlay_png_shows_the_scores(offscreen, case, tmp_path, example_ct_path, example_seg_path):
     ct, seg = case
     rows = make_rows([o for o in DEFAULT_PRESENT if o in present_organs(seg)])
-    path = render_overlay(ct, seg, rows, tmp_path / "overlay.png", size=(800, 420))
+    path = render_overlay(example_ct_path, example_seg_path, rows, tmp_path / "overlay.png", size=(800, 420))
     assert path.stat().st_size < 500_000
     pixels = read_png(path)
     assert pixels.shape == (420, 800, 3)
@@ -64,7 +83,8 @@ def test_overlay_png_shows_the_scores(offscreen, case, tmp_path):
     assert hot > 2000, hot  # the flagged liver, in 3D and in the slice
     # the same case with a low liver score: the liver's bright colour disappears
     cooled = [dataclasses.replace(r, score=0.1, flagged=False) if r.organ == "liver" else r for r in rows]
-    path2 = render_overlay(ct, seg, cooled, tmp_path / "cooled.png", size=(800, 420), slice_organ="liver")
+    path2 = render_overlay(example_ct_path, example_seg_path, cooled, tmp_path / "cooled.png", size=(800, 420),
+                           slice_organ="liver")
     cold = near(read_png(path2), liver_color)
     assert cold < hot / 10, (hot, cold)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
