@@ -47,17 +47,22 @@ def resolve_source(source: str | os.PathLike) -> Path:
 class TotalFM:
     """A loaded model ready for inference (eval mode, inference mode, batched)."""
 
-    def __init__(self, model, config: ModelConfig, checksum: str, path: Path, device):
+    def __init__(self, model, config: ModelConfig, checksum: str, path: Path, device, precision: str = "fp32",
+                 cache_cases: int = 8):
         self.model = model
         self.config = config
         self.checksum = checksum
         self.path = path
         self.device = device
+        self.precision = precision
+        from .embedding_cache import EmbeddingCache
         from .hub import model_cache_dir
         from .text_cache import TextEmbeddingCache
 
         cache_file = model_cache_dir() / "text_embeddings" / f"{checksum[:16]}.npz"
         self._text = TextEmbeddingCache(self._encode_text_now, cache_file)
+        self.image_cache = EmbeddingCache(cache_cases)  # per-case organ embeddings (embedding_cache)
+        self._image_encoder = None  # the image tower as run for self.precision, built on first use
 
     @property
     def model_id(self) -> str:
@@ -65,9 +70,11 @@ class TotalFM:
 
     # ---------------------------------------------------------------- loading
     @classmethod
-    def load(cls, source: str | os.PathLike = "demo", device=None) -> "TotalFM":
-        import torch
-
+    def load(cls, source: str | os.PathLike = "demo", device=None, precision: str = "fp32",
+             threads: int | None = None, cache_cases: int = 8) -> "TotalFM":
+        """``precision``: "fp32" (reference), "bf16" or "int8" for the image encoder (see
+        ``speed``); ``threads``: CPU threads (default: physical cores); ``cache_cases``:
+        how many cases' organ embeddings stay in memory."""
         from .models.image_tower import adapt_image_state_dict
         from .models.totalfm_model import TotalFMModel
 
@@ -85,11 +92,14 @@ class TotalFM:
         unexpected = [k for k in result.unexpected_keys if not k.endswith("position_ids")]
         if missing or unexpected:
             raise ModelError(f"{path}: checkpoint does not fit the model ({describe_mismatch(missing, unexpected)})")
+        from .speed import check_precision, set_cpu_threads
+
         device = _pick_device(device)
+        check_precision(precision, device)
         model.to(device).eval()
         if device.type == "cpu":
-            torch.set_num_threads(max(1, os.cpu_count() or 1))
-        return cls(model, config, file_sha256(path), path, device)
+            set_cpu_threads(threads)
+        return cls(model, config, file_sha256(path), path, device, precision=precision, cache_cases=cache_cases)
 
     # --------------------------------------------------------------- encoding
     def crops(self, ct, seg, organs=None, progress: Progress | None = None, cancel=None):
@@ -103,16 +113,36 @@ class TotalFM:
 
     def encode_crops(self, images, batch_size: int | None = None, progress: Progress | None = None,
                      cancel=None) -> np.ndarray:
+        """(N, D) unit vectors of (N, 3, crop, crop, frames) crops, in ``self.precision``."""
         from .models.image_tower import encode_batches
+        from .speed import precision_context, prepare_image_tower
 
         if batch_size is None:
             batch_size = 8 if self.device.type == "cpu" else 32
-        return encode_batches(self.model.image_tower, images, batch_size=batch_size, device=self.device,
-                              progress=progress, cancel=cancel)
+        if self._image_encoder is None:
+            self._image_encoder = prepare_image_tower(self.model.image_tower, self.precision)
+        with precision_context(self.precision, self.device):
+            return encode_batches(self._image_encoder, images, batch_size=batch_size, device=self.device,
+                                  progress=progress, cancel=cancel)
 
     def encode_image(self, ct, seg, organs=None, progress: Progress | None = None, cancel=None,
                      batch_size: int | None = None) -> dict[str, np.ndarray]:
-        """{structure name: unit vector} for the requested organs present in ``seg``."""
+        """{structure name: unit vector} for the requested organs present in ``seg``.
+
+        A case encoded before (same content, organs and model; see ``embedding_cache``) is
+        answered from ``self.image_cache`` without running the encoder."""
+        from . import catalogue
+        from .embedding_cache import case_key
+
+        names = [o.name for o in catalogue.resolve(organs)]
+        key = case_key(ct, seg, names, f"{self.checksum}:{self.precision}:{self.config.crop_size}:"
+                                       f"{self.config.frames}")
+        cached = self.image_cache.get(key)
+        if cached is not None:
+            if progress is not None:
+                progress(1.0, "organ embeddings from the cache")
+            return cached
+
         def sub(lo, hi):
             if progress is None:
                 return None
@@ -120,7 +150,9 @@ class TotalFM:
 
         crops = self.crops(ct, seg, organs, progress=sub(0.0, 0.3), cancel=cancel)
         vectors = self.encode_crops(crops.images, batch_size, progress=sub(0.3, 1.0), cancel=cancel)
-        return dict(zip(crops.organs, vectors))
+        embeddings = dict(zip(crops.organs, vectors))
+        self.image_cache.put(key, embeddings)
+        return embeddings
 
     def _encode_text_now(self, texts: list[str]) -> np.ndarray:
         import torch

@@ -1,0 +1,189 @@
+"""Speed features, for correctness only (no timings): precision modes' agreement with fp32 on
+the conformance fixture, thread settings, the per-case embedding cache, and that text is
+encoded only when new."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from TotalFMLib import TotalFM
+from TotalFMLib.embedding_cache import EmbeddingCache, case_key, input_key
+from TotalFMLib.errors import ModelError
+from TotalFMLib.loading import load_case
+from TotalFMLib.models.image_tower import build_image_tower, load_image_state
+from TotalFMLib.speed import (PRECISIONS, bf16_supported, check_precision, physical_cores, precision_context,
+                              prepare_image_tower, set_cpu_threads)
+from TotalFMLib.volume import Volume
+
+DATA = Path(__file__).parent / "Data"
+
+
+# ----------------------------------------------------------------- precision modes
+@pytest.fixture(scope="module")
+def fixture():
+    fx = torch.load(DATA / "totalfm_image_tower_tiny.pt", weights_only=True)
+    tower = build_image_tower(fx["arch"], fx["embed_dim"])
+    load_image_state(tower, fx["model_state_dict"])
+    return tower.eval(), fx
+
+
+def run(tower, precision, x):
+    model = prepare_image_tower(tower, precision)
+    with torch.inference_mode(), precision_context(precision, "cpu"):
+        return model(x).float()
+
+
+def test_fp32_is_the_reference(fixture):
+    tower, fx = fixture
+    assert prepare_image_tower(tower, "fp32") is tower
+    torch.testing.assert_close(run(tower, "fp32", fx["input"]), fx["expected"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_faster_modes_agree_with_fp32(fixture, precision):
+    tower, fx = fixture
+    if precision == "bf16" and not bf16_supported("cpu"):
+        pytest.skip("this CPU has no native bfloat16 (AVX512-BF16/AMX)")
+    y = run(tower, precision, fx["input"])
+    cosine = torch.nn.functional.cosine_similarity(y, fx["expected"])
+    assert y.shape == fx["expected"].shape
+    assert float(cosine.min()) >= 0.999, cosine
+    assert not torch.equal(y, fx["expected"])  # it really ran in the other precision
+
+
+def test_int8_leaves_the_fp32_tower_alone(fixture):
+    tower, fx = fixture
+    quantized = prepare_image_tower(tower, "int8")
+    assert quantized is not tower
+    assert "quantized" in type(quantized.vit.transformer.layers[0][1].fn.net[0]).__module__
+    assert isinstance(tower.vit.transformer.layers[0][1].fn.net[0], torch.nn.Linear)
+    torch.testing.assert_close(run(tower, "fp32", fx["input"]), fx["expected"], atol=1e-5, rtol=0)
+
+
+def test_precision_checks():
+    assert set(PRECISIONS) == {"fp32", "bf16", "int8"}
+    assert check_precision("fp32", "cpu") == "fp32"
+    with pytest.raises(ModelError, match="unknown precision 'fp16'"):
+        check_precision("fp16", "cpu")
+    with pytest.raises(ModelError, match="CPU only"):
+        check_precision("int8", "cuda")
+    if not bf16_supported("cpu"):
+        with pytest.raises(ModelError, match="bfloat16"):
+            check_precision("bf16", "cpu")
+
+
+def test_threads_are_physical_cores():
+    import os
+
+    n = physical_cores()
+    assert 1 <= n <= (os.cpu_count() or 1)
+    before = torch.get_num_threads()
+    try:
+        assert set_cpu_threads() == n and torch.get_num_threads() == n
+        assert set_cpu_threads(1) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------- embedding cache
+def test_lru_keeps_the_most_recent_cases_and_returns_copies():
+    cache = EmbeddingCache(max_cases=2)
+    cache.put("a", {"liver": np.ones(3, np.float32)})
+    cache.put("b", {"liver": np.zeros(3, np.float32)})
+    got = cache.get("a")  # "a" becomes the most recent
+    got["liver"][:] = 7
+    assert cache.get("a")["liver"].tolist() == [1, 1, 1]
+    cache.put("c", {"liver": np.ones(3, np.float32)})
+    assert cache.get("b") is None and cache.get("a") is not None and len(cache) == 2
+
+
+def test_keys_follow_content_and_geometry(tmp_path):
+    a = Volume(np.zeros((2, 3, 4), np.float32), spacing=(1.0, 1.0, 2.0))
+    same = Volume(np.zeros((2, 3, 4), np.float32), spacing=(1.0, 1.0, 2.0), source="elsewhere")
+    assert input_key(a) == input_key(same)
+    changed = a.with_array(a.array.copy())
+    changed.array[1, 2, 3] = 1
+    moved = Volume(a.array, spacing=(1.0, 1.0, 2.5))
+    assert len({input_key(a), input_key(changed), input_key(moved)}) == 3
+    f = tmp_path / "ct.nii.gz"
+    f.write_bytes(b"x")
+    before = input_key(f)
+    f.write_bytes(b"xy")
+    assert input_key(f) != before
+    assert case_key(a, a, ["liver"], "m") != case_key(a, a, ["liver", "spleen"], "m") != case_key(a, a, ["liver"], "n")
+
+
+@pytest.fixture(scope="module")
+def model(tiny_checkpoint, tmp_path_factory, monkeypatch_module):
+    monkeypatch_module.setenv("TOTALFM_HOME", str(tmp_path_factory.mktemp("home")))
+    return TotalFM.load(tiny_checkpoint, device="cpu")
+
+
+def counting(model, monkeypatch):
+    calls = []
+    original = model.encode_crops
+    monkeypatch.setattr(model, "encode_crops", lambda images, *a, **k: calls.append(len(images)) or
+                        original(images, *a, **k))
+    return calls
+
+
+def test_second_encode_of_the_same_case_runs_no_encoder(model, example_ct_path, example_seg_path, monkeypatch):
+    ct, seg = load_case(example_ct_path, example_seg_path)
+    model.image_cache.clear()
+    calls = counting(model, monkeypatch)
+    first = model.encode_image(ct, seg, organs=["liver", "kidneys"])
+    seen = []
+    again = model.encode_image(Volume(ct.array.copy(), ct.spacing, ct.origin, ct.direction),
+                               seg.with_array(seg.array.copy()), organs=["liver", "kidneys"],
+                               progress=lambda f, m: seen.append(f))
+    assert calls == [3] and seen == [1.0]
+    assert again.keys() == first.keys()
+    assert all(np.array_equal(again[k], first[k]) for k in first)
+    # another organ list or an edited segmentation is a new request
+    model.encode_image(ct, seg, organs=["liver"])
+    edited = seg.with_array(seg.array.copy())
+    edited.array[edited.array == 5] = 0  # liver removed
+    assert "liver" not in model.encode_image(ct, edited, organs=["liver", "kidneys"])
+    assert calls == [3, 1, 2]
+
+
+def test_paths_are_cached_without_reading_the_files(model, example_ct_path, example_seg_path, monkeypatch):
+    model.image_cache.clear()
+    model.encode_image(example_ct_path, example_seg_path, organs=["spleen"])
+    calls = counting(model, monkeypatch)
+    monkeypatch.setattr("TotalFMLib.loading.load_case", lambda *a: pytest.fail("files read again"))
+    assert list(model.encode_image(example_ct_path, example_seg_path, organs=["spleen"])) == ["spleen"]
+    assert calls == []
+
+
+# ----------------------------------------------------------------- text side
+def recording(model, monkeypatch):
+    calls = []
+    original = model._text._encode
+    monkeypatch.setattr(model._text, "_encode", lambda texts: calls.append(list(texts)) or original(texts))
+    return calls
+
+
+def test_query_encodes_only_its_own_strings(model, monkeypatch):
+    embeddings = {name: v for name, v in zip(["liver", "spleen", "kidney_left", "kidney_right"],
+                                             np.eye(4, 24, dtype=np.float32))}
+    calls = recording(model, monkeypatch)
+    model.search(embeddings, "a brand new query 1", style="plain")
+    assert calls == [["a brand new query 1"]]
+    model.search(embeddings, "a brand new query 2", style="organ")
+    assert len(calls) == 2 and all("a brand new query 2" in t for t in calls[1])
+    assert len(calls[1]) == len(set(calls[1])) <= 4  # one phrase per organ (kidneys may share one)
+    model.search(embeddings, "a brand new query 2", style="organ")
+    model.search(embeddings, "a brand new query 1", style="plain")
+    assert len(calls) == 2  # repeated queries come from the cache
+
+
+def test_rescoring_a_cached_case_encodes_nothing(model, example_ct_path, example_seg_path, monkeypatch):
+    embeddings = model.encode_image(example_ct_path, example_seg_path, organs=["liver", "spleen"])
+    model.score(embeddings)
+    text_calls = recording(model, monkeypatch)
+    image_calls = counting(model, monkeypatch)
+    again = model.encode_image(example_ct_path, example_seg_path, organs=["liver", "spleen"])
+    rows = model.score(again)
+    assert rows and text_calls == [] and image_calls == []

@@ -1,0 +1,119 @@
+"""Inference speed settings: CPU threads and the image encoder's precision modes.
+
+Precision modes (``TotalFM.load(..., precision=...)``):
+
+* ``"fp32"`` -- the reference; the default.
+* ``"bf16"`` -- the image encoder under ``torch.autocast`` with bfloat16 (matmuls in bf16,
+  softmax/norms in fp32). CPU: only where oneDNN has native bf16 (AVX512-BF16 / AMX);
+  CUDA: where the GPU supports bf16. Elsewhere it is refused (it would be slower).
+* ``"int8"`` -- CPU only: dynamic int8 quantisation of the Linear layers of the image
+  encoder's blocks and patch embedding (int8 weights, activations quantised on the fly,
+  fbgemm/x86 kernels).
+
+Each mode's agreement with fp32 (cosine of the organ embeddings) is measured by
+Testing/benchmarks/run_benchmarks.py; only modes that reach 0.999 there should be used
+as defaults. The text encoder always runs in fp32 (queries are short; see text_cache).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from .errors import ModelError
+
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (SMT siblings counted once); >= 1."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return max(1, (os.cpu_count() or 2) // 2)
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add((topology.joinpath("physical_package_id").read_text().strip(),
+                       topology.joinpath("core_id").read_text().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
+
+
+def set_cpu_threads(threads: int | None = None) -> int:
+    """Use ``threads`` (default: the physical cores) intra-op threads; returns the number."""
+    import torch
+
+    n = int(threads) if threads else physical_cores()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def bf16_supported(device) -> bool:
+    """True where bf16 matmuls run natively (CPU: oneDNN with AVX512-BF16/AMX; CUDA: bf16 GPUs)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def check_precision(precision: str, device) -> str:
+    """``precision`` if it can run on ``device``, else ModelError saying why."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    if precision == "bf16" and not bf16_supported(device):
+        raise ModelError(f"precision 'bf16' needs native bfloat16 support, which this {device.type} lacks; "
+                         "use 'fp32'")
+    if precision == "int8" and device.type != "cpu":
+        raise ModelError("precision 'int8' (dynamic quantisation) runs on the CPU only; use 'fp32' or 'bf16'")
+    return precision
+
+
+def prepare_image_tower(tower, precision: str):
+    """The tower to run for ``precision``: itself (fp32, bf16) or an int8 dynamically
+    quantised copy (int8). Call ``precision_context`` around its forward."""
+    if precision != "int8":
+        return tower
+    import copy
+    import warnings
+
+    import torch
+    from torch import nn
+
+    engines = torch.backends.quantized.supported_engines
+    if "x86" in engines:
+        torch.backends.quantized.engine = "x86"
+    elif "fbgemm" in engines:
+        torch.backends.quantized.engine = "fbgemm"
+    quantized = copy.deepcopy(tower).eval()
+    vit = quantized.vit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation notice for quantised tensors
+        # the blocks and the patch embedding hold ~all of the FLOPs; the pooling's q/k/v
+        # weights are read directly (F.linear) and stay fp32
+        for name in ("transformer", "to_patch_embedding"):
+            setattr(vit, name, torch.ao.quantization.quantize_dynamic(getattr(vit, name), {nn.Linear},
+                                                                       dtype=torch.qint8))
+    return quantized
+
+
+def precision_context(precision: str, device):
+    """Context to run the image encoder in: bf16 autocast for "bf16", nothing otherwise."""
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
