@@ -39,6 +39,7 @@ def test_split_sentences_keeps_decimals_and_abbreviations():
     assert "Dr. Smith was notified at approx. 3 p.m." in sents
     assert "Cholelithiasis." in sents  # list mark "2." removed
     assert not any(s.lower().startswith(("findings", "impression")) for s in sents)
+    assert split_sentences("Cysts, stones etc. The spleen is normal.") == ["Cysts, stones etc.", "The spleen is normal."]
     assert split_sentences("") == []
     with pytest.raises(InputError):
         split_sentences(None)  # type: ignore[arg-type]

@@ -44,6 +44,7 @@ class SentencePair:
 # Abbreviations whose trailing dot does not end a sentence.
 _ABBREVIATIONS = ("approx", "e.g", "i.e", "vs", "dr", "mr", "mrs", "ms", "no", "fig", "cf",
                   "etc", "sec", "ca", "max", "min", "hx", "pt", "st", "incl")
+_TITLES = ("dr", "mr", "mrs", "ms", "st", "fig", "e.g", "i.e", "vs", "cf")
 _HEADER = re.compile(r"^\s*([A-Za-z][A-Za-z /&,()-]{1,60}):\s*")
 _LIST_MARK = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022])\s+")
 _SECTION_WORDS = {"findings", "impression", "conclusion", "clinical history", "history",
@@ -61,9 +62,11 @@ def _split_line(line: str) -> list[str]:
         piece = line[start:end]
         if m.group() == ".":
             word = re.search(r"([A-Za-z.]+)\.$", piece)
-            if word and word.group(1).lower().rstrip(".") in _ABBREVIATIONS:
+            abbreviation = word.group(1).lower().rstrip(".") if word else ""
+            if abbreviation in _ABBREVIATIONS:
                 nxt = line[end:].lstrip()[:1]
-                if not nxt or not nxt.isupper() or word.group(1).lower() != "no":
+                # "Dr. Smith", "approx. 3 cm" go on; "... etc. The liver" and "No. The" end here
+                if abbreviation in _TITLES or not nxt.isupper():
                     continue
         out.append(piece)
         start = end
