@@ -278,7 +278,7 @@ def make_case(ct: Volume, seg: Volume, base: BaseCT, index: int, cfg: BenchmarkC
         "whole_sentences": [reports], "whole_labels": [case_findings],
         "report": reports[0],
         "records": json.dumps([r.as_dict() for r in records if r.organ in crops.organs]),
-        "augment": json.dumps(lesions._jsonable(augment)), "skipped": json.dumps(skipped),
+        "augment": json.dumps(lesions.to_jsonable(augment)), "skipped": json.dumps(skipped),
     }
 
 

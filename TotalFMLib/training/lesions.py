@@ -40,17 +40,17 @@ class LesionRecord:
 
     def as_dict(self) -> dict:
         """JSON-safe dict (without the mask; its voxel count is in ``voxels``)."""
-        out = {"organ": self.organ, "finding": self.finding, "params": _jsonable(self.params)}
+        out = {"organ": self.organ, "finding": self.finding, "params": to_jsonable(self.params)}
         if self.mask is not None:
             out["voxels"] = int(self.mask.sum())
         return out
 
 
-def _jsonable(value):
+def to_jsonable(value):
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [to_jsonable(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, float):
