@@ -47,6 +47,7 @@ class LesionRecord:
 
 
 def to_jsonable(value):
+    """Nested dicts/lists/numpy scalars -> plain JSON types (floats rounded to 4 decimals)."""
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
