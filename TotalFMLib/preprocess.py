@@ -148,12 +148,17 @@ def window_channels(hu: np.ndarray) -> np.ndarray:
     ceil = WL + WW // 2, computed in float32."""
     x = torch.from_numpy(np.asarray(hu, dtype=np.float32))
     out = torch.empty((len(WINDOWS),) + tuple(x.shape), dtype=torch.float32)
+    _window_into(x, out)
+    return out.numpy()
+
+
+def _window_into(x: torch.Tensor, out: torch.Tensor) -> None:
+    """``out[c]`` = window ``c`` of ``x`` (the formula of ``window_channels``)."""
     for channel, (_, level, width) in zip(out, WINDOWS):
         floor, ceil = level - width // 2, level + width // 2
         torch.clamp(x, floor, ceil, out=channel)
         channel.sub_(floor)
         channel.div_(ceil - floor)
-    return out.numpy()
 
 
 def resize_channels(channels: np.ndarray | torch.Tensor, crop_size: int = 192, frames: int = 32) -> torch.Tensor:
@@ -165,9 +170,17 @@ def resize_channels(channels: np.ndarray | torch.Tensor, crop_size: int = 192, f
     return resized[0]
 
 
-def _windowed_yxz(hu: np.ndarray) -> np.ndarray:
-    """(3, Y, X, Z) windows of a (Z, Y, X) HU block (one transposing copy, then contiguous work)."""
-    return window_channels(np.ascontiguousarray(hu.transpose(1, 2, 0)))
+def _windowed_yxz(hu: np.ndarray, block: int = 1 << 18) -> np.ndarray:
+    """(3, Y, X, Z) windows of a (Z, Y, X) HU block: ``window_channels`` of its transpose,
+    done a few Y rows at a time (~``block`` voxels) so the transposed rows and their
+    three windows stay in the CPU cache (several times faster than whole-array passes)."""
+    z, y, x = hu.shape
+    out = torch.empty((len(WINDOWS), y, x, z), dtype=torch.float32)
+    rows = max(1, block // max(1, z * x))
+    for y0 in range(0, y, rows):
+        part = torch.from_numpy(np.ascontiguousarray(hu[:, y0:y0 + rows].transpose(1, 2, 0), dtype=np.float32))
+        _window_into(part, out[:, y0:y0 + rows])
+    return out.numpy()
 
 
 def _resize_yxz(channels: torch.Tensor, out: torch.Tensor) -> None:

@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from . import speed  # noqa: F401  (sets the OpenMP wait policy before torch is imported)
 from .checkpoint import describe_mismatch, file_sha256, read_checkpoint
 from .config import ModelConfig
 from .errors import ModelError
