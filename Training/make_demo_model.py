@@ -44,7 +44,7 @@ BUNDLE = ROOT / "TotalFMLib" / "data" / "demo_model.pt"
 CARD = ROOT / "TotalFMLib" / "data" / "demo_model.md"
 MAX_BUNDLE_BYTES = 25 * 1024 * 1024
 WHOLE_OVERRIDES = ["data_view=whole_volume", "contrastive.sampler=random", "model.text.max_length=256"]
-COMMAND = "python Training/make_demo_model.py --benchmark /tmp/totalfm_benchmark --run runs/demo"
+COMMAND = "python Training/make_demo_model.py --benchmark /tmp/totalfm_benchmark --run runs/demo --parallel"
 
 
 def _train_seconds(run: Path) -> float | None:
@@ -85,6 +85,30 @@ def _train(task: str, config: Path, data: Path, out: Path, overrides: list[str])
     for o in overrides:
         argv += ["--set", o]
     return main(task, argv)
+
+
+def _train_parallel(st: Stages, bench: Path, jobs: dict) -> None:
+    """Run the contrastive stages at once, one CPU thread each (same cores as one 2-thread run)."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    procs = {}
+    for name, (out, overrides) in jobs.items():
+        if (out / "model.pt").exists():
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, str(ROOT / "Training" / "train_contrastive.py"), "--config",
+               str(CONFIGS / "demo_contrastive.json"), "--data", str(bench), "--out", str(out),
+               "--resume", "auto", "--quiet"] + [x for o in overrides for x in ("--set", o)]
+        print(f"[{name}] start {time.strftime('%H:%M:%S')} (parallel, 1 thread)", flush=True)
+        procs[name] = (subprocess.Popen(cmd, env=env), time.perf_counter())
+    for name, (proc, t0) in procs.items():
+        if proc.wait() != 0:
+            raise SystemExit(f"[{name}] failed with status {proc.returncode}")
+        st.times[name] = round(time.perf_counter() - t0, 1)
+        st.file.write_text(json.dumps(st.times, indent=2) + "\n")
+        print(f"[{name}] done in {st.times[name]:.0f} s", flush=True)
 
 
 def val_mean_auroc(scores_csv: Path) -> dict[tuple[str, str], float]:
@@ -217,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="benchmark folder; built with the defaults (seed 0) when it has no benchmark.json")
     p.add_argument("--run", default=str(ROOT / "runs" / "demo"), help="run folder for all stages")
     p.add_argument("--fresh", action="store_true", help="delete the run folder first")
+    p.add_argument("--parallel", action="store_true",
+                   help="run the two contrastive trainings at once, one thread each (2-core machines)")
     p.add_argument("--no-bundle", action="store_true", help="train and evaluate, but leave TotalFMLib/data alone")
     args = p.parse_args(argv)
 
@@ -232,10 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     st.do("pretrain", pre / "image_encoder.pt",
           lambda: _train("videomae", CONFIGS / "demo_pretrain.json", bench, pre, []))
     init = [f"contrastive.init_image={pre / 'image_encoder.pt'}"]
-    st.do("contrastive (organ-separated)", organ / "model.pt",
-          lambda: _train("contrastive", CONFIGS / "demo_contrastive.json", bench, organ, init))
-    st.do("contrastive (whole-volume baseline)", whole / "model.pt",
-          lambda: _train("contrastive", CONFIGS / "demo_contrastive.json", bench, whole, init + WHOLE_OVERRIDES))
+    jobs = {"contrastive (organ-separated)": (organ, init),
+            "contrastive (whole-volume baseline)": (whole, init + WHOLE_OVERRIDES)}
+    if args.parallel:
+        _train_parallel(st, bench, jobs)
+    for name, (out, overrides) in jobs.items():
+        st.do(name, out / "model.pt",
+              lambda out=out, overrides=overrides: _train("contrastive", CONFIGS / "demo_contrastive.json",
+                                                          bench, out, overrides))
 
     from TotalFMLib.training.evaluate import run_evaluation
     result = {}
