@@ -141,13 +141,8 @@ def bootstrap_ci(labels, scores, metric: Callable[[np.ndarray, np.ndarray], floa
                         rng.choice(neg, len(neg)) if len(neg) else neg].astype(int)
         else:
             idx = rng.integers(0, len(y), len(y))
-        v = metric(y[idx], s[idx])
-        if not math.isnan(v):
-            values.append(v)
-    if not values:
-        return float("nan"), float("nan")
-    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
+        values.append(metric(y[idx], s[idx]))
+    return _percentile_interval(values, alpha)
 
 
 def cluster_bootstrap(statistic: Callable[[np.ndarray], float], clusters, n_boot: int = 1000,
@@ -161,9 +156,13 @@ def cluster_bootstrap(statistic: Callable[[np.ndarray], float], clusters, n_boot
     values = []
     for _ in range(int(n_boot)):
         pick = rng.integers(0, len(members), len(members))
-        v = statistic(np.concatenate([members[k] for k in pick]))
-        if not math.isnan(v):
-            values.append(v)
+        values.append(statistic(np.concatenate([members[k] for k in pick])))
+    return _percentile_interval(values, alpha)
+
+
+def _percentile_interval(values, alpha: float) -> tuple[float, float]:
+    """(alpha/2, 1-alpha/2) quantiles of the bootstrap replicates, nan ones skipped."""
+    values = [v for v in values if not math.isnan(v)]
     if not values:
         return float("nan"), float("nan")
     lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
