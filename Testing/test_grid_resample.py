@@ -35,6 +35,7 @@ def assert_matches_simpleitk(ct: Volume, seg: Volume, regions=()):
     assert np.array_equal(grid.nearest(seg.array), want_labels)
     for region in regions:
         assert np.array_equal(grid.linear(ct.array, region), want_hu[region]), region
+        assert np.array_equal(grid.linear(ct.array, region, copy=False), want_hu[region]), region
     return grid
 
 

@@ -130,9 +130,11 @@ class GridMap:
 
     # ------------------------------------------------------------ linear
     def linear(self, array: np.ndarray, region: tuple[slice, slice, slice] | None = None,
-               fill: float = -1000.0) -> np.ndarray:
+               fill: float = -1000.0, copy: bool = True) -> np.ndarray:
         """float32 ``array`` resampled linearly on ``region`` of the output grid
-        (whole grid if None); equal bit for bit to that part of SimpleITK's output."""
+        (whole grid if None); equal bit for bit to that part of SimpleITK's output.
+        ``copy=False`` may return a read-only view of ``array`` (when no voxel needs
+        interpolating or filling, e.g. the recipe keeps the grid and picks every 3rd slice)."""
         if region is None:
             region = tuple(slice(0, n) for n in self.shape)
         parts = []  # per numpy axis: (base, frac, outside) inside the region
@@ -151,6 +153,8 @@ class GridMap:
             lower, upper, frac = reads[axis]
             later_active = any(active[a] for a in range(axis))
             data = _interpolate_axis(data, axis, lower, upper, frac, keep_float64=later_active)
+        if not copy and not any(outside.any() for _, _, outside in parts):
+            return data.astype(np.float32, copy=False)
         out = np.array(data, dtype=np.float32, copy=None, order="C")
         if np.shares_memory(out, array):
             out = out.copy()

@@ -219,7 +219,8 @@ def _resampler(ct: Volume, seg: Volume):
         r_ct, r_seg = resample_case(ct, seg)
         return r_seg.array, lambda region: r_ct.array[region], tuple(float(s) for s in r_ct.spacing)
     labels = grid.nearest(_label_array(seg))
-    return labels, lambda region: grid.linear(ct.array, region, fill=FILL_HU), tuple(float(s) for s in spacing)
+    return (labels, lambda region: grid.linear(ct.array, region, fill=FILL_HU, copy=False),
+            tuple(float(s) for s in spacing))
 
 
 def _shared_region(boxes: list[tuple[slice, slice, slice]]) -> tuple[slice, ...] | None:
