@@ -1,0 +1,151 @@
+"""The measurements of run_benchmarks.py: each returns plain numbers, nothing is printed here.
+
+Timing rule (the machine is shared and noisy): every contender is run once to warm up,
+then all contenders are run in turn ``repeats`` times on the same inputs and the median
+wall time of each is kept; results are compared as ratios of those medians.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+
+
+def interleaved(contenders: dict, repeats: int, warmups: dict | None = None, cpu: dict | None = None
+                ) -> dict[str, float]:
+    """Median wall seconds of each callable, run round-robin after one warm-up each
+    (``warmups[name]`` instead of the call itself where given: a smaller input). With
+    ``cpu`` given, it receives the median process CPU seconds (all threads) of each."""
+    for name, fn in contenders.items():
+        (warmups or {}).get(name, fn)()
+    times = {name: [] for name in contenders}
+    cpu_times = {name: [] for name in contenders}
+    for _ in range(max(1, repeats)):
+        for name, fn in contenders.items():
+            c, t = time.process_time(), time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+            cpu_times[name].append(time.process_time() - c)
+    if cpu is not None:
+        cpu.update({name: statistics.median(ts) for name, ts in cpu_times.items()})
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+# ------------------------------------------------------------------ (a) preprocessing
+def preprocessing(ct, seg, repeats: int) -> dict:
+    """Published-style (whole resample + one full label scan per organ) vs ``organ_crops``."""
+    import published_style as ps
+
+    from TotalFMLib.preprocess import organ_crops
+
+    out, cpu = {}, {}
+    timings = interleaved({
+        "baseline": lambda: out.__setitem__("baseline", ps.preprocess(ct, seg)),
+        "ours": lambda: out.__setitem__("ours", organ_crops(ct, seg)),
+    }, repeats, cpu=cpu)
+    base, ours = out["baseline"], out["ours"]
+    same_organs = list(base) == ours.organs
+    max_diff = max(float((base[n] - ours.images[i]).abs().max()) for i, n in enumerate(ours.organs)) \
+        if same_organs else float("nan")
+    identical = same_organs and all(torch.equal(base[n], ours.images[i]) for i, n in enumerate(ours.organs))
+    return {"baseline_s": timings["baseline"], "ours_s": timings["ours"],
+            "speedup": timings["baseline"] / timings["ours"], "baseline_cpu_s": cpu["baseline"],
+            "ours_cpu_s": cpu["ours"], "cpu_speedup": cpu["baseline"] / cpu["ours"], "organs": len(ours.organs),
+            "shape": tuple(ct.shape), "identical": identical, "max_abs_diff": max_diff}
+
+
+# ------------------------------------------------------------------ (b, d, f) encoder
+def encoder_flops(tower, x1) -> float:
+    """FLOPs of one organ (batch 1), counted by torch's FlopCounterMode on the naive
+    forward (every matmul explicit, attention included)."""
+    import published_style as ps
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        ps.naive_forward(tower, x1)
+    return float(counter.get_total_flops())
+
+
+def matmul_gflops(m: int, k: int, n: int, repeats: int, dtype=torch.float32) -> float:
+    """Best sustained GFLOP/s of torch.matmul (m x k) @ (k x n) at the current thread count."""
+    a, b = torch.rand(m, k, dtype=dtype), torch.rand(k, n, dtype=dtype)
+    reps = max(1, int(2e10 // (2 * m * k * n)))  # ~20 GFLOP per timing
+    t = interleaved({"mm": lambda: [torch.matmul(a, b) for _ in range(reps)]}, repeats)["mm"] / reps
+    return 2 * m * k * n / t / 1e9
+
+
+def cosine_min(a: np.ndarray, b: np.ndarray) -> float:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float((a * b).sum(axis=1).min())
+
+
+def encoder(tower, images: torch.Tensor, repeats: int, batch_sizes, modes, default_batch: int = 8,
+            compile_model: bool = False) -> dict:
+    """Baseline (naive attention, batch 1, fp32) vs ours (batched, SDPA, inference mode) at
+    each batch size, and the optional precision modes at ``default_batch``; each mode's
+    min cosine to the fp32 reference (the baseline's own output)."""
+    import published_style as ps
+
+    from TotalFMLib.models.image_tower import encode_batches
+    from TotalFMLib.speed import precision_context, prepare_image_tower
+
+    n = len(images)
+    tower.eval()
+    results = {}
+    batch = min(default_batch, n)
+    runners = {"baseline": lambda x: ps.encode_one_by_one(tower, x)}
+    warm_batch = {"baseline": 1}
+    for b in batch_sizes:
+        runners[f"fp32 batch {b}"] = lambda x, b=b: encode_batches(tower, x, batch_size=b)
+        warm_batch[f"fp32 batch {b}"] = b
+    for mode in modes:
+        prepared = prepare_image_tower(tower, mode)
+
+        def run(x, mode=mode, prepared=prepared):
+            with precision_context(mode, "cpu"):
+                return encode_batches(prepared, x, batch_size=batch)
+        runners[mode] = run
+        warm_batch[mode] = batch
+    compile_s = None
+    if compile_model:
+        t = time.perf_counter()
+        compiled = torch.compile(tower)
+        encode_batches(compiled, images[:batch], batch_size=batch)
+        compile_s = time.perf_counter() - t
+        runners["fp32 torch.compile"] = lambda x: encode_batches(compiled, x, batch_size=batch)
+        warm_batch["fp32 torch.compile"] = batch
+    contenders = {name: (lambda name=name, fn=fn: results.__setitem__(name, fn(images)))
+                  for name, fn in runners.items()}
+    warmups = {name: (lambda fn=fn, b=warm_batch[name]: fn(images[:b])) for name, fn in runners.items()}
+    timings = interleaved(contenders, repeats, warmups)
+    reference = results["baseline"]
+    rows = {}
+    for name, seconds in timings.items():
+        rows[name] = {"s_per_organ": seconds / n, "speedup": timings["baseline"] / seconds,
+                      "cosine_min": cosine_min(results[name], reference)}
+    return {"rows": rows, "organs": n, "compile_s": compile_s}
+
+
+# ------------------------------------------------------------------ (e) search latency
+def search_latency(model, embeddings: dict, queries: list[str], styles=("plain", "organ")) -> dict:
+    """Median and max ms per query over fresh (uncached) queries, and for repeated ones."""
+    out = {}
+    for style in styles:
+        fresh = []
+        for q in queries:
+            text = f"{q} ({style} {time.perf_counter_ns()})"  # never seen: the text encoder runs
+            t = time.perf_counter()
+            model.search(embeddings, text, style=style)
+            fresh.append(time.perf_counter() - t)
+        again = []
+        for q in queries[:5]:
+            model.search(embeddings, q, style=style)
+            t = time.perf_counter()
+            model.search(embeddings, q, style=style)
+            again.append(time.perf_counter() - t)
+        out[style] = {"fresh_median_ms": 1e3 * statistics.median(fresh), "fresh_max_ms": 1e3 * max(fresh),
+                      "cached_median_ms": 1e3 * statistics.median(again)}
+    return out
