@@ -29,8 +29,8 @@ def resample_whole(ct, seg):
     out = []
     for vol, interp, fill, pixel in ((ct, sitk.sitkLinear, -1000.0, sitk.sitkFloat32),
                                      (seg, sitk.sitkNearestNeighbor, 0.0, sitk.sitkInt16)):
-        img = sitk.GetImageFromArray(np.asarray(vol.array).astype(sitk.GetArrayViewFromImage(
-            sitk.Image(1, 1, 1, pixel)).dtype))
+        img = sitk.GetImageFromArray(np.asarray(vol.array, dtype=np.float32 if pixel == sitk.sitkFloat32
+                                                else np.int16))
         img.SetSpacing(ct.spacing)
         img.SetOrigin(ct.origin)
         img.SetDirection(ct.direction)
