@@ -215,7 +215,7 @@ def write_reports(eval_dir: Path, val: dict, style: str, timings: dict, cfg: dic
     card = "\n".join([
         "# TotalFM demo model (`TotalFM.load(\"demo\")`)",
         "",
-        "**A demonstration model trained on inserted (synthetic) lesions in two real CT scans. "
+        "**A demonstration model trained on inserted (synthetic) lesions in a real CT scan (the TotalSegmentator example CT). "
         "Not for clinical use.** Real use loads the released TotalFM weights (`TotalFM.load(\"official\")`) "
         "or a model trained with this library on real reports.",
         "",
