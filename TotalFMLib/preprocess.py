@@ -178,13 +178,9 @@ def _windowed_yxz(hu: np.ndarray, block: int = 1 << 18) -> np.ndarray:
     out = torch.empty((len(WINDOWS), y, x, z), dtype=torch.float32)
     rows = max(1, block // max(1, z * x))
 
-    def window_rows(starts):
-        for y0 in starts:
-            part = torch.from_numpy(np.ascontiguousarray(hu[:, y0:y0 + rows].transpose(1, 2, 0), dtype=np.float32))
-            _window_into(part, out[:, y0:y0 + rows])
-
-    starts = list(range(0, y, rows))
-    _in_threads(window_rows, [starts[i::2] for i in range(2)] if hu.size > _PARALLEL_VOXELS else [starts])
+    for y0 in range(0, y, rows):
+        part = torch.from_numpy(np.ascontiguousarray(hu[:, y0:y0 + rows].transpose(1, 2, 0), dtype=np.float32))
+        _window_into(part, out[:, y0:y0 + rows])
     return out.numpy()
 
 
@@ -235,9 +231,9 @@ def _resize_yxz(channels: torch.Tensor, out: torch.Tensor) -> None:
     if (h, w) == (crop_h, crop_w):
         torch.ops.aten.upsample_linear1d.out(channels.reshape(c * h * w, 1, d), [frames], False,
                                              out=out.view(c * h * w, 1, frames))
-    else:
-        torch.ops.aten.upsample_trilinear3d.out(channels.unsqueeze(0), [crop_h, crop_w, frames], False,
-                                                out=out.unsqueeze(0))
+    else:  # torch's 3-D kernel is ~25% faster on a contiguous input than on a view
+        torch.ops.aten.upsample_trilinear3d.out(channels.contiguous().unsqueeze(0), [crop_h, crop_w, frames],
+                                                False, out=out.unsqueeze(0))
 
 
 def crop_tensor(hu: np.ndarray, crop_size: int = 192, frames: int = 32) -> torch.Tensor:

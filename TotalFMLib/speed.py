@@ -24,17 +24,15 @@ from .errors import ModelError
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
-# Two process-wide defaults, read when torch is first imported, so they only take effect
-# when TotalFMLib comes first (TotalFMLib.totalfm imports this module); values the user
-# set are kept:
-# - OpenMP threads that wait by spinning steal the cores from each other as soon as
-#   anything else runs (a shared machine, Slicer's own threads): on a loaded 2-core machine
-#   the demo encoder ran 7x slower at 2 threads than with passive waiting;
-# - torch's CPU allocator backs buffers >= 2 MB with transparent huge pages: preprocessing a
-#   512x512x336 CT fills ~0.5 GB of fresh buffers, and 4 KB page faults were a third of
-#   its time.
+# OpenMP threads that wait by spinning steal the cores from each other as soon as anything
+# else runs (a shared machine, Slicer's own threads): on a loaded 2-core machine the demo
+# encoder ran 7x slower at 2 threads than with passive waiting. The OpenMP runtime reads
+# this when torch is first imported, so it only takes effect when TotalFMLib comes first
+# (TotalFMLib.totalfm imports this module); a value the user set is kept.
+# (Huge-page-backed torch buffers, THP_MEM_ALLOC_ENABLE=1, were tried and left out: they
+# saved a fifth of preprocessing in isolation but cost a third right after other
+# memory-hungry work, when the kernel must compact memory to find huge pages.)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 
 def physical_cores() -> int:
