@@ -62,7 +62,7 @@ def target_size(size, spacing, new_spacing) -> tuple[int, int, int]:
     return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(size, spacing, new_spacing))
 
 
-def _resample(like: Volume, array: np.ndarray, spacing, size, linear: bool) -> Volume:
+def resample_array(like: Volume, array: np.ndarray, spacing, size, linear: bool) -> Volume:
     """``array`` on ``like``'s grid, resampled to ``spacing``/``size`` (same origin, direction)."""
     import SimpleITK as sitk
 
@@ -101,8 +101,8 @@ def resample_case(ct: Volume, seg: Volume) -> tuple[Volume, Volume]:
     _check_grid(ct, seg)
     spacing = target_spacing(ct.spacing)
     size = target_size(ct.shape[::-1], ct.spacing, spacing)
-    new_ct = _resample(ct, np.asarray(ct.array, dtype=np.float32), spacing, size, linear=True)
-    new_seg = _resample(ct, _label_array(seg), spacing, size, linear=False)
+    new_ct = resample_array(ct, np.asarray(ct.array, dtype=np.float32), spacing, size, linear=True)
+    new_seg = resample_array(ct, _label_array(seg), spacing, size, linear=False)
     new_ct.source, new_ct.meta = ct.source, dict(ct.meta)
     new_seg.source, new_seg.meta = seg.source, dict(seg.meta)
     return new_ct, new_seg

@@ -128,14 +128,14 @@ def load_base(base: BaseCT) -> tuple[Volume, Volume]:
 
 def to_grid(ct: Volume, seg: Volume, inplane_mm: float | None, slice_mm: float) -> tuple[Volume, Volume]:
     """CT (linear) and labels (nearest) resampled to (inplane, inplane, slice_mm) mm."""
-    from ..preprocess import _resample, target_size
+    from ..preprocess import resample_array, target_size
 
     spacing = (inplane_mm or ct.spacing[0], inplane_mm or ct.spacing[1], slice_mm)
     if np.allclose(spacing, ct.spacing):
         return ct, seg
     size = target_size(ct.shape[::-1], ct.spacing, spacing)
-    new_ct = _resample(ct, np.asarray(ct.array, dtype=np.float32), spacing, size, linear=True)
-    new_seg = _resample(ct, np.asarray(seg.array).astype(np.int16), spacing, size, linear=False)
+    new_ct = resample_array(ct, np.asarray(ct.array, dtype=np.float32), spacing, size, linear=True)
+    new_seg = resample_array(ct, np.asarray(seg.array).astype(np.int16), spacing, size, linear=False)
     new_ct.source, new_seg.source = ct.source, seg.source
     return new_ct, new_seg
 
