@@ -49,12 +49,12 @@ def _load_case(ct_path, seg_path):
 
 
 def analyze_case(ct, seg, model_source="demo", organs=None, findings=None, case_id="case",
-                 csv=None, json=None, png=None, device=None, show_progress=True):
+                 csv=None, json=None, png=None, device=None, show_progress=True, precision="fp32"):
     """The main job: encode organs, score, write the requested outputs. Returns (rows, paths)."""
     from . import export
     from .totalfm import TotalFM
 
-    model = TotalFM.load(model_source, device=device)
+    model = TotalFM.load(model_source, device=device, precision=precision)
     with progress_bar("encoding organs", show_progress) as progress:
         embeddings = model.encode_image(ct, seg, organs=organs, progress=progress)
     rows = model.score(embeddings, findings=findings, case_id=case_id)
@@ -86,7 +86,7 @@ def cmd_analyze(args) -> int:
     ct, seg = _load_case(args.ct, args.seg)
     case_id = args.case_id or Path(args.ct).name.split(".")[0]
     rows, written = analyze_case(ct, seg, args.model, _split(args.organs), _split(args.findings), case_id,
-                                 args.csv, args.json, args.png, args.device, not args.quiet)
+                                 args.csv, args.json, args.png, args.device, not args.quiet, args.precision)
     print(_summary(rows))
     for p in written:
         print(f"wrote {p}")
@@ -98,7 +98,7 @@ def cmd_search(args) -> int:
     from .totalfm import TotalFM
 
     ct, seg = _load_case(args.ct, args.seg)
-    model = TotalFM.load(args.model, device=args.device)
+    model = TotalFM.load(args.model, device=args.device, precision=args.precision)
     with progress_bar("encoding organs", not args.quiet) as progress:
         embeddings = model.encode_image(ct, seg, organs=_split(args.organs), progress=progress)
     hits = model.search(embeddings, args.query, top_k=args.top_k)
@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--model", default="demo", help="demo (default), official, or a checkpoint path")
         sp.add_argument("--organs", help="comma-separated organs or groups (default: the clinical default set)")
         sp.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+        sp.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
+                        help="image encoder precision (bf16/int8: faster, see README Performance)")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     a = sub.add_parser("analyze", help="score every organ and write CSV/JSON/PNG")
