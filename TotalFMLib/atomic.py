@@ -1,4 +1,5 @@
-"""Write files whole or not at all: a temp file in the target's folder, then os.replace.
+"""Files whole or not at all: written through a temp file in the target's folder, then
+os.replace; and the SHA-256 that checks a file arrived whole.
 
 Permissions are those a plain ``open(path, "w")`` gives: a new file gets 0o666 minus the
 umask (the temp file is created with mode 0o666 and the system applies the umask, so the
@@ -48,3 +49,14 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 4 MB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()

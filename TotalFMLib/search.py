@@ -51,9 +51,7 @@ def search(embeddings: Mapping[str, np.ndarray], query: str, encode_text: TextEn
     chosen, matrix = organ_matrix(embeddings, organs)
 
     if style == "organ":
-        texts = [query_text(o, query, "organ") for o in chosen]
-        unique = list(dict.fromkeys(texts))  # e.g. both kidney cysts read "Kidney cyst: ..."
-        vectors = encode_texts(encode_text, unique)[[unique.index(t) for t in texts]]
+        vectors = encode_texts(encode_text, [query_text(o, query, "organ") for o in chosen])
     else:
         vectors = np.repeat(encode_texts(encode_text, [query]), len(chosen), axis=0)
     if vectors.shape[1] != matrix.shape[1]:

@@ -15,7 +15,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from . import speed  # noqa: F401  (sets the OpenMP wait policy before torch is imported)
-from .checkpoint import describe_mismatch, file_sha256, read_checkpoint
+from .atomic import file_sha256
+from .checkpoint import describe_mismatch, read_checkpoint
 from .config import ModelConfig
 from .errors import ModelError
 
