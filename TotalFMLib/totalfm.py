@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
@@ -19,10 +19,9 @@ from .atomic import file_sha256
 from .checkpoint import describe_mismatch, read_checkpoint
 from .config import ModelConfig
 from .errors import ModelError
+from .progress import Progress, sub_progress
 
 DEMO_MODEL = Path(__file__).parent / "data" / "demo_model.pt"
-
-Progress = Callable[[float, str], None]
 
 
 def _pick_device(device):
@@ -145,13 +144,9 @@ class TotalFM:
                 progress(1.0, "organ embeddings from the cache")
             return cached
 
-        def sub(lo, hi):
-            if progress is None:
-                return None
-            return lambda f, msg: progress(lo + (hi - lo) * f, msg)
-
-        crops = self.crops(ct, seg, organs, progress=sub(0.0, 0.3), cancel=cancel)
-        vectors = self.encode_crops(crops.images, batch_size, progress=sub(0.3, 1.0), cancel=cancel)
+        crops = self.crops(ct, seg, organs, progress=sub_progress(progress, 0.0, 0.3), cancel=cancel)
+        vectors = self.encode_crops(crops.images, batch_size, progress=sub_progress(progress, 0.3, 1.0),
+                                    cancel=cancel)
         embeddings = dict(zip(crops.organs, vectors))
         self.image_cache.put(key, embeddings)
         return embeddings

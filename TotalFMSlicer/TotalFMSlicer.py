@@ -543,6 +543,7 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
     def analyze(self, ct, seg, source: str = "demo", device=None, caseId: str = "case", progress=None, cancel=None):
         """(score rows, organ embeddings). Touches no MRML node, so it may run on a worker thread."""
         from TotalFMLib.errors import Cancelled
+        from TotalFMLib.progress import sub_progress
 
         progress = progress or (lambda fraction, message: None)
         cancel = cancel or (lambda: False)
@@ -552,14 +553,14 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
             # the first half of the bar follows the download, the analysis takes the second
             report = progress
             report(0.0, "Downloading the released TotalFM weights (more than 1 GB; see the cache folder)")
-            hub.official_checkpoint(progress=lambda f, m: report(0.5 * f, m), cancel=cancel)
-            progress = lambda f, m: report(0.5 + 0.5 * f, m)  # noqa: E731
+            hub.official_checkpoint(progress=sub_progress(report, 0.0, 0.5), cancel=cancel)
+            progress = sub_progress(report, 0.5, 1.0)
         progress(0.0, "Loading the TotalFM model")
         model = self.loadModel(source, device)
         if cancel():
             raise Cancelled("cancelled")
         embeddings = model.encode_image(
-            ct, seg, cancel=cancel, progress=lambda f, m: progress(0.05 + 0.85 * f, m))
+            ct, seg, cancel=cancel, progress=sub_progress(progress, 0.05, 0.9))
         progress(0.9, f"Scoring {len(embeddings)} organs")
         rows = model.score(embeddings, case_id=caseId)
         progress(1.0, f"{len(rows)} scores")
