@@ -42,9 +42,6 @@ class Finding:
         """Canonical name first, then the synonyms."""
         return (self.finding, *self.synonyms)
 
-    def applies_to(self, organ: str) -> bool:
-        return organ in self.organs
-
 
 def builtin_path() -> Path:
     return Path(str(resources.files("TotalFMLib") / "data" / "findings.csv"))
