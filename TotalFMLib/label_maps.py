@@ -36,6 +36,13 @@ def grid_differences(seg: Volume, ct: Volume, tol: float = 1e-3) -> list[str]:
     return diffs
 
 
+def grid_mismatch(seg: Volume, ct: Volume, hint: str = "") -> InputError:
+    """The InputError for a segmentation off the CT's grid, naming what differs."""
+    return InputError(volume_name(seg, "segmentation"), (
+        f"segmentation grid does not match the CT {Path(volume_name(ct, 'CT')).name}: "
+        + "; ".join(grid_differences(seg, ct) or ["voxel positions differ"]) + hint))
+
+
 def _reordered_onto(seg: Volume, ct: Volume) -> np.ndarray | None:
     """seg's array in the CT's axis order when both grids hold the same voxel centres
     (axes permuted and/or flipped), else None."""
@@ -70,10 +77,7 @@ def onto_ct_grid(seg: Volume, ct: Volume) -> Volume:
     else:
         array = _reordered_onto(seg, ct)
         if array is None:
-            raise InputError(volume_name(seg, "segmentation"), (
-                f"segmentation grid does not match the CT {Path(volume_name(ct, 'CT')).name}: "
-                + "; ".join(grid_differences(seg, ct) or ["voxel positions differ"])
-                + "; expected the label map made from this CT"))
+            raise grid_mismatch(seg, ct, "; expected the label map made from this CT")
         seg.meta["note"] = "axes reordered/flipped onto the CT grid (same voxels, other storage order)"
     return Volume(array, tuple(ct.spacing), tuple(ct.origin), tuple(ct.direction),
                   source=seg.source, meta=dict(seg.meta))
