@@ -53,6 +53,12 @@ def error_line(err: BaseException) -> str:
     return line[:200]
 
 
+def official_cached(cache_dir: str | os.PathLike | None = None) -> bool:
+    """True when the released checkpoint is already in the cache folder (non-empty file)."""
+    target = (Path(cache_dir) if cache_dir is not None else model_cache_dir()) / OFFICIAL_FILE
+    return target.is_file() and target.stat().st_size > 0
+
+
 ProgressArg = Union[bool, Callable[[float, str], None], None]
 
 
@@ -72,7 +78,7 @@ def official_checkpoint(cache_dir: str | os.PathLike | None = None, progress: Pr
 
     folder = Path(cache_dir) if cache_dir is not None else model_cache_dir()
     target = folder / OFFICIAL_FILE
-    if target.is_file() and target.stat().st_size > 0:
+    if official_cached(folder):
         return target
 
     def failure(reason: str) -> ModelError:

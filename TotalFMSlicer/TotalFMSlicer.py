@@ -484,8 +484,7 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
     def officialModelCached() -> bool:
         from TotalFMLib import hub
 
-        target = hub.model_cache_dir() / hub.OFFICIAL_FILE
-        return target.is_file() and target.stat().st_size > 0
+        return hub.official_cached()
 
     @staticmethod
     def cacheFolder() -> Path:
