@@ -71,6 +71,10 @@ class Stages:
         rc = fn()
         if rc not in (0, None):
             raise SystemExit(f"[{name}] failed with status {rc}")
+        self.record(name, t0)
+
+    def record(self, name: str, t0: float) -> None:
+        """Store stage ``name``'s wall time since ``t0`` in timings.json and print it."""
         self.times[name] = round(time.perf_counter() - t0, 1)
         self.file.write_text(json.dumps(self.times, indent=2) + "\n")
         print(f"[{name}] done in {self.times[name]:.0f} s", flush=True)
@@ -106,9 +110,7 @@ def _train_parallel(st: Stages, bench: Path, jobs: dict) -> None:
     for name, (proc, t0) in procs.items():
         if proc.wait() != 0:
             raise SystemExit(f"[{name}] failed with status {proc.returncode}")
-        st.times[name] = round(time.perf_counter() - t0, 1)
-        st.file.write_text(json.dumps(st.times, indent=2) + "\n")
-        print(f"[{name}] done in {st.times[name]:.0f} s", flush=True)
+        st.record(name, t0)
 
 
 def val_mean_auroc(scores_csv: Path) -> dict[tuple[str, str], float]:
@@ -134,14 +136,13 @@ def val_mean_auroc(scores_csv: Path) -> dict[tuple[str, str], float]:
 
 def bundle(model_pt: Path, calibration: dict, query_style: str, out: Path) -> Path:
     """Write the demo bundle: the trained model with calibration and query style in its config."""
-    import torch
-    from TotalFMLib.checkpoint import write_checkpoint
-    from TotalFMLib.config import ModelConfig
+    from dataclasses import replace
 
-    blob = torch.load(model_pt, map_location="cpu", weights_only=True)
-    d = dict(blob["config"], calibration=calibration, query_style=query_style)
-    extra = {k: v for k, v in blob.items() if k not in ("format", "model_state_dict", "config")}
-    write_checkpoint(out, blob["model_state_dict"], ModelConfig.from_dict(d), **extra)
+    from TotalFMLib.checkpoint import read_checkpoint, write_checkpoint
+
+    state, config, meta = read_checkpoint(model_pt, with_meta=True)
+    extra = {k: v for k, v in meta.items() if k not in ("format", "config")}
+    write_checkpoint(out, state, replace(config, calibration=calibration, query_style=query_style), **extra)
     size = out.stat().st_size
     if size > MAX_BUNDLE_BYTES:
         raise SystemExit(f"{out}: {size / 2**20:.1f} MB is over the 25 MB limit")
