@@ -144,6 +144,7 @@ def cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .speed import PRECISIONS
 
     p = argparse.ArgumentParser(prog="totalfm", description="Organ-wise zero-shot CT findings with TotalFM.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -156,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--model", default="demo", help="demo (default), official, or a checkpoint path")
         sp.add_argument("--organs", help="comma-separated organs or groups (default: the clinical default set)")
         sp.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-        sp.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
+        sp.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="image encoder precision (bf16/int8: faster, see README Performance)")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
