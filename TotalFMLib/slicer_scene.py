@@ -520,7 +520,8 @@ def ensure_closed_surfaces(segmentation_node) -> bool:
 
 
 # -------------------------------------------------------------------------- table
-def _table_findings(rows: list[ScoreRow]) -> list[str]:
+def row_findings(rows: list[ScoreRow]) -> list[str]:
+    """The distinct findings of ``rows`` in first-seen order, "any lesion" first."""
     findings: list[str] = []
     for row in rows:
         if row.finding not in findings:
@@ -568,7 +569,7 @@ def scores_table(scene, rows: list[ScoreRow], table_node=None, review: dict[str,
         marks[catalogue.organ(organ).name] = _check_mark(mark)
     if table_node is None:
         table_node = scene.AddNewNodeByClass("vtkMRMLTableNode", "TotalFM scores")
-    findings = _table_findings(rows)
+    findings = row_findings(rows)
     by_organ: dict[str, dict[str, ScoreRow]] = {}
     for row in rows:
         by_organ.setdefault(row.organ, {})[row.finding] = row

@@ -631,11 +631,7 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
     def scoredFindings(segmentationNode) -> list:
         from TotalFMLib import slicer_scene
 
-        findings = []
-        for row in slicer_scene.scored_rows(segmentationNode):
-            if row.finding not in findings:
-                findings.append(row.finding)
-        return findings
+        return slicer_scene.row_findings(slicer_scene.scored_rows(segmentationNode))
 
     @staticmethod
     def showFinding(segmentationNode, finding: str):
