@@ -64,6 +64,13 @@ def organ_matrix(embeddings: Mapping[str, np.ndarray], organs=None) -> tuple[lis
     return present, np.stack([vectors[o.name] for o in present])
 
 
+def check_same_width(text_vectors: np.ndarray, organ_matrix: np.ndarray) -> None:
+    """Raise ModelError unless text and organ embeddings have the same length (same model)."""
+    if text_vectors.shape[1] != organ_matrix.shape[1]:
+        raise ModelError(f"text embeddings have {text_vectors.shape[1]} dimensions, organ embeddings "
+                         f"{organ_matrix.shape[1]}: they come from different models")
+
+
 def threshold_for(calibration: Mapping | None, finding: str, organ: str) -> float:
     """Threshold of (finding, organ): calibration value, else ``DEFAULT_THRESHOLD``."""
     value = (calibration or {}).get(finding)
@@ -121,9 +128,7 @@ def score_case(embeddings: Mapping[str, np.ndarray], encode_text: TextEncoder, o
                   if o.name in f.organs]
     texts = list(dict.fromkeys(t for _, _, p in tasks for t in p.abnormal + p.normal))
     vectors = encode_texts(encode_text, texts)
-    if vectors.shape[1] != matrix.shape[1]:
-        raise ModelError(f"text embeddings have {vectors.shape[1]} dimensions, organ embeddings "
-                         f"{matrix.shape[1]}: they come from different models")
+    check_same_width(vectors, matrix)
     sims = matrix @ vectors.T                      # (organs, distinct prompts)
     column = {t: j for j, t in enumerate(texts)}
 

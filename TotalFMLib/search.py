@@ -20,11 +20,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .errors import InputError, ModelError
+from .errors import InputError
 from .findings import load_findings
 from .prompts import QUERY_STYLES, TextEncoder, encode_texts, query_text
 from .results import SearchHit
-from .scoring import organ_matrix
+from .scoring import check_same_width, organ_matrix
 
 DEFAULT_TOP_K = 3
 DEFAULT_Z = 1.0  # default threshold = mean + DEFAULT_Z * std over the case's organs
@@ -54,9 +54,7 @@ def search(embeddings: Mapping[str, np.ndarray], query: str, encode_text: TextEn
         vectors = encode_texts(encode_text, [query_text(o, query, "organ") for o in chosen])
     else:
         vectors = np.repeat(encode_texts(encode_text, [query]), len(chosen), axis=0)
-    if vectors.shape[1] != matrix.shape[1]:
-        raise ModelError(f"text embeddings have {vectors.shape[1]} dimensions, organ embeddings "
-                         f"{matrix.shape[1]}: they come from different models")
+    check_same_width(vectors, matrix)
     similarity = np.einsum("nd,nd->n", matrix, vectors)
 
     cut = default_threshold(similarity) if threshold is None else float(threshold)
