@@ -28,6 +28,7 @@ import torch
 
 from . import catalogue
 from .errors import Cancelled, InputError
+from .label_maps import grid_mismatch
 from .volume import Volume
 
 # (name, window level, window width) in channel order
@@ -91,8 +92,7 @@ def _label_array(seg: Volume) -> np.ndarray:
 
 def _check_grid(ct: Volume, seg: Volume) -> None:
     if not ct.same_grid(seg):
-        raise InputError(seg.source, f"segmentation grid {seg.shape} does not match the CT's {ct.shape} "
-                                     "(size, spacing, origin or direction differ)")
+        raise grid_mismatch(seg, ct)
 
 
 def resample_case(ct: Volume, seg: Volume) -> tuple[Volume, Volume]:
