@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import describe_mismatch
 from ..errors import Cancelled, InputError, ModelError
 
 
@@ -247,12 +248,8 @@ def load_image_state(tower: ImageTower, state: dict, strict: bool = True):
     except RuntimeError as e:  # shape mismatches
         raise ModelError(f"image encoder weights do not fit the architecture: {e}") from None
     if strict and (result.missing_keys or result.unexpected_keys):
-        lines = ["image encoder weights do not match the architecture"]
-        for name, keys in (("missing", result.missing_keys), ("unexpected", result.unexpected_keys)):
-            if keys:
-                more = f" ... (+{len(keys) - 20} more)" if len(keys) > 20 else ""
-                lines.append(f"{len(keys)} {name} keys: {', '.join(keys[:20])}{more}")
-        raise ModelError("; ".join(lines))
+        raise ModelError("image encoder weights do not match the architecture: "
+                         + describe_mismatch(result.missing_keys, result.unexpected_keys))
     return result
 
 
