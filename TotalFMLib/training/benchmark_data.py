@@ -31,7 +31,6 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -39,6 +38,7 @@ import torch
 from .. import catalogue
 from ..atomic import atomic_path
 from ..errors import InputError
+from ..progress import Progress
 from ..volume import Volume
 from . import lesions, phrase_bank
 
@@ -96,9 +96,6 @@ class BenchmarkConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-Progress = Callable[[float, str], None]
 
 
 # --------------------------------------------------------------------------- base CTs

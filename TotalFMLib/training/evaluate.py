@@ -25,13 +25,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from .. import catalogue
 from ..atomic import atomic_path
 from ..errors import InputError
+from ..progress import Progress
 from ..results import ANY_LESION
 from . import metrics as M
 from .benchmark_data import FINDINGS, read_manifest
@@ -42,8 +42,6 @@ PLAIN_NORMAL = ("{Finding} is not present.", "There is no {finding}.")
 PLAIN_LESION = (("A lesion is present.", "There is an abnormality."),
                 ("No lesion is present.", "There is no abnormality."))
 STYLES = ("organ", "plain")
-
-Progress = Callable[[float, str], None]
 
 
 @dataclass
