@@ -99,29 +99,25 @@ def _download(dist: Distribution, folder: Path) -> Path:
 
 def _extract(archive: Path, member: str, dest: Path) -> None:
     """Unpack one file, or every file under a folder member, into dest (atomically)."""
+    folder = member.endswith("/")
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".unpack-"))
     try:
-        if archive.name.endswith(".tar.gz"):
-            with tarfile.open(archive) as tar:
-                names = [m for m in tar.getmembers() if m.isfile()
-                         and (m.name == member or (member.endswith("/") and m.name.startswith(member)))]
-                for m in names:
-                    out = tmp / m.name[len(member):] if member.endswith("/") else tmp / "file"
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    with tar.extractfile(m) as src, open(out, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-        else:
-            with zipfile.ZipFile(archive) as zf:
-                names = [n for n in zf.namelist() if not n.endswith("/")
-                         and (n == member or (member.endswith("/") and n.startswith(member)))]
-                for n in names:
-                    out = tmp / n[len(member):] if member.endswith("/") else tmp / "file"
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(n) as src, open(out, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
+        with (tarfile.open(archive) if archive.name.endswith(".tar.gz") else zipfile.ZipFile(archive)) as packed:
+            if isinstance(packed, tarfile.TarFile):
+                files = {m.name: m for m in packed.getmembers() if m.isfile()}
+                read = packed.extractfile
+            else:
+                files = {n: n for n in packed.namelist() if not n.endswith("/")}
+                read = packed.open
+            names = [n for n in files if n == member or (folder and n.startswith(member))]
+            for n in names:
+                out = tmp / n[len(member):] if folder else tmp / "file"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with read(files[n]) as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
         if not names:
             raise SampleDataUnavailable(f"{archive.name} holds no {member}")
-        os.replace(tmp if member.endswith("/") else tmp / "file", dest)
+        os.replace(tmp if folder else tmp / "file", dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
