@@ -139,7 +139,8 @@ def write_json(rows: Iterable, path: str | os.PathLike, meta: Mapping | None = N
     return path
 
 
-def _parse(column: str, text: str):
+def parse_value(column: str, text: str):
+    """The typed value of one score-row column from its text; ValueError when it is not one."""
     if column in _FLOATS:
         return float(text)
     if column == "label_id":
@@ -164,7 +165,7 @@ def read_csv(path: str | os.PathLike) -> list[ScoreRow]:
             rows = []
             for record in reader:
                 try:
-                    rows.append(ScoreRow(**{c: _parse(c, record[c] or "") for c in names}))
+                    rows.append(ScoreRow(**{c: parse_value(c, record[c] or "") for c in names}))
                 except (TypeError, ValueError):
                     raise InputError(path, f"line {reader.line_num}: bad value in a score row") from None
             return rows

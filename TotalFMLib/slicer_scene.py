@@ -36,6 +36,7 @@ import slicer
 
 from . import catalogue
 from .errors import InputError
+from .export import parse_value, write_csv
 from .results import ANY_LESION, ScoreRow, SearchHit
 from .terminology import TAG as TAG_TERMINOLOGY
 from .terminology import organ_from_terminology, terminology_entry
@@ -373,20 +374,13 @@ def finding_key(finding: str) -> str:
     return key
 
 
-_ROW_TYPES = {"int": int, "float": float, "bool": lambda s: s == "True", "str": str}
-
-
 def _encode_row(row: ScoreRow) -> str:
     return urllib.parse.urlencode({k: str(v) for k, v in row.as_dict().items()})
 
 
 def _decode_row(text: str) -> ScoreRow:
     values = dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
-    kwargs = {}
-    for f in dataclasses.fields(ScoreRow):
-        convert = _ROW_TYPES.get(str(f.type), str)
-        kwargs[f.name] = convert(values.get(f.name, ""))
-    return ScoreRow(**kwargs)
+    return ScoreRow(**{f.name: parse_value(f.name, values.get(f.name, "")) for f in dataclasses.fields(ScoreRow)})
 
 
 def store_scores(segmentation_node, rows: list[ScoreRow]) -> int:
@@ -643,7 +637,5 @@ def set_review(table_node, organ: str, mark: str) -> None:
 # ------------------------------------------------------------------------- export
 def export_csv(rows: list[ScoreRow], path, table_node=None):
     """Write the core CSV columns plus the reviewer's marks (column ``review``) atomically."""
-    from .export import write_csv
-
     marks = review_marks(table_node) if table_node is not None else {}
     return write_csv(rows, path, extra_columns={TABLE_REVIEW: [marks.get(r.organ, "") for r in rows]})
