@@ -63,11 +63,5 @@ def write_checkpoint(path: str | os.PathLike, state_dict: dict, config: ModelCon
 
 def describe_mismatch(missing: list[str], unexpected: list[str], limit: int = 20) -> str:
     """One readable paragraph listing missing and unexpected keys."""
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys: " + ", ".join(missing[:limit])
-                     + (" ..." if len(missing) > limit else ""))
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys: " + ", ".join(unexpected[:limit])
-                     + (" ..." if len(unexpected) > limit else ""))
-    return "; ".join(parts)
+    return "; ".join(f"{len(keys)} {kind} keys: " + ", ".join(keys[:limit]) + (" ..." if len(keys) > limit else "")
+                     for kind, keys in (("missing", missing), ("unexpected", unexpected)) if keys)
