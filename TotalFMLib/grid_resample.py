@@ -38,7 +38,6 @@ class AxisMap:
     base: np.ndarray
     frac: np.ndarray
     outside: np.ndarray
-    size_in: int
 
     @classmethod
     def from_probes(cls, nearest: np.ndarray, continuous: np.ndarray, size_in: int) -> "AxisMap":
@@ -47,7 +46,7 @@ class AxisMap:
         base = np.clip(np.floor(c), 0, size_in - 1).astype(np.int64)
         frac = c - base
         frac[(frac <= 0) | (base >= size_in - 1)] = 0.0  # ITK: no interpolation there
-        return cls(nearest=nearest.astype(np.int64), base=base, frac=frac, outside=outside, size_in=size_in)
+        return cls(nearest=nearest.astype(np.int64), base=base, frac=frac, outside=outside)
 
 
 def _step(index: np.ndarray):
