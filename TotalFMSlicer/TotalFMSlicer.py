@@ -127,8 +127,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._job = None
-        self._run = None
+        self._run = None  # the AnalysisRun in progress
         self._lastMessage = ""
         self._timer = qt.QTimer()
         self._timer.setInterval(100)
@@ -167,8 +166,8 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.fillPresets()
 
     def cleanup(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
+        if self._run is not None:
+            self._run.job.cancel()
         self._timer.stop()
         self.removeObservers()
 
@@ -182,8 +181,8 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
 
     def onSceneStartClose(self, caller, event) -> None:
-        if self._job is not None:
-            self._job.cancel()
+        if self._run is not None:
+            self._run.job.cancel()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -210,7 +209,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def updateButtons(self, caller=None, event=None) -> None:
         p = self._parameterNode
-        running = self._job is not None
+        running = self._run is not None
         self.ui.applyButton.text = _("Cancel") if running else _("Apply")
         self.ui.applyButton.enabled = running or bool(p and p.inputVolume)
         self.ui.checkpointPathLineEdit.enabled = bool(p and p.modelSource == "checkpoint")
@@ -229,8 +228,8 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ----------------------------------------------------------------- run
     def onApplyButton(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
+        if self._run is not None:
+            self._run.job.cancel()
             self.addLog(_("Cancelling..."))
             return
         p = self._parameterNode
@@ -252,17 +251,17 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                      fast=p.fastSegmentation, cpu=p.forceCpu)
             finally:
                 self.updateButtons()
-            self._job = self._run.job
             self._lastMessage = ""
             self.ui.progressBar.value = 0
             self._timer.start()
             self.updateButtons()
 
     def onPoll(self) -> None:
-        job = self._job
-        if job is None:
+        run = self._run
+        if run is None:
             self._timer.stop()
             return
+        job = run.job
         for fraction, message in job.poll():
             self.ui.progressBar.value = int(round(100 * fraction))
             if message and message != self._lastMessage:
@@ -271,7 +270,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not job.done:
             return
         self._timer.stop()
-        run, self._run, self._job = self._run, None, None
+        self._run = None
         if self._parameterNode is None:  # the scene was closed meanwhile (the job was cancelled)
             return
         with slicer.util.tryWithErrorDisplay(_("TotalFM failed."), waitCursor=True):
