@@ -30,14 +30,13 @@ class TextEmbeddingCache:
     def __len__(self) -> int:
         return len(self._vectors)
 
-    def encode(self, texts: list[str], persist: bool = True) -> np.ndarray:
+    def encode(self, texts: list[str]) -> np.ndarray:
         """(N, D) float32 unit vectors, in the order of ``texts``."""
         new = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         if new:
             vectors = np.asarray(self._encode(new), dtype=np.float32)
             self._vectors.update(zip(new, vectors))
-            if persist:
-                self._save()
+            self._save()
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([self._vectors[t] for t in texts])
