@@ -179,8 +179,10 @@ def groups() -> dict[str, tuple[str, ...]]:
     return {g: tuple(o.name for o in organs() if g in o.groups) for g in _group_rules()}
 
 
-def organ(name_or_id: str | int) -> Organ:
-    """Look an organ up by structure name, label id, or a segment/display name."""
+def organ(name_or_id: str | int | Organ) -> Organ:
+    """Look an organ up by structure name, label id, or a segment/display name (an Organ is returned as is)."""
+    if isinstance(name_or_id, Organ):
+        return name_or_id
     if isinstance(name_or_id, int) or (isinstance(name_or_id, str) and name_or_id.isdigit()):
         found = _by_id().get(int(name_or_id))
     else:

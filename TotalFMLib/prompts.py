@@ -47,14 +47,10 @@ class PromptPair:
     normal: tuple[str, ...]
 
 
-def _organ(organ) -> catalogue.Organ:
-    return organ if isinstance(organ, catalogue.Organ) else catalogue.organ(organ)
-
-
 def organ_phrase(organ, capital: bool = False) -> str:
     """Display name in running text: "left kidney", "small intestine", "L5 vertebra"."""
     words = [w if any(c.isdigit() for c in w) or w.isupper() else w.lower()
-             for w in _organ(organ).display_name.split()]
+             for w in catalogue.organ(organ).display_name.split()]
     text = " ".join(words)
     return text[:1].upper() + text[1:] if capital else text
 

@@ -46,7 +46,7 @@ class Terminology:
 
 def organ_terminology(organ: str | int | Organ) -> Terminology:
     """The organ's codes from TotalSegmentator's SNOMED table."""
-    o = organ if isinstance(organ, Organ) else catalogue.organ(organ)
+    o = catalogue.organ(organ)
     return Terminology(o.snomed_category, o.snomed_type, o.snomed_type_modifier,
                        o.snomed_region, o.snomed_region_modifier)
 
