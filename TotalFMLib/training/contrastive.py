@@ -16,6 +16,7 @@ contrastive batch). The logit scale is clamped to [0, log 100] after each step.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -115,10 +116,8 @@ class ContrastiveTask(Task):
 
     def final_config(self) -> ModelConfig:
         """The model config with the learned logit scale and bias written into it."""
-        d = self.model_config.to_dict()
-        d["logit_scale"] = float(self.model.logit_scale.detach())
-        d["logit_bias"] = float(self.model.logit_bias.detach())
-        return ModelConfig.from_dict(d)
+        return replace(self.model_config, logit_scale=float(self.model.logit_scale.detach()),
+                       logit_bias=float(self.model.logit_bias.detach()))
 
     def save_final(self, out: Path) -> Path:
         return save_model_checkpoint(out / "model.pt", unwrap(self.model), self.final_config(),
