@@ -38,6 +38,7 @@ import torch
 from .. import catalogue
 from ..atomic import atomic_path
 from ..errors import InputError
+from ..label_maps import label_counts
 from ..progress import Progress
 from ..volume import Volume
 from . import lesions, phrase_bank
@@ -164,8 +165,8 @@ def flip_storage(vol: Volume) -> Volume:
 # --------------------------------------------------------------------------- one case
 
 def _present(labels: np.ndarray, organs) -> list[str]:
-    counts = np.bincount(labels.ravel().astype(np.int64), minlength=200)
-    return [o for o in organs if counts[catalogue.organ(o).label_id] >= MIN_ORGAN_VOXELS]
+    counts = label_counts(labels)
+    return [o for o in organs if counts.get(catalogue.organ(o).label_id, 0) >= MIN_ORGAN_VOXELS]
 
 
 def plan_findings(organs: list[str], rng: np.random.Generator, finding_rate: float,
