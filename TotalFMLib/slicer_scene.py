@@ -211,17 +211,18 @@ def segmentation_from_labelmap(scene, labelmap: Volume, reference_volume_node=No
     """Add a segmentation node with one segment per organ present in ``labelmap``
     (TotalSegmentator v2 ``total`` ids): ID = structure name, name = display name,
     colour and terminology from the catalogue. All segments share one labelmap layer."""
-    values = np.unique(np.asarray(labelmap.array))
+    array = np.asarray(labelmap.array)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise InputError(labelmap.source, f"a label map must hold integers, got {array.dtype}")
+    values = np.unique(array)
     values = values[values != 0]
-    if not np.issubdtype(np.asarray(labelmap.array).dtype, np.integer):
-        raise InputError(labelmap.source, f"a label map must hold integers, got {labelmap.array.dtype}")
     known = {o.label_id: o for o in catalogue.organs()}
     unknown = [int(v) for v in values if int(v) not in known]
     if unknown:
         raise InputError(labelmap.source, f"label values {unknown[:5]} are not TotalSegmentator 'total' "
                                           f"classes (1-{max(known)})")
     dtype = np.uint8 if values.size == 0 or values.max() < 256 else np.int16
-    image = _image_data(np.asarray(labelmap.array).astype(dtype), slicer.vtkOrientedImageData())
+    image = _image_data(array.astype(dtype), slicer.vtkOrientedImageData())
     image.SetGeometryFromImageToWorldMatrix(_to_vtk_matrix(ijk_to_ras(labelmap)))
 
     register_conversion_rules()
