@@ -299,17 +299,19 @@ def write_calibration(path: str | os.PathLike, thresholds: Mapping[str, float | 
     "totalfm-calibration", "version": 1, "thresholds": {...}, "meta": {...}}``. Written
     atomically.
     """
-    clean: dict = {}
-    for finding, value in thresholds.items():
-        if isinstance(value, Mapping):
-            clean[str(finding)] = {str(k): _finite(v, finding) for k, v in value.items()}
-        else:
-            clean[str(finding)] = _finite(value, finding)
-    doc = {"kind": CALIBRATION_KIND, "version": 1, "thresholds": clean, "meta": dict(meta or {})}
+    doc = {"kind": CALIBRATION_KIND, "version": 1, "thresholds": _clean_thresholds(thresholds),
+           "meta": dict(meta or {})}
     path = Path(path)
     with atomic_path(path, suffix=".json") as tmp:
         tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
+
+
+def _clean_thresholds(thresholds: Mapping) -> dict:
+    """The thresholds with string keys and float values; InputError (no path) otherwise."""
+    return {str(finding): ({str(k): _finite(v, finding) for k, v in value.items()}
+                           if isinstance(value, Mapping) else _finite(value, finding))
+            for finding, value in thresholds.items()}
 
 
 def _finite(v, finding) -> float:
@@ -335,13 +337,7 @@ def read_calibration(path: str | os.PathLike) -> dict[str, float | dict[str, flo
         doc = doc.get("thresholds")
     if not isinstance(doc, dict):
         raise InputError(path, "calibration JSON must map finding names to thresholds")
-    out: dict = {}
-    for finding, value in doc.items():
-        try:
-            if isinstance(value, dict):
-                out[finding] = {str(k): _finite(v, finding) for k, v in value.items()}
-            else:
-                out[finding] = _finite(value, finding)
-        except InputError as e:
-            raise InputError(path, e.problem) from None
-    return out
+    try:
+        return _clean_thresholds(doc)
+    except InputError as e:
+        raise InputError(path, e.problem) from None
