@@ -53,7 +53,6 @@ ATTR_FINDINGS = "TotalFM.findings"    # table node attribute: finding columns, "
 ATTR_CASE = "TotalFM.caseId"          # table node attribute: the case its rows belong to
 
 REVIEW_MARKS = ("agree", "disagree", "unsure")
-TABLE_FIXED_COLUMNS = ("organ", "segment", "label_id")
 TABLE_FLAGGED = "flagged"
 TABLE_REVIEW = "review"
 
