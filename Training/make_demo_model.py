@@ -134,19 +134,21 @@ def val_mean_auroc(scores_csv: Path) -> dict[tuple[str, str], float]:
     return {k: float(np.mean(v)) for k, v in per.items()}
 
 
-def bundle(model_pt: Path, calibration: dict, query_style: str, out: Path) -> Path:
-    """Write the demo bundle: the trained model with calibration and query style in its config."""
+def bundle(model_pt: Path, calibration: dict, query_style: str, out: Path):
+    """Write the demo bundle: the trained model with calibration and query style in its config;
+    returns that config."""
     from dataclasses import replace
 
     from TotalFMLib.checkpoint import read_checkpoint, write_checkpoint
 
     state, config, meta = read_checkpoint(model_pt, with_meta=True)
     extra = {k: v for k, v in meta.items() if k not in ("format", "config")}
-    write_checkpoint(out, state, replace(config, calibration=calibration, query_style=query_style), **extra)
+    config = replace(config, calibration=calibration, query_style=query_style)
+    write_checkpoint(out, state, config, **extra)
     size = out.stat().st_size
     if size > MAX_BUNDLE_BYTES:
         raise SystemExit(f"{out}: {size / 2**20:.1f} MB is over the 25 MB limit")
-    return out
+    return config
 
 
 def _fmt_s(s: float | None) -> str:
@@ -315,8 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"query style chosen on validation: {style}")
     if args.no_bundle:
         return 0
-    bundle(organ / "model.pt", calibration, style, BUNDLE)
-    cfg = json.loads(json.dumps(__import__("torch").load(BUNDLE, map_location="cpu", weights_only=True)["config"]))
+    cfg = bundle(organ / "model.pt", calibration, style, BUNDLE).to_dict()
     bcfg = json.loads((bench / "benchmark.json").read_text()).get("config", {})
     write_reports(ev, val, style, timings, cfg, bcfg)
     print(f"bundle {BUNDLE} ({BUNDLE.stat().st_size / 2**20:.1f} MB); card {CARD}; table {RESULTS / 'demo_eval.md'}")
