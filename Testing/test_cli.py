@@ -92,3 +92,22 @@ def test_listing_commands_run_as_a_program():
         done = subprocess.run([sys.executable, "-m", "TotalFMLib.cli", command], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         assert ("kidney_left" if command == "organs" else "pleural effusion") in done.stdout
+
+
+def test_without_a_segmentation_totalsegmentator_is_asked_for(tmp_path, example_ct_path, tiny_checkpoint, home,
+                                                              capsys):
+    """No --seg runs TotalSegmentator; where its nnU-Net is not installed (as in CI), one clear line."""
+    pytest.importorskip("totalsegmentator")
+    try:
+        import nnunetv2  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("TotalSegmentator inference is installed: this would segment for real")
+    out = tmp_path / "out"
+    code = main(["analyze", "--ct", str(example_ct_path), "--model", str(tiny_checkpoint),
+                 "--csv", str(out / "s.csv"), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2
+    assert err.startswith("totalfm: error: TotalSegmentator inference is not installed") and "[segment]" in err
+    assert not out.exists()

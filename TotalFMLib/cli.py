@@ -42,9 +42,20 @@ def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
-def _load_case(ct_path, seg_path):
+def _load_case(ct_path, seg_path, device=None):
+    """The checked (CT, label map); without a segmentation, TotalSegmentator makes one."""
     from .loading import load_case
 
+    if seg_path is None:
+        import tempfile
+
+        from .segment import segment_ct
+
+        with tempfile.TemporaryDirectory(prefix="totalfm-seg-") as tmp:
+            print(f"no --seg: segmenting {ct_path} with TotalSegmentator (fast) ...", file=sys.stderr)
+            seg_path = segment_ct(ct_path, Path(tmp) / "segmentation.nii.gz", fast=True,
+                                  device="gpu" if (device or "").startswith("cuda") else "cpu")
+            return load_case(ct_path, seg_path)
     return load_case(ct_path, seg_path)
 
 
@@ -83,7 +94,7 @@ def _summary(rows, limit: int = 12) -> str:
 def cmd_analyze(args) -> int:
     if not (args.csv or args.json or args.png):
         raise TotalFMError("analyze: give at least one of --csv, --json, --png")
-    ct, seg = _load_case(args.ct, args.seg)
+    ct, seg = _load_case(args.ct, args.seg, args.device)
     case_id = args.case_id or Path(args.ct).name.split(".")[0]
     rows, written = analyze_case(ct, seg, args.model, _split(args.organs), _split(args.findings), case_id,
                                  args.csv, args.json, args.png, args.device, not args.quiet, args.precision)
@@ -97,7 +108,7 @@ def cmd_search(args) -> int:
     from .catalogue import organ
     from .totalfm import TotalFM
 
-    ct, seg = _load_case(args.ct, args.seg)
+    ct, seg = _load_case(args.ct, args.seg, args.device)
     model = TotalFM.load(args.model, device=args.device, precision=args.precision)
     with progress_bar("encoding organs", not args.quiet) as progress:
         embeddings = model.encode_image(ct, seg, organs=_split(args.organs), progress=progress)
@@ -152,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def case_args(sp):
         sp.add_argument("--ct", required=True, help="CT: NIfTI, NRRD, MHA file or DICOM folder")
-        sp.add_argument("--seg", required=True,
-                        help="TotalSegmentator label map (NIfTI), its folder of masks, or a Slicer .seg.nrrd")
+        sp.add_argument("--seg", help="TotalSegmentator label map (NIfTI), its folder of masks, or a Slicer "
+                                      ".seg.nrrd (default: run TotalSegmentator; needs TotalFMLib[segment])")
         sp.add_argument("--model", default="demo", help="demo (default), official, or a checkpoint path")
         sp.add_argument("--organs", help="comma-separated organs or groups (default: the clinical default set)")
         sp.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")

@@ -18,16 +18,16 @@ def segment_ct(ct_path: str | os.PathLike, out_path: str | os.PathLike, fast: bo
     ct_path, out_path = Path(ct_path), Path(out_path)
     if not ct_path.exists():
         raise InputError(ct_path, "no such file or folder")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         from totalsegmentator.python_api import totalsegmentator
-    except ImportError as e:
+
+        totalsegmentator(str(ct_path), str(out_path), ml=True, fast=fast, device=device, task="total", quiet=True)
+    except ModuleNotFoundError as e:  # the package is there with --no-deps, its nnU-Net is not
         raise ModelError(
             f"TotalSegmentator inference is not installed ({e.name} missing): install it with "
             "`pip install \"TotalFMLib[segment]\"`, or pass an existing segmentation with --seg"
         ) from None
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        totalsegmentator(str(ct_path), str(out_path), ml=True, fast=fast, device=device, task="total", quiet=True)
     except Exception as e:  # network for the weights, CUDA, corrupt input
         raise ModelError(f"{ct_path}: TotalSegmentator failed: {type(e).__name__}: {e}") from None
     return out_path
