@@ -170,6 +170,8 @@ def target_line(eval_dir: Path) -> str:
 
 
 def write_reports(eval_dir: Path, val: dict, style: str, timings: dict, cfg: dict, bench: dict) -> None:
+    from TotalFMLib.atomic import atomic_path
+
     RESULTS.mkdir(parents=True, exist_ok=True)
     status = target_line(eval_dir)
     for png in ("roc_findings.png", "roc_compare.png"):
@@ -213,7 +215,8 @@ def write_reports(eval_dir: Path, val: dict, style: str, timings: dict, cfg: dic
         "ROC curves: `demo_roc_findings.png` (per finding), `demo_roc_compare.png` (all variants).",
         "",
     ])
-    (RESULTS / "demo_eval.md").write_text(eval_text, encoding="utf-8")
+    with atomic_path(RESULTS / "demo_eval.md", suffix=".md") as tmp:
+        tmp.write_text(eval_text, encoding="utf-8")
     a = cfg["arch"]
     card = "\n".join([
         "# TotalFM demo model (`TotalFM.load(\"demo\")`)",
@@ -256,7 +259,8 @@ def write_reports(eval_dir: Path, val: dict, style: str, timings: dict, cfg: dic
         "of inserted lesions in one held-out scan; they say nothing about real pathology.",
         "",
     ])
-    CARD.write_text(card, encoding="utf-8")
+    with atomic_path(CARD, suffix=".md") as tmp:
+        tmp.write_text(card, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
