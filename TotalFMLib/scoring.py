@@ -24,13 +24,14 @@ from datetime import datetime, timezone
 import numpy as np
 
 from . import catalogue
+from .config import CLIP_LOGIT_SCALE
 from .errors import InputError, ModelError
 from .findings import Finding, find, load_findings
 from .prompts import PromptPair, TextEncoder, encode_texts, finding_prompts, lesion_prompts
 from .results import ANY_LESION, ScoreRow
 
 DEFAULT_THRESHOLD = 0.5
-DEFAULT_LOGIT_SCALE = math.log(1 / 0.07)  # CLIP's initial temperature 0.07
+DEFAULT_LOGIT_SCALE = CLIP_LOGIT_SCALE  # the model config's default
 MAX_SCALE = 100.0
 
 
