@@ -238,7 +238,7 @@ def run_evaluation(model_source: str, benchmark: str | os.PathLike, out: str | o
             w.writeheader()
             w.writerows(all_rows)
     main_rows = [r for r in all_rows if r["variant"] == "organ-separated" and r["prompts"] == "organ"]
-    by_finding = {f: _arrays(_select(main_rows, "test", f)) for f in FINDINGS if _select(main_rows, "test", f)}
+    by_finding = {f: _arrays(sel) for f in FINDINGS if (sel := _select(main_rows, "test", f))}
     M.plot_roc(by_finding, out / "roc_findings.png", "Finding-wise ROC (test)")
     lesion = _select(main_rows, "test", lesion=True)
     by_organ = {catalogue.organ(o).display_name: _arrays([r for r in lesion if r["organ"] == o])
