@@ -216,6 +216,11 @@ _VERTEBRA = re.compile(r"\b([CTLS])\s?(\d{1,2})\b(?=\s*(?:vertebra|vertebral|lev
 
 
 @functools.lru_cache(maxsize=1)
+def _structure_names() -> frozenset[str]:
+    return frozenset(o.name for o in catalogue.organs())
+
+
+@functools.lru_cache(maxsize=1)
 def organ_lexicon() -> dict[str, tuple[str, ...]]:
     """Term (lower case) -> structure names it can mean before laterality is applied.
 
@@ -223,7 +228,7 @@ def organ_lexicon() -> dict[str, tuple[str, ...]]:
     without their laterality modifier) plus the hand-written synonyms above.
     """
     lex: dict[str, set[str]] = {}
-    known = {o.name for o in catalogue.organs()}
+    known = _structure_names()
 
     def add(term: str, names: Iterable[str]) -> None:
         term = re.sub(r"\s+", " ", term.strip().lower().replace("_", " "))
@@ -302,7 +307,7 @@ def assign_organs(sentence: str, header: str = "") -> list[str]:
         prev_end = m.end()
     for v in _VERTEBRA.finditer(sentence):
         name = f"vertebrae_{v.group(1).upper()}{int(v.group(2))}"
-        if name in {o.name for o in catalogue.organs()} and name not in found:
+        if name in _structure_names() and name not in found:
             found.append(name)
     if not found and header:
         sides = {_side_word(m.group()) for m in _SIDE.finditer(text)}
