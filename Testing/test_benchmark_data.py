@@ -126,15 +126,14 @@ def test_test_split_uses_only_held_out_phrasings(tiny):
 
 
 def test_cache_reads_with_the_training_dataset(tiny):
-    from TotalFMLib.training.dataset import CacheLayout, CropDataset
+    from TotalFMLib.training.dataset import WHOLE_VOLUME_LAYOUT, CropDataset
 
     root, _, _, _ = tiny
     organs = CropDataset(root, split="train")
     assert len(organs) == len(B.read_manifest(root)[0]["organs"])
     item = organs[0]
     assert item["image"].shape == (3, 32, 32, 8) and isinstance(item["text"], str)
-    whole = CropDataset(root, split="test", layout=CacheLayout(images="whole_images", organs="whole_organs",
-                                                               sentences="whole_sentences", labels="whole_labels"))
+    whole = CropDataset(root, split="test", layout=WHOLE_VOLUME_LAYOUT)
     assert len(whole) == 1 and whole[0]["text"].startswith("FINDINGS:")
 
 

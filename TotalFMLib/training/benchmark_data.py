@@ -21,9 +21,8 @@ Output folder (read by ``dataset.CropDataset``)::
                           "whole_labels" [[finding names]], "report", "records", "case_id",
                           "split", "base", "patient"}
 
-The whole-volume baseline reads the same shards with
-``CacheLayout(images="whole_images", organs="whole_organs", sentences="whole_sentences",
-labels="whole_labels")``.
+The whole-volume baseline reads the same shards with ``dataset.WHOLE_VOLUME_LAYOUT``
+(``data_view="whole_volume"``).
 """
 from __future__ import annotations
 
