@@ -29,6 +29,11 @@ def model_cache_dir() -> Path:
     return Path(user_cache_dir("totalfm")) / "models"
 
 
+def _folder(cache_dir: str | os.PathLike | None) -> Path:
+    """``cache_dir`` as a Path, or the default cache folder when it is None."""
+    return Path(cache_dir) if cache_dir is not None else model_cache_dir()
+
+
 def _offline() -> bool:
     """huggingface_hub's offline switch (HF_HUB_OFFLINE), False without the package."""
     try:
@@ -55,7 +60,7 @@ def error_line(err: BaseException) -> str:
 
 def official_cached(cache_dir: str | os.PathLike | None = None) -> bool:
     """True when the released checkpoint is already in the cache folder (non-empty file)."""
-    target = (Path(cache_dir) if cache_dir is not None else model_cache_dir()) / OFFICIAL_FILE
+    target = _folder(cache_dir) / OFFICIAL_FILE
     return target.is_file() and target.stat().st_size > 0
 
 
@@ -76,7 +81,7 @@ def official_checkpoint(cache_dir: str | os.PathLike | None = None, progress: Pr
     """
     from .errors import Cancelled, ModelError
 
-    folder = Path(cache_dir) if cache_dir is not None else model_cache_dir()
+    folder = _folder(cache_dir)
     target = folder / OFFICIAL_FILE
     if official_cached(folder):
         return target
@@ -211,7 +216,7 @@ def _size(path: Path) -> int:
 
 def cache_size(cache_dir: str | os.PathLike | None = None) -> int:
     """Bytes used by downloaded model files in the cache folder."""
-    folder = Path(cache_dir) if cache_dir is not None else model_cache_dir()
+    folder = _folder(cache_dir)
     return sum(_size(p) for p in _cache_entries(folder))
 
 
@@ -220,7 +225,7 @@ def clear_cache(cache_dir: str | os.PathLike | None = None) -> int:
 
     Other files in the folder are left alone. Returns the number of bytes freed.
     """
-    folder = Path(cache_dir) if cache_dir is not None else model_cache_dir()
+    folder = _folder(cache_dir)
     freed = 0
     for entry in _cache_entries(folder):
         freed += _size(entry)
