@@ -40,6 +40,15 @@ def example_seg_path():
     return _fetch("example_seg")
 
 
+@pytest.fixture(scope="module")
+def case(example_ct_path, example_seg_path):
+    """(CT, label map) Volumes of the real example case, loaded once per test module
+    (module scope: a module may change the arrays without touching another's)."""
+    from TotalFMLib.loading import load_case
+
+    return load_case(example_ct_path, example_seg_path)
+
+
 TINY_ARCH = dict(image_size=32, image_patch_size=16, frames=8, frame_patch_size=4, dim=48, depth=1,
                  heads=4, mlp_dim=96, channels=3, dim_head=12, out_dim=32)
 

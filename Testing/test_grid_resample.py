@@ -39,12 +39,6 @@ def assert_matches_simpleitk(ct: Volume, seg: Volume, regions=()):
     return grid
 
 
-@pytest.fixture(scope="module")
-def case(example_ct_path, example_seg_path):
-    ct = load_ct(example_ct_path)
-    return ct, load_segmentation(example_seg_path, ct)
-
-
 def resampled_case(case, spacing, first_slice=0):
     """The real case resampled by SimpleITK onto another grid (so the recipe must interpolate)."""
     out = []

@@ -10,15 +10,6 @@ from TotalFMLib.errors import InputError
 from TotalFMLib.training import lesions as L
 
 
-@pytest.fixture(scope="module")
-def case(example_ct_path, example_seg_path):
-    from TotalFMLib.loading import load_ct, load_segmentation
-
-    ct = load_ct(example_ct_path)
-    seg = load_segmentation(example_seg_path, ct)
-    return ct, seg
-
-
 def _id(name):
     return catalogue.organ(name).label_id
 

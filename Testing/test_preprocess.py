@@ -9,7 +9,6 @@ import torch
 
 from TotalFMLib import catalogue
 from TotalFMLib.errors import Cancelled, InputError
-from TotalFMLib.loading import load_ct, load_segmentation
 from TotalFMLib.preprocess import (crop_box, crop_range, organ_crops, resample_case, target_size,
                                    window_channels)
 from TotalFMLib.volume import Volume
@@ -85,12 +84,6 @@ def as_tuples(box):
 
 
 # ----------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def case(example_ct_path, example_seg_path):
-    ct = load_ct(example_ct_path)
-    return ct, load_segmentation(example_seg_path, ct)
-
-
 @pytest.fixture(scope="module")
 def fine_case(case):
     """The upper abdomen of the real case on a thin-slice grid (0.55 x 0.5 x 2 mm), so that

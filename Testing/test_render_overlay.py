@@ -21,7 +21,6 @@ from test_slicer_scene import DEFAULT_PRESENT, make_rows, present_organs  # noqa
 
 from TotalFMLib import slicer_scene  # noqa: E402
 from TotalFMLib.export import write_csv  # noqa: E402
-from TotalFMLib.loading import load_case  # noqa: E402
 
 SCRIPT = Path(__file__).parent / "render_overlay.py"
 
@@ -38,11 +37,6 @@ def offscreen():
     if probe.returncode != 0:
         last = (probe.stderr.decode(errors="replace").strip().splitlines() or ["no error output"])[-1]
         pytest.skip(f"VTK cannot render offscreen here (needs EGL or OSMesa): {last}")
-
-
-@pytest.fixture(scope="module")
-def case(example_ct_path, example_seg_path):
-    return load_case(example_ct_path, example_seg_path)
 
 
 def read_png(path) -> np.ndarray:

@@ -7,18 +7,12 @@ from TotalFMLib import TotalFM
 from TotalFMLib.catalogue import resolve
 from TotalFMLib.checkpoint import read_checkpoint, write_checkpoint
 from TotalFMLib.errors import InputError, ModelError
-from TotalFMLib.loading import load_case
 from TotalFMLib.results import ANY_LESION
 
 @pytest.fixture(scope="module")
 def model(tiny_checkpoint, tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setenv("TOTALFM_HOME", str(tmp_path_factory.mktemp("home")))
     return TotalFM.load(tiny_checkpoint, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def case(example_ct_path, example_seg_path):
-    return load_case(example_ct_path, example_seg_path)
 
 
 @pytest.fixture(scope="module")
