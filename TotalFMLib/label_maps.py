@@ -24,16 +24,13 @@ def _fmt(values) -> str:
 
 def grid_differences(seg: Volume, ct: Volume, tol: float = 1e-3) -> list[str]:
     """What differs between the two grids (shape, spacing, origin, direction), for messages."""
-    diffs = []
-    if seg.shape != ct.shape:
-        diffs.append(f"shape (Z,Y,X) {seg.shape} vs CT {ct.shape}")
-    if not np.allclose(seg.spacing, ct.spacing, atol=tol, rtol=tol):
-        diffs.append(f"spacing {_fmt(seg.spacing)} vs CT {_fmt(ct.spacing)} mm")
-    if not np.allclose(seg.origin, ct.origin, atol=max(tol, 1e-2)):
-        diffs.append(f"origin {_fmt(seg.origin)} vs CT {_fmt(ct.origin)} mm")
-    if not np.allclose(seg.direction, ct.direction, atol=tol):
-        diffs.append(f"direction {_fmt(seg.direction)} vs CT {_fmt(ct.direction)}")
-    return diffs
+    text = {
+        "shape": lambda: f"shape (Z,Y,X) {seg.shape} vs CT {ct.shape}",
+        "spacing": lambda: f"spacing {_fmt(seg.spacing)} vs CT {_fmt(ct.spacing)} mm",
+        "origin": lambda: f"origin {_fmt(seg.origin)} vs CT {_fmt(ct.origin)} mm",
+        "direction": lambda: f"direction {_fmt(seg.direction)} vs CT {_fmt(ct.direction)}",
+    }
+    return [text[name]() for name in seg.grid_differences(ct, tol)]
 
 
 def grid_mismatch(seg: Volume, ct: Volume, hint: str = "") -> InputError:

@@ -28,14 +28,19 @@ class Volume:
     def with_array(self, array: np.ndarray) -> "Volume":
         return replace(self, array=array, meta=dict(self.meta))
 
+    def grid_differences(self, other: "Volume", tol: float = 1e-3) -> list[str]:
+        """Which of "shape", "spacing", "origin" (1e-2 mm at least), "direction" differ."""
+        checks = {
+            "shape": self.shape == other.shape,
+            "spacing": np.allclose(self.spacing, other.spacing, atol=tol, rtol=tol),
+            "origin": np.allclose(self.origin, other.origin, atol=max(tol, 1e-2)),
+            "direction": np.allclose(self.direction, other.direction, atol=tol),
+        }
+        return [name for name, same in checks.items() if not same]
+
     def same_grid(self, other: "Volume", tol: float = 1e-3) -> bool:
         """True when both volumes sample the same voxels in patient space."""
-        return (
-            self.shape == other.shape
-            and np.allclose(self.spacing, other.spacing, atol=tol, rtol=tol)
-            and np.allclose(self.origin, other.origin, atol=max(tol, 1e-2))
-            and np.allclose(self.direction, other.direction, atol=tol)
-        )
+        return not self.grid_differences(other, tol)
 
     def to_sitk(self):
         import SimpleITK as sitk
