@@ -212,3 +212,41 @@ def test_every_finding_type_gets_the_same_share_of_cases():
         per_finding.update(f for _, f in plan)
     assert set(per_finding) == set(B.FINDINGS)
     assert all(abs(c / n - 0.3) < 0.04 for c in per_finding.values()), per_finding
+
+
+def test_worker_processes_build_the_same_shards(tiny, tmp_path):
+    root, cfg, _, _ = tiny
+    manifest = B.build_benchmark(tmp_path, cfg, workers=2)
+    assert manifest.read_text() == (root / "manifest.jsonl").read_text()  # same cases, same order
+    for entry in B.read_manifest(root):
+        a, b = _shard(root, entry), _shard(tmp_path, entry)
+        assert torch.equal(a["images"], b["images"]) and torch.equal(a["whole_images"], b["whole_images"])
+        assert a["sentences"] == b["sentences"] and a["records"] == b["records"]
+    with pytest.raises(InputError, match="workers"):
+        B.build_benchmark(tmp_path, cfg, workers=0)
+
+
+def test_base_cache_gives_back_the_loaded_volumes(tiny, tmp_path):
+    root, _, _, _ = tiny
+    base = B.base_by_name("example_ct_dicom")
+    cached = B.load_base(base, root / "bases")  # written by the build
+    loaded = B.load_base(base)
+    for a, b in zip(cached, loaded):
+        assert np.array_equal(a.array, b.array) and a.array.dtype == b.array.dtype and a.same_grid(b)
+    broken = tmp_path / f"{base.name}.npz"
+    broken.write_bytes(b"not a zip file")
+    with pytest.raises(InputError, match="base-CT cache") as err:
+        B.load_base(base, tmp_path)
+    assert str(broken) in str(err.value)
+
+
+def test_slabs_run_from_a_few_slices_to_the_whole_scan(sample):
+    ct, seg = B.load_base(B.base_by_name("example_ct"))
+    lengths = []
+    for seed in range(200):
+        sub_ct, sub_seg, (z0, z1) = B._slab(ct, seg, np.random.default_rng(seed), organs=("liver", "spleen"))
+        assert sub_ct.shape[0] == sub_seg.shape[0] == z1 - z0 and 0 <= z0 < z1 <= ct.shape[0]
+        assert B._present(sub_seg.array, ("liver", "spleen"))  # never a slab without the organs asked for
+        lengths.append(z1 - z0)
+    assert min(lengths) <= 15 and max(lengths) >= ct.shape[0] - 10
+    assert np.median(lengths) < 0.5 * ct.shape[0]  # log-uniform: short slabs are common

@@ -87,7 +87,7 @@ class BenchmarkConfig:
     finding_rate: float = 0.3         # chance per case that a finding is inserted (into one eligible organ)
     max_findings_per_organ: int = 2
     phrasings: int = 3                # sentences stored per crop (the trainer picks one per epoch)
-    slab_fraction: float = 0.3        # chance of a random z-slab (train/val)
+    slab_fraction: float = 0.5        # chance of a random z-slab (train/val)
     flip_fraction: float = 0.5        # chance of the other storage orientation, RAS <-> LPS (train/val)
     enhance_fraction: float = 0.5     # chance of simulated IV contrast (train/val)
     max_displacement_mm: float = 6.0
@@ -115,12 +115,39 @@ def check_splits(bases: list[BaseCT]) -> None:
         raise InputError(None, f"test base(s) {', '.join(leaked)} share a patient with the training split")
 
 
-def load_base(base: BaseCT) -> tuple[Volume, Volume]:
+def load_base(base: BaseCT, cache: str | os.PathLike | None = None) -> tuple[Volume, Volume]:
+    """The base CT and its label map as loaded from the sample data; with ``cache``, also kept
+    there as ``<name>.npz`` (arrays and geometry) and read back from it next time, so a
+    rebuild, a worker process or a machine without the image readers needs no DICOM/NIfTI I/O."""
+    path = Path(cache) / f"{base.name}.npz" if cache is not None else None
+    if path is not None and path.is_file():
+        return _read_base(path)
     from ..loading import load_ct, load_segmentation
     from ..sample_data import fetch
 
     ct = load_ct(fetch(base.ct))
-    return ct, load_segmentation(fetch(base.seg), ct)
+    seg = load_segmentation(fetch(base.seg), ct)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, ct=ct.array, seg=seg.array, spacing=ct.spacing, origin=ct.origin,
+                                    direction=ct.direction, source=str(ct.source), seg_source=str(seg.source))
+    return ct, seg
+
+
+def _read_base(path: Path) -> tuple[Volume, Volume]:
+    try:
+        with np.load(path) as z:
+            geometry = {"spacing": tuple(map(float, z["spacing"])), "origin": tuple(map(float, z["origin"])),
+                        "direction": tuple(map(float, z["direction"]))}
+            ct = Volume(z["ct"], source=str(z["source"]), **geometry)
+            seg = Volume(z["seg"], source=str(z["seg_source"]), **geometry)
+    except (OSError, KeyError, ValueError) as e:
+        raise InputError(path, f"not a readable base-CT cache file ({e}); delete it to rebuild") from None
+    if ct.shape != seg.shape:
+        raise InputError(path, f"CT {ct.shape} and label map {seg.shape} differ in shape; delete it to rebuild")
+    return ct, seg
 
 
 def to_grid(ct: Volume, seg: Volume, inplane_mm: float | None, slice_mm: float) -> tuple[Volume, Volume]:
@@ -137,11 +164,18 @@ def to_grid(ct: Volume, seg: Volume, inplane_mm: float | None, slice_mm: float) 
     return new_ct, new_seg
 
 
-def _slab(ct: Volume, seg: Volume, rng: np.random.Generator, min_slices: int = 12) -> tuple[Volume, Volume, list]:
-    """A random run of slices (at least ``min_slices`` or 40 %), origin moved accordingly."""
+def _slab(ct: Volume, seg: Volume, rng: np.random.Generator, min_slices: int = 12,
+          organs=DEFAULT_ORGANS) -> tuple[Volume, Volume, list]:
+    """A random run of slices, origin moved accordingly. The length is log-uniform between
+    ``min_slices`` and all slices, so partial-coverage scans (a 30-slice upper-abdomen slab,
+    a 4 cm series) are as common in training as long ones. The slab holds a slice drawn
+    among those that show one of ``organs``, so it is never empty of them."""
     nz = ct.shape[0]
-    length = int(rng.integers(max(min_slices, int(0.4 * nz)), nz + 1)) if nz > min_slices else nz
-    z0 = int(rng.integers(0, nz - length + 1))
+    length = int(round(np.exp(rng.uniform(np.log(min_slices), np.log(nz))))) if nz > min_slices else nz
+    ids = [catalogue.organ(o).label_id for o in organs]
+    shown = np.flatnonzero(np.isin(seg.array, ids).any(axis=(1, 2)))
+    anchor = int(rng.choice(shown)) if shown.size else int(rng.integers(0, nz))
+    z0 = int(np.clip(anchor - int(rng.integers(0, length)), 0, nz - length))
     d = np.asarray(ct.direction).reshape(3, 3)
     origin = tuple(np.asarray(ct.origin) + d @ np.array([0.0, 0.0, z0 * ct.spacing[2]]))
     sub = slice(z0, z0 + length)
@@ -232,7 +266,7 @@ def make_case(ct: Volume, seg: Volume, base: BaseCT, index: int, cfg: BenchmarkC
     augment: dict = {}
     if base.split != "test":
         if rng.random() < cfg.slab_fraction:
-            ct, seg, augment["slab"] = _slab(ct, seg, rng)
+            ct, seg, augment["slab"] = _slab(ct, seg, rng, organs=cfg.organs)
         if rng.random() < cfg.flip_fraction:
             ct, seg = flip_storage(ct), flip_storage(seg)
             augment["flipped"] = True
@@ -287,11 +321,12 @@ def _save(obj: dict, path: Path) -> None:
 
 
 def build_benchmark(out: str | os.PathLike, cfg: BenchmarkConfig | None = None,
-                    progress: Progress | None = None) -> Path:
+                    progress: Progress | None = None, workers: int = 1) -> Path:
     """Build (or rebuild) the benchmark in ``out``; returns the manifest path.
 
     Deterministic for a given config: every case draws from its own generator seeded by
-    (seed, base, case index).
+    (seed, base, case index), so ``workers`` > 1 (one process per worker) gives the same
+    shards as one process. The loaded base CTs are kept in ``out/bases/`` (``load_base``).
     """
     cfg = cfg or BenchmarkConfig()
     out = Path(out)
@@ -300,36 +335,62 @@ def build_benchmark(out: str | os.PathLike, cfg: BenchmarkConfig | None = None,
     unknown = [s for s in cfg.cases if s not in SPLITS]
     if unknown:
         raise InputError(None, f"unknown split(s) {unknown} in cases; use {', '.join(SPLITS)}")
+    if workers < 1:
+        raise InputError(None, f"workers must be at least 1, got {workers}")
     catalogue.resolve(list(cfg.organs))  # unknown organ names fail here, before any work
-    total = sum(int(cfg.cases.get(b.split, 0)) for b in bases)
-    done = 0
-    entries = []
-    for base in bases:
-        k = int(cfg.cases.get(base.split, 0))
-        if k <= 0:
-            continue
-        ct, seg = to_grid(*load_base(base), cfg.inplane_mm, cfg.slice_mm)
-        for index in range(k):
-            shard = make_case(ct, seg, base, index, cfg)
-            rel = f"shards/{shard['case_id']}.pt"
-            _save(shard, out / rel)
-            entries.append({
-                "case_id": shard["case_id"], "split": base.split, "shard": rel, "base": base.name,
-                "patient": base.patient, "organs": shard["organs"],
-                "findings": [[o, f] for o, labs in zip(shard["organs"], shard["labels"]) for f in labs],
-            })
-            done += 1
-            if progress is not None:
-                progress(done / total, shard["case_id"])
-    if not entries:
+    jobs = [(base.name, index) for base in bases for index in range(int(cfg.cases.get(base.split, 0)))]
+    if not jobs:
         raise InputError(None, "no cases to build: every split has 0 cases")
+    for name in dict.fromkeys(n for n, _ in jobs):  # fetch and cache once, before any worker starts
+        load_base(base_by_name(name), out / "bases")
+    entries: dict[tuple[str, int], dict] = {}
+
+    def done(key, entry):
+        entries[key] = entry
+        if progress is not None:
+            progress(len(entries) / len(jobs), entry["case_id"])
+
+    if workers == 1:
+        for key in jobs:
+            done(key, _build_case(out, cfg, *key))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn: fresh interpreters, no OpenMP state inherited from this process
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
+            futures = {pool.submit(_build_case, out, cfg, *key): key for key in jobs}
+            for future in as_completed(futures):
+                done(futures[future], future.result())
+    ordered = [entries[key] for key in jobs]
     with atomic_path(out / "manifest.jsonl", suffix=".jsonl") as tmp:
-        tmp.write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
+        tmp.write_text("".join(json.dumps(e) + "\n" for e in ordered), encoding="utf-8")
     summary = {"config": cfg.to_dict(), "findings": list(FINDINGS),
-               "bases": [asdict(b) for b in bases], "counts": summarise(entries)}
+               "bases": [asdict(b) for b in bases], "counts": summarise(ordered)}
     with atomic_path(out / "benchmark.json", suffix=".json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return out / "manifest.jsonl"
+
+
+_GRIDS: dict[tuple, tuple[Volume, Volume]] = {}  # per process: base CTs on the benchmark grid
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)  # one case per process; the pool is the parallelism
+
+
+def _build_case(out: Path, cfg: BenchmarkConfig, base_name: str, index: int) -> dict:
+    """Make, save and describe (manifest entry) case ``index`` of base ``base_name``."""
+    base = base_by_name(base_name)
+    key = (base_name, cfg.inplane_mm, cfg.slice_mm)
+    if key not in _GRIDS:
+        _GRIDS[key] = to_grid(*load_base(base, out / "bases"), cfg.inplane_mm, cfg.slice_mm)
+    shard = make_case(*_GRIDS[key], base, index, cfg)
+    rel = f"shards/{shard['case_id']}.pt"
+    _save(shard, out / rel)
+    return {"case_id": shard["case_id"], "split": base.split, "shard": rel, "base": base.name,
+            "patient": base.patient, "organs": shard["organs"],
+            "findings": [[o, f] for o, labs in zip(shard["organs"], shard["labels"]) for f in labs]}
 
 
 def summarise(entries: list[dict]) -> dict:
@@ -381,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="chance per case that each finding type is inserted")
     p.add_argument("--phrasings", type=int, default=d.phrasings)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--workers", type=int, default=1,
+                   help="cases built at once, one process each (the shards do not depend on it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
@@ -390,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                               organs=organs, finding_rate=args.finding_rate,
                               phrasings=args.phrasings, seed=args.seed)
         with progress_bar("benchmark", enabled=not args.quiet) as bar:
-            manifest = build_benchmark(args.out, cfg, progress=bar)
+            manifest = build_benchmark(args.out, cfg, progress=bar, workers=args.workers)
     except TotalFMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
