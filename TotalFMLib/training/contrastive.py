@@ -104,7 +104,7 @@ class ContrastiveTask(Task):
 
     def loss(self, module, batch, device) -> torch.Tensor:
         tokens = self.model.text_tower.tokenize(batch["text"])  # here, not in loader workers
-        img, txt, scale, bias = module(batch["image"].to(device, non_blocking=True), tokens)
+        img, txt, scale, bias = module(batch["image"].to(device, non_blocking=True).float(), tokens)
         return contrastive_loss(img, txt, batch["key"].to(device), scale, bias, self.cfg.contrastive.loss)
 
     def after_step(self):

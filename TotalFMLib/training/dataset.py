@@ -12,7 +12,7 @@ of the writer's format is a one-line change here)::
 ``data_view="whole_volume"`` (``WHOLE_VOLUME_LAYOUT``) reads the benchmark's one
 whole-volume crop per case from the same shards (``whole_images`` etc.).
 
-One item is one organ of one case: ``{"image": float32 (3, S, S, F), "text": str,
+One item is one organ of one case: ``{"image": (3, S, S, F) as stored (float16), "text": str,
 "key": int, "organ": str, "case": str}``. ``key`` identifies what the sentence means
 for the false-negative handling of the losses: the normalised sentence text, or
 ``organ|normal`` for a normal organ (so "liver unremarkable" and "normal liver" of two
@@ -167,7 +167,8 @@ class CropDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         it = self.items[index]
-        image = self._shard(it.shard)[self.layout.images][it.row].float()
+        image = self._shard(it.shard)[self.layout.images][it.row].clone()  # stored dtype (float16): half the
+        # bytes through the loader; the tasks make it float32 on the device
         text = self.sentence(index)
         labels = self._meta[it.shard]["labels"][it.row]
         return {"image": image, "text": text, "organ": it.organ, "case": it.case,

@@ -175,7 +175,7 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: str | Path | No
             loader = torch.utils.data.DataLoader(
                 task.dataset, batch_sampler=sampler, collate_fn=task.collate, num_workers=cfg.num_workers,
                 generator=torch.Generator().manual_seed(cfg.seed + epoch),  # keeps the global RNG untouched
-                persistent_workers=False)
+                persistent_workers=False, pin_memory=device.type == "cuda")
             micro, acc = 0, 0.0
             for batch in loader:
                 last = (micro + 1) % cfg.accum_steps == 0

@@ -143,7 +143,7 @@ class VideoMAETask(Task):
         return torch.stack([x["image"] for x in items])
 
     def loss(self, module, batch, device):
-        return module(batch.to(device, non_blocking=True))
+        return module(batch.to(device, non_blocking=True).float())
 
     def save_final(self, out):
         tower = self.model.tower
