@@ -6,18 +6,20 @@ Stages (each is skipped when its output already exists in the run folder, so an
 interrupted build continues where it stopped; ``--fresh`` starts over):
 
 1. benchmark: ``Training/build_benchmark.py`` with its defaults and seed 0 into ``--benchmark``
-   (reused when ``benchmark.json`` is there);
+   (reused when ``benchmark.json`` is there; ``--workers`` processes);
 2. VideoMAE pre-training of the image encoder (``configs/demo_pretrain.json``) on the training split;
 3. contrastive training of the organ-separated model (``configs/demo_contrastive.json``),
-   initialised from the pre-trained encoder;
+   initialised from the pre-trained encoder, once per candidate positive rule
+   (``--positives``: ``text``, same sentence; ``organ_label``, same organ and findings);
 4. the whole-volume baseline (CT-CLIP style: one crop of the whole scan against the whole
-   report) at equal compute: same config, steps, batch, architecture, text tower and
-   pre-trained initialisation; only ``data_view=whole_volume``, random batches (one "organ")
-   and a text length of 256 tokens so the whole report fits;
-5. evaluation of both on the held-out test CT with organ and plain prompts
-   (``Training/evaluate.py``); the query style with the higher mean finding AUROC on the
-   VALIDATION split goes into the model's config, with the validation Youden thresholds
-   as its calibration;
+   report) at equal compute for each candidate: same config, steps, batch, architecture,
+   text tower and pre-trained initialisation; only ``data_view=whole_volume``, random
+   batches (one "organ") and a text length of 256 tokens so the whole report fits;
+5. evaluation of each candidate pair on the validation and held-out test CT with organ and
+   plain prompts (``Training/evaluate.py``); the (positive rule, query style) with the
+   higher mean finding AUROC of the organ-separated model on the VALIDATION split is
+   kept: its query style goes into the model's config, with the validation Youden
+   thresholds as its calibration, and its pair is the one reported;
 6. the bundle ``TotalFMLib/data/demo_model.pt`` (<= 25 MB, frozen MiniLM weights left out),
    its model card ``TotalFMLib/data/demo_model.md``, and ``Training/results/demo_eval.md``
    plus ROC PNGs.
@@ -44,7 +46,7 @@ BUNDLE = ROOT / "TotalFMLib" / "data" / "demo_model.pt"
 CARD = ROOT / "TotalFMLib" / "data" / "demo_model.md"
 MAX_BUNDLE_BYTES = 25 * 1024 * 1024
 WHOLE_OVERRIDES = ["data_view=whole_volume", "contrastive.sampler=random", "model.text.max_length=256"]
-COMMAND = "python Training/make_demo_model.py --benchmark /tmp/totalfm_benchmark --run runs/demo --parallel"
+COMMAND = "python Training/make_demo_model.py --benchmark /tmp/totalfm_benchmark --run runs/demo --parallel --workers 14"
 
 
 def _train_seconds(run: Path) -> float | None:
@@ -92,11 +94,15 @@ def _train(task: str, config: Path, data: Path, out: Path, overrides: list[str])
 
 
 def _train_parallel(st: Stages, bench: Path, jobs: dict) -> None:
-    """Run the contrastive stages at once, one CPU thread each (same cores as one 2-thread run)."""
+    """Run the contrastive stages at once: on a GPU they share it; on a CPU one thread each."""
     import os
     import subprocess
 
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    import torch
+
+    env = dict(os.environ)
+    if not torch.cuda.is_available():
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     procs = {}
     for name, (out, overrides) in jobs.items():
         if (out / "model.pt").exists():
@@ -105,12 +111,35 @@ def _train_parallel(st: Stages, bench: Path, jobs: dict) -> None:
         cmd = [sys.executable, str(ROOT / "Training" / "train_contrastive.py"), "--config",
                str(CONFIGS / "demo_contrastive.json"), "--data", str(bench), "--out", str(out),
                "--resume", "auto", "--quiet"] + [x for o in overrides for x in ("--set", o)]
-        print(f"[{name}] start {time.strftime('%H:%M:%S')} (parallel, 1 thread)", flush=True)
-        procs[name] = (subprocess.Popen(cmd, env=env), time.perf_counter())
+        print(f"[{name}] start {time.strftime('%H:%M:%S')} (parallel)", flush=True)
+        with open(out / "train.log", "w") as log:
+            procs[name] = (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT),
+                           time.perf_counter())
+    failed = []
     for name, (proc, t0) in procs.items():
         if proc.wait() != 0:
-            raise SystemExit(f"[{name}] failed with status {proc.returncode}")
-        st.record(name, t0)
+            failed.append(name)
+        else:
+            st.record(name, t0)
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)} (see train.log in their run folders)")
+
+
+def machine() -> str:
+    """What the training ran on, for the reports."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"one {torch.cuda.get_device_name(0)} GPU, {os.cpu_count()} CPU cores"
+    return f"CPU only, {os.cpu_count()} cores"
+
+
+def _evaluate(organ: Path, whole: Path | None, bench: Path, ev: Path) -> None:
+    from TotalFMLib.training.evaluate import run_evaluation
+
+    run_evaluation(str(organ / "model.pt"), bench, ev, None if whole is None else str(whole / "model.pt"))
 
 
 def val_mean_auroc(scores_csv: Path) -> dict[tuple[str, str], float]:
@@ -169,15 +198,16 @@ def target_line(eval_dir: Path) -> str:
                    ": the target of issue 3 (>= 0.85 and above the baseline) is NOT met by this demo model.")
 
 
-def write_reports(eval_dir: Path, val: dict, style: str, timings: dict, cfg: dict, bench: dict) -> None:
+def write_reports(eval_dir: Path, val: dict, positives: str, style: str, timings: dict, machine_text: str,
+                  cfg: dict, bench: dict) -> None:
     from TotalFMLib.atomic import atomic_path
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     status = target_line(eval_dir)
     for png in ("roc_findings.png", "roc_compare.png"):
         shutil.copyfile(eval_dir / png, RESULTS / f"demo_{png}")
-    val_lines = ["| model | prompts | mean finding AUROC (validation) |", "|---|---|---|"]
-    val_lines += [f"| {v} | {p} | {a:.3f} |" for (v, p), a in sorted(val.items())]
+    val_lines = ["| positives | model | prompts | mean finding AUROC (validation) |", "|---|---|---|---|"]
+    val_lines += [f"| {c} | {v} | {p} | {a:.3f} |" for (c, v, p), a in sorted(val.items())]
     time_lines = ["| stage | wall time |", "|---|---|"] + [f"| {k} | {_fmt_s(v)} |" for k, v in timings.items()
                                                                if v is not None]
     eval_text = "\n".join([
@@ -201,14 +231,13 @@ def write_reports(eval_dir: Path, val: dict, style: str, timings: dict, cfg: dic
         "",
         (eval_dir / "organs.md").read_text().strip(),
         "",
-        "## Choice of the query style (validation split only)",
+        "## Choice of the positive rule and query style (validation split only)",
         "",
         "\n".join(val_lines),
         "",
-        f"Chosen query style: **{style}**.",
+        f"Chosen: positives **{positives}**, query style **{style}**. The tables above are this pair's.",
         "",
-        "## Wall time (2 CPU cores shared with other work; with `--parallel` the two contrastive runs "
-        "ran at once, one thread each)",
+        f"## Wall time ({machine_text}; with `--parallel` the contrastive runs ran at once)",
         "",
         "\n".join(time_lines),
         "",
@@ -244,8 +273,9 @@ def write_reports(eval_dir: Path, val: dict, style: str, timings: dict, cfg: dic
         "## Training",
         "",
         f"`{COMMAND}` runs VideoMAE pre-training (`Training/configs/demo_pretrain.json`), contrastive "
-        "training (`Training/configs/demo_contrastive.json`, SigLIP loss, organ-aware batches), the "
-        "whole-volume baseline at equal compute, the evaluation, and writes this file.",
+        "training (`Training/configs/demo_contrastive.json`, SigLIP loss, organ-aware batches; "
+        f"positives `{positives}`, chosen on validation), the whole-volume baseline at equal compute, the "
+        f"evaluation, and writes this file. Machine: {machine_text}.",
         "",
         "\n".join(time_lines),
         "",
@@ -264,35 +294,51 @@ def write_reports(eval_dir: Path, val: dict, style: str, timings: dict, cfg: dic
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
     p = argparse.ArgumentParser(description="Reproduce the bundled demo model (see the module docstring).")
     p.add_argument("--benchmark", default="/tmp/totalfm_benchmark",
                    help="benchmark folder; built with the defaults (seed 0) when it has no benchmark.json")
     p.add_argument("--run", default=str(ROOT / "runs" / "demo"), help="run folder for all stages")
     p.add_argument("--fresh", action="store_true", help="delete the run folder first")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="benchmark build processes")
+    p.add_argument("--positives", default="text,organ_label",
+                   help="candidate positive rules, comma-separated; the validation split picks one")
     p.add_argument("--parallel", action="store_true",
-                   help="run the two contrastive trainings at once, one thread each (2-core machines)")
+                   help="run the contrastive trainings at once (sharing the GPU; on a CPU one thread each)")
     p.add_argument("--skip-baseline", action="store_true",
                    help="leave the whole-volume baseline out (interim bundle; the full command trains it)")
     p.add_argument("--no-bundle", action="store_true", help="train and evaluate, but leave TotalFMLib/data alone")
+    p.add_argument("--until", choices=("benchmark", "pretrain"),
+                   help="stop after this stage (the same --run and --benchmark continue later)")
     args = p.parse_args(argv)
+    candidates = [c.strip() for c in args.positives.split(",") if c.strip()]
 
     bench, run = Path(args.benchmark), Path(args.run)
     if args.fresh and run.exists():
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
     st = Stages(run)
-    pre, organ, whole, ev = run / "pretrain", run / "organ", run / "whole", run / "eval"
+    st.times.setdefault("machine", machine())
+    pre = run / "pretrain"
 
     from TotalFMLib.training.benchmark_data import main as build
-    st.do("benchmark", bench / "benchmark.json", lambda: build(["--out", str(bench), "--seed", "0", "--quiet"]))
+    st.do("benchmark", bench / "benchmark.json",
+          lambda: build(["--out", str(bench), "--seed", "0", "--quiet", "--workers", str(args.workers)]))
+    if args.until == "benchmark":
+        return 0
     st.do("pretrain", pre / "image_encoder.pt",
           lambda: _train("videomae", CONFIGS / "demo_pretrain.json", bench, pre, []))
+    if args.until == "pretrain":
+        return 0
     init = [f"contrastive.init_image={pre / 'image_encoder.pt'}"]
-    jobs = {"contrastive (organ-separated)": (organ, init),
-            "contrastive (whole-volume baseline)": (whole, init + WHOLE_OVERRIDES)}
-    if args.skip_baseline:  # an interim bundle while the baseline still trains
-        del jobs["contrastive (whole-volume baseline)"]
-        ev = run / "eval_organ_only"
+    pairs = {c: (run / f"organ-{c}", None if args.skip_baseline else run / f"whole-{c}") for c in candidates}
+    jobs = {}
+    for c, (organ, whole) in pairs.items():
+        jobs[f"contrastive (organ-separated, positives={c})"] = (organ, init + [f"contrastive.positives={c}"])
+        if whole is not None:
+            jobs[f"contrastive (whole-volume baseline, positives={c})"] = (
+                whole, init + WHOLE_OVERRIDES + [f"contrastive.positives={c}"])
     if args.parallel:
         _train_parallel(st, bench, jobs)
     for name, (out, overrides) in jobs.items():
@@ -300,30 +346,32 @@ def main(argv: list[str] | None = None) -> int:
               lambda out=out, overrides=overrides: _train("contrastive", CONFIGS / "demo_contrastive.json",
                                                           bench, out, overrides))
 
-    from TotalFMLib.training.evaluate import run_evaluation
-    result = {}
-    st.do("evaluation", ev / "results.json",
-          lambda: result.update(run_evaluation(str(organ / "model.pt"), bench, ev,
-                                               None if args.skip_baseline else str(whole / "model.pt"))))
+    val: dict[tuple[str, str, str], float] = {}
+    for c, (organ, whole) in pairs.items():
+        ev = run / f"eval-{c}"
+        st.do(f"evaluation (positives={c})", ev / "results.json",
+              lambda ev=ev, organ=organ, whole=whole: _evaluate(organ, whole, bench, ev))
+        val.update({(c, v, s): a for (v, s), a in val_mean_auroc(ev / "scores.csv").items()})
+    positives, style = max(((c, s) for c in candidates for s in ("organ", "plain")),
+                           key=lambda k: val.get((k[0], "organ-separated", k[1]), float("-inf")))
+    ev, (organ, whole) = run / f"eval-{positives}", pairs[positives]
     print((ev / "summary.md").read_text())
+    print("validation mean finding AUROC:", {" / ".join(k): round(a, 3) for k, a in sorted(val.items())})
+    print(f"chosen on validation: positives={positives}, query style {style}")
 
-    val = val_mean_auroc(ev / "scores.csv")
-    style = max(("organ", "plain"), key=lambda s: val.get(("organ-separated", s), float("-inf")))
     from TotalFMLib.training.metrics import read_calibration
     calibration = read_calibration(ev / "calibration.json")
-    timings = {"benchmark build": st.seconds("benchmark") or 467.0,  # reused: 7 min 47 s (BENCHMARK.md)
-               "VideoMAE pre-training": st.seconds("pretrain", pre),
-               "contrastive, organ-separated": st.seconds("contrastive (organ-separated)", organ),
-               "contrastive, whole-volume baseline": None if args.skip_baseline else
-               st.seconds("contrastive (whole-volume baseline)", whole),
-               "evaluation": st.seconds("evaluation")}
-    print("validation mean finding AUROC:", {f"{v} / {p}": round(a, 3) for (v, p), a in val.items()})
-    print(f"query style chosen on validation: {style}")
+    timings = {"benchmark build": st.seconds("benchmark"),
+               "VideoMAE pre-training": st.seconds("pretrain", pre)}
+    for name, (out, _) in jobs.items():
+        timings[name] = st.seconds(name, out)
+    for c in candidates:
+        timings[f"evaluation (positives={c})"] = st.seconds(f"evaluation (positives={c})")
     if args.no_bundle:
         return 0
     cfg = bundle(organ / "model.pt", calibration, style, BUNDLE).to_dict()
     bcfg = json.loads((bench / "benchmark.json").read_text()).get("config", {})
-    write_reports(ev, val, style, timings, cfg, bcfg)
+    write_reports(ev, val, positives, style, timings, st.times["machine"], cfg, bcfg)
     print(f"bundle {BUNDLE} ({BUNDLE.stat().st_size / 2**20:.1f} MB); card {CARD}; table {RESULTS / 'demo_eval.md'}")
     return 0
 

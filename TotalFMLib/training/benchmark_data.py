@@ -77,7 +77,7 @@ DEFAULT_ORGANS: tuple[str, ...] = tuple(dict.fromkeys(
 
 @dataclass
 class BenchmarkConfig:
-    cases: dict = field(default_factory=lambda: {"train": 96, "val": 32, "test": 64})  # K per base
+    cases: dict = field(default_factory=lambda: {"train": 768, "val": 32, "test": 64})  # K per base
     crop_size: int = 96
     frames: int = 16
     inplane_mm: float | None = 1.0    # resample the base CTs to this in-plane spacing first (None: keep)
