@@ -77,8 +77,9 @@ class MAEDecoder(nn.Module):
         """Predictions (B, K_masked, patch_dim) at the ``masked`` indices."""
         B, K, _ = visible_tokens.shape
         n = K + masked.shape[1]
-        x = self.mask_token.expand(B, n, -1).clone()
-        x = x.scatter(1, visible[..., None].expand(-1, -1, x.shape[-1]), self.embed(visible_tokens))
+        embedded = self.embed(visible_tokens)  # bf16/fp16 under autocast: the mask tokens follow
+        x = self.mask_token.to(embedded.dtype).expand(B, n, -1).clone()
+        x = x.scatter(1, visible[..., None].expand(-1, -1, x.shape[-1]), embedded)
         x = self.blocks(x + self.pos[:, :n])
         x = torch.gather(x, 1, masked[..., None].expand(-1, -1, x.shape[-1]))
         return self.head(self.norm(x))
