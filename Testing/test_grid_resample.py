@@ -123,3 +123,29 @@ def test_organ_crops_on_thin_slices_equal_the_whole_volume_path(case):
         box = crop_box(boxes[catalogue.organ(name).label_id - 1], labels.shape)
         assert crops.boxes[name] == box, name
         assert torch.equal(crops.images[i], crop_tensor(hu[box], 64, 16)), name
+
+
+def test_linear_view_only_where_resampling_picks_voxels(case):
+    ct, seg = case
+    # 1 mm slices -> 3 mm: every third slice, nothing interpolated
+    thin = Volume(np.repeat(ct.array, 3, axis=0), spacing=(ct.spacing[0], ct.spacing[1], 1.0), origin=ct.origin,
+                  direction=ct.direction, source="thin")
+    thin_seg = Volume(np.repeat(seg.array, 3, axis=0), spacing=thin.spacing, origin=thin.origin,
+                      direction=thin.direction)
+    grid = assert_matches_simpleitk(thin, thin_seg)
+    view = grid.linear_view(thin.array)
+    assert view is not None and np.shares_memory(view, thin.array)
+    assert np.array_equal(view, grid.linear(thin.array))
+    assert grid.linear_view(thin.array.astype(np.int16)) is None  # a cast is no view
+    moved, moved_seg = resampled_case(case, (0.55, 0.5, 2.0), first_slice=60)
+    assert grid_of(moved).linear_view(moved.array) is None  # interpolates
+
+
+def test_integer_ct_is_cast_only_where_read(case):
+    ct, seg = resampled_case(case, (0.55, 0.5, 2.0), first_slice=60)
+    grid = grid_of(ct)
+    as_int = np.rint(ct.array).astype(np.int16)
+    region = (slice(3, 20), slice(100, 301), slice(7, 450))
+    want = grid.linear(as_int.astype(np.float32), region)
+    assert np.array_equal(grid.linear(as_int, region), want)
+    assert np.array_equal(grid.linear(as_int, region, copy=False), want)

@@ -128,6 +128,16 @@ class GridMap:
         return out
 
     # ------------------------------------------------------------ linear
+    def linear_view(self, array: np.ndarray) -> np.ndarray | None:
+        """``linear(array)`` on the whole grid as a view of a float32 ``array`` (not to be written),
+        when it only picks voxels (nothing interpolated or filled, even steps); else None.
+        Regions of it then cost nothing (e.g. 1 mm slices resampled to 3 mm)."""
+        if np.asarray(array).dtype != np.float32:
+            return None
+        if any(a.outside.any() or (a.frac > 0).any() or _step(a.base) is None for a in self.axes):
+            return None
+        return self.linear(array, copy=False)
+
     def linear(self, array: np.ndarray, region: tuple[slice, slice, slice] | None = None,
                fill: float = -1000.0, copy: bool = True) -> np.ndarray:
         """float32 ``array`` resampled linearly on ``region`` of the output grid
@@ -140,13 +150,15 @@ class GridMap:
         for axis_map, r in zip(self.axes, region):
             parts.append((axis_map.base[r], axis_map.frac[r], axis_map.outside[r]))
         # read only the input voxels the region needs: interpolating along one axis is
-        # independent of which voxels are kept along the others
-        data = np.asarray(array, dtype=np.float32)
+        # independent of which voxels are kept along the others (and so is the cast to
+        # float32, done on those voxels only)
+        data = np.asarray(array)
         reads = []
         for axis, (base, frac, _) in enumerate(parts):
             needed = np.unique(np.concatenate([base, base[frac > 0] + 1]))
             data = _select(data, axis, needed)
             reads.append((np.searchsorted(needed, base), np.searchsorted(needed, base + 1), frac))
+        data = np.asarray(data, dtype=np.float32)
         active = [bool((frac > 0).any()) for _, frac, _ in parts]
         for axis in (2, 1, 0):  # ITK interpolates x first, then y, then z
             lower, upper, frac = reads[axis]
