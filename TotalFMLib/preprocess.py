@@ -14,10 +14,13 @@ The published TotalFM recipe (DESIGN.md, "Organ crop"); the released weights dep
 Speed: nothing is resampled whole. ``grid_resample.GridMap`` gets ITK's own per-axis
 sampling positions from three tiny 1-D SimpleITK probes; the label map on the new grid is
 then a (usually strided, copy-free) pick of the original voxels, scanned once for all
-organs (``scipy.ndimage.find_objects``), and the CT is interpolated only inside the box
-enclosing the organs' crops, in ITK's order and float64 arithmetic -- bit-identical to
-SimpleITK's whole-volume ``Resample`` (Testing/test_grid_resample.py). Oblique directions,
-where the sampling is not separable, fall back to SimpleITK on the whole volume.
+organs (``scipy.ndimage.find_objects``). The CT is then handled a few Y rows at a time:
+each block is interpolated (in ITK's order and float64 arithmetic, bit-identical to
+SimpleITK's whole-volume ``Resample``; Testing/test_grid_resample.py), windowed, and
+resized for every crop it touches while it is in the CPU cache (``crop_resize``: torch's
+own kernels, level by level, bit-identical to the trilinear resize of the whole crop),
+the blocks spread over the CPU threads. Oblique directions, where the sampling is not
+separable, fall back to SimpleITK on the whole volume.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 
 from . import catalogue
+from .crop_resize import column_ranges, level_by_level_exact, resize_columns, resize_rows, resize_whole
 from .errors import Cancelled, InputError
 from .label_maps import grid_mismatch
 from .volume import Volume
@@ -146,19 +150,20 @@ def window_channels(hu: np.ndarray) -> np.ndarray:
     """(3, ...) float32: lung, soft-tissue and bone windows of ``hu``, each
     ``(clip(hu, floor, ceil) - floor) / (ceil - floor)`` with floor = WL - WW // 2,
     ceil = WL + WW // 2, computed in float32."""
-    x = torch.from_numpy(np.asarray(hu, dtype=np.float32))
-    out = torch.empty((len(WINDOWS),) + tuple(x.shape), dtype=torch.float32)
+    x = np.asarray(hu, dtype=np.float32)
+    out = np.empty((len(WINDOWS),) + x.shape, dtype=np.float32)
     _window_into(x, out)
-    return out.numpy()
+    return out
 
 
-def _window_into(x: torch.Tensor, out: torch.Tensor) -> None:
-    """``out[c]`` = window ``c`` of ``x`` (the formula of ``window_channels``)."""
+def _window_into(x: np.ndarray, out: np.ndarray) -> None:
+    """``out[c]`` = window ``c`` of float32 ``x`` (the formula of ``window_channels``;
+    numpy, so it runs on the calling thread without holding the GIL)."""
     for channel, (_, level, width) in zip(out, WINDOWS):
         floor, ceil = level - width // 2, level + width // 2
-        torch.clamp(x, floor, ceil, out=channel)
-        channel.sub_(floor)
-        channel.div_(ceil - floor)
+        np.clip(x, np.float32(floor), np.float32(ceil), out=channel)
+        np.subtract(channel, np.float32(floor), out=channel)
+        np.divide(channel, np.float32(ceil - floor), out=channel)
 
 
 def resize_channels(channels: np.ndarray | torch.Tensor, crop_size: int = 192, frames: int = 32) -> torch.Tensor:
@@ -170,70 +175,75 @@ def resize_channels(channels: np.ndarray | torch.Tensor, crop_size: int = 192, f
     return resized[0]
 
 
-def _windowed_yxz(hu: np.ndarray, block: int = 1 << 18) -> np.ndarray:
-    """(3, Y, X, Z) windows of a (Z, Y, X) HU block: ``window_channels`` of its transpose,
-    done a few Y rows at a time (~``block`` voxels) so the transposed rows and their
-    three windows stay in the CPU cache (several times faster than whole-array passes)."""
+def _windowed_rows(hu: np.ndarray) -> np.ndarray:
+    """(3, Y, X, Z) windows of a (Z, Y, X) HU block of a few Y rows. Each row is copied out
+    whole and then transposed in the cache (six times faster than one strided transpose)."""
     z, y, x = hu.shape
-    out = torch.empty((len(WINDOWS), y, x, z), dtype=torch.float32)
-    rows = max(1, block // max(1, z * x))
-
-    for y0 in range(0, y, rows):
-        part = torch.from_numpy(np.ascontiguousarray(hu[:, y0:y0 + rows].transpose(1, 2, 0), dtype=np.float32))
-        _window_into(part, out[:, y0:y0 + rows])
-    return out.numpy()
+    row = np.empty((z, x), dtype=np.float32)
+    rows = np.empty((y, x, z), dtype=np.float32)
+    for r in range(y):
+        np.copyto(row, hu[:, r])
+        np.copyto(rows[r], row.T)
+    out = np.empty((len(WINDOWS), y, x, z), dtype=np.float32)
+    _window_into(rows, out)
+    return out
 
 
 # below this many voxels a second thread costs more than it saves
 _PARALLEL_VOXELS = 1 << 22
+# HU voxels windowed per block of rows (the block and its windows stay in the CPU cache)
+_BLOCK_VOXELS = 1 << 18
 
 
-def _in_threads(fn, chunks: list) -> list:
-    """``[fn(c) for c in chunks]``, on up to ``torch.get_num_threads()`` threads (numpy
-    copies, scipy's label scan and torch ops release the GIL)."""
+def _in_threads(fn, chunks: list, done=None) -> list:
+    """``[fn(c) for c in chunks]``, on up to ``torch.get_num_threads()`` threads that take
+    the next chunk when free (numpy copies and ufuncs, scipy's label scan and small torch
+    kernels release the GIL). ``done(i)`` runs on this thread once chunk ``i`` and all
+    before it are done; what it raises (e.g. ``Cancelled``) drops the chunks not started."""
     workers = min(len(chunks), torch.get_num_threads())
     if workers <= 1:
-        return [fn(c) for c in chunks]
+        out = []
+        for i, chunk in enumerate(chunks):
+            out.append(fn(chunk))
+            if done is not None:
+                done(i)
+        return out
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(fn, chunks))
+    pool = ThreadPoolExecutor(workers)
+    try:
+        futures = [pool.submit(fn, chunk) for chunk in chunks]
+        out = []
+        for i, future in enumerate(futures):
+            out.append(future.result())
+            if done is not None:
+                done(i)
+        return out
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _find_boxes(labels: np.ndarray, top: int) -> list:
-    """``scipy.ndimage.find_objects(labels, max_label=top)``, the Z halves scanned on two
-    threads for big volumes and their boxes joined."""
+    """``scipy.ndimage.find_objects(labels, max_label=top)``; big volumes are scanned in Z
+    slabs on the worker threads (a few per thread, so a thread slowed by other work on the
+    machine does less of it) and the slabs' boxes joined."""
     from scipy import ndimage
 
-    if labels.size <= _PARALLEL_VOXELS or labels.shape[0] < 2 or torch.get_num_threads() < 2:
+    threads = torch.get_num_threads()
+    if labels.size <= _PARALLEL_VOXELS or labels.shape[0] < 2 or threads < 2:
         return ndimage.find_objects(labels, max_label=top)
-    half = labels.shape[0] // 2
-    low, high = _in_threads(lambda part: ndimage.find_objects(part, max_label=top),
-                            [labels[:half], labels[half:]])
-    boxes = []
-    for a, b in zip(low, high):
-        if b is not None:
-            b = (slice(b[0].start + half, b[0].stop + half),) + b[1:]
-        if a is None or b is None:
-            boxes.append(a if b is None else b)
-        else:
-            boxes.append(tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a, b)))
+    edges = np.linspace(0, labels.shape[0], min(labels.shape[0], 4 * threads) + 1).astype(int)
+    slabs = _in_threads(lambda z: ndimage.find_objects(labels[z[0]:z[1]], max_label=top),
+                        list(zip(edges[:-1], edges[1:])))
+    boxes = [None] * top
+    for z0, found in zip(edges[:-1], slabs):
+        for i, b in enumerate(found):
+            if b is None:
+                continue
+            b = (slice(b[0].start + z0, b[0].stop + z0),) + b[1:]
+            boxes[i] = b if boxes[i] is None else tuple(
+                slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(boxes[i], b))
     return boxes
-
-
-def _resize_yxz(channels: torch.Tensor, out: torch.Tensor) -> None:
-    """``resize_channels`` for channels already in (3, Y, X, Z) layout, written into ``out``
-    (3, crop, crop, frames), bit for bit. When Y and X are already ``crop`` the trilinear
-    resize only moves along Z, and torch's 1-D linear kernel gives the identical numbers
-    with a quarter of the work. Both kernels write straight into ``out``."""
-    c, h, w, d = channels.shape
-    _, crop_h, crop_w, frames = out.shape
-    if (h, w) == (crop_h, crop_w):
-        torch.ops.aten.upsample_linear1d.out(channels.reshape(c * h * w, 1, d), [frames], False,
-                                             out=out.view(c * h * w, 1, frames))
-    else:  # torch's 3-D kernel is ~25% faster on a contiguous input than on a view
-        torch.ops.aten.upsample_trilinear3d.out(channels.contiguous().unsqueeze(0), [crop_h, crop_w, frames],
-                                                False, out=out.unsqueeze(0))
 
 
 def crop_tensor(hu: np.ndarray, crop_size: int = 192, frames: int = 32) -> torch.Tensor:
@@ -257,21 +267,122 @@ def _resampler(ct: Volume, seg: Volume):
         r_ct, r_seg = resample_case(ct, seg)
         return r_seg.array, lambda region: r_ct.array[region], tuple(float(s) for s in r_ct.spacing)
     labels = grid.nearest(_label_array(seg))
+    picked = grid.linear_view(ct.array)
+    if picked is not None:
+        return labels, lambda region: picked[region], tuple(float(s) for s in spacing)
     return (labels, lambda region: grid.linear(ct.array, region, fill=FILL_HU, copy=False),
             tuple(float(s) for s in spacing))
 
 
-def _shared_region(boxes: list[tuple[slice, slice, slice]]) -> tuple[slice, ...] | None:
-    """The region enclosing all crops when it is smaller than the crops together
-    (windowing it once is then cheaper than windowing every crop); else None."""
-    region = tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(3))
-    volume = lambda box: int(np.prod([s.stop - s.start for s in box]))  # noqa: E731
-    return region if volume(region) < sum(volume(b) for b in boxes) else None
+def _span(slices) -> slice:
+    slices = list(slices)
+    return slice(min(s.start for s in slices), max(s.stop for s in slices))
+
+
+def _row_blocks(crops: list[tuple[slice, slice, slice]]) -> list[tuple[int, int]]:
+    """[y0, y1) blocks of Y rows covering the crops, each of about ``_BLOCK_VOXELS`` voxels
+    of the crops' joint Z and X extent."""
+    z, y, x = (_span(b[a] for b in crops) for a in range(3))
+    rows = max(1, _BLOCK_VOXELS // max(1, (z.stop - z.start) * (x.stop - x.start)))
+    return [(y0, min(y.stop, y0 + rows)) for y0 in range(y.start, y.stop, rows)]
 
 
 def _check_cancel(cancel) -> None:
     if cancel is not None and cancel():
         raise Cancelled("organ cropping cancelled")
+
+
+def _block_windows(crops, here, resampled_hu, block):
+    """(windows (3, r, X, Z) of the block's rows over the Z and X extent of crops ``here``,
+    Z start, X start)."""
+    zs, xs = _span(crops[i][0] for i in here), _span(crops[i][2] for i in here)
+    return _windowed_rows(resampled_hu((zs, slice(*block), xs))), zs.start, xs.start
+
+
+def _in_row_blocks(crops, resampled_hu, cancel, take, finished) -> None:
+    """For each block of rows (on the worker threads): window it once, then
+    ``take(i, windows, rows)`` for every crop ``i`` it touches, where ``windows`` is
+    (3, r, X, Z) of the crop's part and ``rows`` the part's rows relative to the crop.
+    ``finished(i)`` runs on this thread once crop ``i``'s last block is done."""
+    blocks = _row_blocks(crops)
+
+    def crop_rows(block: tuple[int, int]) -> None:
+        y0, y1 = block
+        here = [i for i, b in enumerate(crops) if b[1].start < y1 and b[1].stop > y0]
+        if not here:
+            return
+        windows, z0, x0 = _block_windows(crops, here, resampled_hu, block)
+        for i in here:
+            z, y, x = crops[i]
+            a, b = max(y.start, y0), min(y.stop, y1)
+            take(i, windows[:, a - y0:b - y0, x.start - x0:x.stop - x0, z.start - z0:z.stop - z0],
+                 slice(a - y.start, b - y.start))
+
+    def block_done(k: int) -> None:
+        _check_cancel(cancel)
+        for i, b in enumerate(crops):
+            if blocks[k][0] < b[1].stop <= blocks[k][1]:
+                finished(i)
+
+    _in_threads(crop_rows, blocks, done=block_done)
+
+
+def _resize_plan(crop, crop_size: int, frames: int, level_by_level: bool) -> str:
+    """How one crop is resized from its row blocks:
+
+    * "rows": Y keeps its length: Z and X straight into the output (``resize_rows``);
+    * "levels": Z and X into a (3, Y, crop, frames) buffer, then Y (``resize_columns``);
+    * "whole": the windowed crop gathered whole, then torch's trilinear kernel -- where
+      the levels differ from it (small outputs), or the windowed crop is no bigger than
+      the "levels" buffer (one pass then costs less than two).
+    """
+    z, y, x = (s.stop - s.start for s in crop)
+    if not level_by_level:
+        return "whole"
+    if y == crop_size:
+        return "rows"
+    return "whole" if x * z <= crop_size * frames else "levels"
+
+
+def _crop_in_row_blocks(crops, resampled_hu, images, cancel, finished) -> None:
+    """Fill ``images`` with the crops, each by its ``_resize_plan``."""
+    crop_size, frames = images.shape[2], images.shape[4]
+    exact = level_by_level_exact(crop_size, frames)
+    plans = [_resize_plan(b, crop_size, frames, exact) for b in crops]
+    buffers = []  # per crop: where its row blocks go
+    for i, (plan, (z, y, x)) in enumerate(zip(plans, crops)):
+        if plan == "rows":
+            buffers.append(images[i])
+        elif plan == "levels":
+            buffers.append(torch.empty((3, y.stop - y.start, crop_size, frames), dtype=torch.float32))
+        else:
+            buffers.append(np.empty((3, y.stop - y.start, x.stop - x.start, z.stop - z.start), dtype=np.float32))
+
+    def take(i: int, windows: np.ndarray, rows: slice) -> None:
+        if plans[i] == "whole":
+            np.copyto(buffers[i][:, rows], windows)
+        else:
+            resize_rows(torch.from_numpy(windows), buffers[i][:, rows])
+
+    def rows_done(i: int) -> None:
+        if plans[i] == "whole":
+            resize_whole(torch.from_numpy(buffers[i]), images[i])
+        if plans[i] != "levels":
+            buffers[i] = None
+            finished(i)
+
+    _in_row_blocks(crops, resampled_hu, cancel, take, rows_done)
+    columns = [(i, c) for i, plan in enumerate(plans) if plan == "levels" for c in column_ranges(crop_size, frames)]
+
+    def columns_done(k: int) -> None:
+        _check_cancel(cancel)
+        i = columns[k][0]
+        if k + 1 == len(columns) or columns[k + 1][0] != i:
+            buffers[i] = None
+            finished(i)
+
+    _in_threads(lambda item: resize_columns(buffers[item[0]], images[item[0]], *item[1]), columns,
+                done=columns_done)
 
 
 def organ_crops(ct: Volume, seg: Volume, organs: list[str] | str | None = None, crop_size: int = 192,
@@ -298,20 +409,15 @@ def organ_crops(ct: Volume, seg: Volume, organs: list[str] | str | None = None, 
             ", ".join(o.name for o in requested) or "none", ", ".join(found) or "none"))
 
     crops = [crop_box(boxes_by_id[o.label_id - 1], labels.shape, min_box, max_box) for o in present]
-    region = _shared_region(crops)
-    # windows in (3, Y, X, Z) layout, the resize's own, so each crop is a view whose Z runs are contiguous
-    windowed = None if region is None else _windowed_yxz(resampled_hu(region))
     images = torch.empty((len(present), 3, crop_size, crop_size, frames), dtype=torch.float32)
-    for i, (o, box) in enumerate(zip(present, crops)):
-        _check_cancel(cancel)
-        if windowed is None:
-            channels = _windowed_yxz(resampled_hu(box))
-        else:  # the same voxels, resampled and windowed once for all organs
-            z, y, x = (slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region))
-            channels = windowed[:, y, x, z]
-        _resize_yxz(torch.from_numpy(channels), images[i])
+    done = []
+
+    def finished(i: int) -> None:
+        done.append(i)
         if progress is not None:
-            progress((i + 1) / len(present), f"cropped {o.name}")
+            progress(len(done) / len(present), f"cropped {present[i].name}")
+
+    _crop_in_row_blocks(crops, resampled_hu, images, cancel, finished)
     names = [o.name for o in present]
     return OrganCrops(images=images, organs=names, boxes=dict(zip(names, crops)), spacing=spacing,
                       missing=missing)
