@@ -60,7 +60,10 @@ class TextTower(nn.Module):
         """(B, embed_dim) L2-normalised embeddings of tokenized text."""
         device = self.device
         tokens = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in tokens.items()}
-        pooled = self.backbone_embed(tokens)
+        return self.project(self.backbone_embed(tokens))
+
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, embed_dim) L2-normalised ``text_proj`` of pooled backbone output."""
         projected = self.text_proj(pooled.to(self.text_proj.weight.dtype))
         return F.normalize(projected.float(), dim=-1, eps=EPS)
 
