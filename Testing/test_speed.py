@@ -13,7 +13,7 @@ from TotalFMLib.errors import ModelError
 from TotalFMLib.loading import load_case
 from TotalFMLib.models.image_tower import build_image_tower, load_image_state
 from TotalFMLib.speed import (PRECISIONS, bf16_supported, check_precision, physical_cores, precision_context,
-                              prepare_image_tower, set_cpu_threads)
+                              prepare_image_tower, prepare_text_tower, set_cpu_threads)
 from TotalFMLib.volume import Volume
 
 DATA = Path(__file__).parent / "Data"
@@ -158,17 +158,19 @@ def test_paths_are_cached_without_reading_the_files(model, example_ct_path, exam
 
 
 # ----------------------------------------------------------------- text side
-def recording(model, monkeypatch):
+def recording(model, monkeypatch, cache="_text"):
     calls = []
-    original = model._text._encode
-    monkeypatch.setattr(model._text, "_encode", lambda texts: calls.append(list(texts)) or original(texts))
+    cache = getattr(model, cache)
+    original = cache._encode
+    monkeypatch.setattr(cache, "_encode", lambda texts: calls.append(list(texts)) or original(texts))
     return calls
 
 
 def test_query_encodes_only_its_own_strings(model, monkeypatch):
     embeddings = {name: v for name, v in zip(["liver", "spleen", "kidney_left", "kidney_right"],
                                              np.eye(4, 24, dtype=np.float32))}
-    calls = recording(model, monkeypatch)
+    prompt_calls = recording(model, monkeypatch)
+    calls = recording(model, monkeypatch, "_queries")
     model.search(embeddings, "a brand new query 1", style="plain")
     assert calls == [["a brand new query 1"]]
     model.search(embeddings, "a brand new query 2", style="organ")
@@ -177,6 +179,48 @@ def test_query_encodes_only_its_own_strings(model, monkeypatch):
     model.search(embeddings, "a brand new query 2", style="organ")
     model.search(embeddings, "a brand new query 1", style="plain")
     assert len(calls) == 2  # repeated queries come from the cache
+    assert prompt_calls == []  # queries stay out of the prompt cache (and its file)
+
+
+def test_query_path_agrees_with_the_prompt_path(model, tiny_checkpoint):
+    texts = [f"{o}: kidney stone" for o in ("Liver", "Spleen", "Left kidney", "Portal vein and splenic vein")]
+    reference = model._encode_text_now(texts)  # the fp32 tower's own forward, no cache
+    assert model.query_precision == ("bf16" if bf16_supported("cpu") else "fp32")
+    fast = model._encode_queries_now(texts)
+    assert (fast * reference).sum(axis=1).min() >= 0.9999
+    exact = TotalFM.load(tiny_checkpoint, device="cpu", query_precision="fp32")
+    np.testing.assert_allclose(exact.encode_queries(texts), reference, rtol=0, atol=2e-6)
+    with pytest.raises(ModelError, match="query precision"):
+        TotalFM.load(tiny_checkpoint, device="cpu", query_precision="int8")
+
+
+def test_prepare_text_tower(model):
+    tower = model.model.text_tower
+    texts = ["Liver: kidney stone", "Spleen: splenomegaly"]
+    with torch.inference_mode():
+        want = tower(texts)
+        for precision in ("fp32", "bf16"):
+            encode = prepare_text_tower(tower, precision)
+            got = encode(texts)
+            assert got.shape == want.shape and got.dtype == torch.float32
+            assert float((got * want).sum(dim=1).min()) >= (0.9999999 if precision == "fp32" else 0.9999)
+    assert {p.dtype for p in tower.parameters()} == {torch.float32}  # the tower itself is left as it was
+    with pytest.raises(ModelError, match="text precision"):
+        prepare_text_tower(tower, "int8")
+
+
+def test_text_cache_keeps_the_newest_texts():
+    from TotalFMLib.text_cache import TextEmbeddingCache
+
+    calls = []
+    cache = TextEmbeddingCache(lambda texts: calls.append(list(texts)) or np.eye(len(texts), 4), max_texts=3)
+    cache.encode(["a", "b"])
+    cache.encode(["c", "d"])
+    assert len(cache) == 3
+    cache.encode(["d", "c", "b"])
+    assert calls == [["a", "b"], ["c", "d"]]
+    cache.encode(["a"])
+    assert calls[-1] == ["a"]
 
 
 def test_rescoring_a_cached_case_encodes_nothing(model, example_ct_path, example_seg_path, monkeypatch):

@@ -3,7 +3,8 @@
 Prompt ensembles of the finding catalogue are the same for every case, so after the
 first case they come from memory, and across sessions from a small ``.npz`` file
 keyed by the model checksum (in ``<model cache>/text_embeddings``). A search query
-encodes only its own string(s).
+encodes only its own string(s); search keeps its own cache in memory only (``path=None``),
+bounded by ``max_texts`` (the oldest texts are dropped first).
 """
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from .atomic import atomic_path
 
 
 class TextEmbeddingCache:
-    def __init__(self, encode: Callable[[list[str]], np.ndarray], path: Path | None = None):
+    def __init__(self, encode: Callable[[list[str]], np.ndarray], path: Path | None = None,
+                 max_texts: int | None = None):
         self._encode = encode
         self._path = path
+        self._max_texts = max_texts
         self._vectors: dict[str, np.ndarray] = {}
         if path is not None and path.is_file():
             try:
@@ -39,7 +42,11 @@ class TextEmbeddingCache:
             self._save()
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([self._vectors[t] for t in texts])
+        out = np.stack([self._vectors[t] for t in texts])
+        if self._max_texts is not None:
+            for old in list(self._vectors)[:max(0, len(self._vectors) - self._max_texts)]:
+                del self._vectors[old]
+        return out
 
     def _save(self) -> None:
         if self._path is None:

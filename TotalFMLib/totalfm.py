@@ -22,6 +22,7 @@ from .errors import ModelError
 from .progress import Progress, sub_progress
 
 DEMO_MODEL = Path(__file__).parent / "data" / "demo_model.pt"
+QUERY_CACHE_TEXTS = 20000  # search texts kept in memory (~20 MB at 256 dimensions)
 
 
 def _pick_device(device):
@@ -49,7 +50,7 @@ class TotalFM:
     """A loaded model ready for inference (eval mode, inference mode, batched)."""
 
     def __init__(self, model, config: ModelConfig, checksum: str, path: Path, device, precision: str = "fp32",
-                 cache_cases: int = 8):
+                 cache_cases: int = 8, query_precision: str | None = None):
         self.model = model
         self.config = config
         self.checksum = checksum
@@ -62,6 +63,12 @@ class TotalFM:
 
         cache_file = model_cache_dir() / "text_embeddings" / f"{checksum[:16]}.npz"
         self._text = TextEmbeddingCache(self._encode_text_now, cache_file)
+        # search queries: a faster text path (speed.query_precision), in memory only
+        from .speed import query_precision as default_query_precision
+
+        self.query_precision = query_precision or default_query_precision(device, model.text_tower)
+        self._queries = TextEmbeddingCache(self._encode_queries_now, max_texts=QUERY_CACHE_TEXTS)
+        self._query_tower = None  # the text tower as run for self.query_precision, built on first use
         self.image_cache = EmbeddingCache(cache_cases)  # per-case organ embeddings (embedding_cache)
         self._image_encoder = None  # the image tower as run for self.precision, built on first use
 
@@ -72,10 +79,11 @@ class TotalFM:
     # ---------------------------------------------------------------- loading
     @classmethod
     def load(cls, source: str | os.PathLike = "demo", device=None, precision: str = "fp32",
-             threads: int | None = None, cache_cases: int = 8) -> "TotalFM":
+             threads: int | None = None, cache_cases: int = 8, query_precision: str | None = None) -> "TotalFM":
         """``precision``: "fp32" (reference), "bf16" or "int8" for the image encoder (see
         ``speed``); ``threads``: CPU threads (default: physical cores); ``cache_cases``:
-        how many cases' organ embeddings stay in memory."""
+        how many cases' organ embeddings stay in memory; ``query_precision``: "fp32" or
+        "bf16" for the search-query text encoder (default: bf16 where native)."""
         from .models.image_tower import adapt_image_state_dict
         from .models.totalfm_model import TotalFMModel
 
@@ -97,10 +105,15 @@ class TotalFM:
 
         device = _pick_device(device)
         check_precision(precision, device)
+        if query_precision not in (None, "fp32", "bf16"):
+            raise ModelError(f"unknown query precision {query_precision!r}; use 'fp32' or 'bf16'")
+        if query_precision is not None:
+            check_precision(query_precision, device)
         model.to(device).eval()
         if device.type == "cpu":
             set_cpu_threads(threads)
-        return cls(model, config, file_sha256(path), path, device, precision=precision, cache_cases=cache_cases)
+        return cls(model, config, file_sha256(path), path, device, precision=precision, cache_cases=cache_cases,
+                   query_precision=query_precision)
 
     # --------------------------------------------------------------- encoding
     def crops(self, ct, seg, organs=None, progress: Progress | None = None, cancel=None):
@@ -151,14 +164,26 @@ class TotalFM:
         self.image_cache.put(key, embeddings)
         return embeddings
 
-    def _encode_text_now(self, texts: list[str]) -> np.ndarray:
+    def _encode_text_now(self, texts: list[str], tower=None) -> np.ndarray:
         import torch
 
+        tower = self.model.text_tower if tower is None else tower
         out = []
         with torch.inference_mode():
             for i in range(0, len(texts), 64):
-                out.append(self.model.encode_text(texts[i:i + 64]).float().cpu().numpy())
+                out.append(tower(texts[i:i + 64]).float().cpu().numpy())
         return np.concatenate(out)
+
+    def _encode_queries_now(self, texts: list[str]) -> np.ndarray:
+        from .speed import prepare_text_tower
+
+        if self._query_tower is None:
+            self._query_tower = prepare_text_tower(self.model.text_tower, self.query_precision)
+        return self._encode_text_now(texts, self._query_tower)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """(N, D) unit vectors of search texts, in ``self.query_precision``, cached in memory."""
+        return self._queries.encode(list(texts))
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """(N, D) unit vectors, cached per model (see ``text_cache``)."""
@@ -191,5 +216,5 @@ class TotalFM:
                style: str | None = None, threshold: float | None = None) -> list:
         from .search import search
 
-        return search(embeddings, query, self.encode_texts, style=style or self.config.query_style,
+        return search(embeddings, query, self.encode_queries, style=style or self.config.query_style,
                       top_k=top_k, threshold=threshold)
