@@ -18,7 +18,8 @@ be shared: every contender is warmed up, then all run in turn, medians are compa
 (d) the encoder's achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode) against the
     measured fp32 torch.matmul GFLOP/s of the same shapes at the same thread count;
 (e) free-text search latency over all organs of the case (demo model, embeddings cached),
-    plain and organ-phrased queries, fresh (text encoder runs) and repeated;
+    plain and organ-phrased queries, fresh (text encoder runs) and repeated, and the
+    query encoder's agreement with fp32 (cosine, same ranking and matches);
 (f) each mode's min cosine to the fp32 reference embeddings.
 
 Not a unit test; nothing here asserts timings. --quick: fewer repeats and organs (~1-2 min).
@@ -149,15 +150,27 @@ def section_search(model_path, case) -> tuple[dict, str]:
     model.encode_image(*case)
     second = time.perf_counter() - t
     model.search(embeddings, "warm-up query")
+    model.search(embeddings, "warm-up query", style="plain" if model.config.query_style != "plain" else "organ")
     r = bench_parts.search_latency(model, embeddings, QUERIES)
-    rows = [["query style", "fresh query (median / max)", "repeated query (median)"]]
+    reference = TotalFM.load(model_path, device="cpu", query_precision="fp32")
+    agreement = bench_parts.search_agreement(model, reference, embeddings, QUERIES)
+    rows = [["query style", "fresh query (median / max)", "+ 19-digit marker (median / max)",
+             "repeated (median)", "min cosine to fp32", "as fp32: matches / top 3 / order", "max |d similarity|"]]
     for style, v in r.items():
-        rows.append([style, f"{v['fresh_median_ms']:.1f} / {v['fresh_max_ms']:.1f} ms", f"{v['cached_median_ms']:.2f} ms"])
-    r.update(organs=len(embeddings), encode_first_s=first, encode_cached_s=second)
+        a, n = agreement[style], agreement[style]["queries"]
+        rows.append([style, f"{v['fresh_median_ms']:.1f} / {v['fresh_max_ms']:.1f} ms",
+                     f"{v['marked_median_ms']:.1f} / {v['marked_max_ms']:.1f} ms", f"{v['cached_median_ms']:.2f} ms",
+                     f"{a['cosine_min']:.6f} ({a['strings']} strings)",
+                     f"{a['same_matches']}/{n} / {a['same_top']}/{n} / {a['same_order']}/{n}",
+                     f"{a['max_similarity_diff']:.1e}"])
+    r.update(organs=len(embeddings), encode_first_s=first, encode_cached_s=second, agreement=agreement,
+             query_precision=model.query_precision)
     text = (f"  {len(embeddings)} organs of the real example CT; default style of this model: "
-            f"{model.config.query_style}\n" + table(rows) +
-            f"\n  per-case embedding cache: first encode_image {fmt_s(first)}, same case again "
-            f"{second * 1e3:.1f} ms (encoder not run)")
+            f"{model.config.query_style}; query text encoder: {model.query_precision} (fp32 for scoring prompts)\n"
+            + table(rows) +
+            f"\n  fresh: the query as typed, first search of it; the marker (the earlier runs' way to make a query"
+            f" new) adds 11 tokens per string\n  per-case embedding cache: first encode_image {fmt_s(first)}, "
+            f"same case again {second * 1e3:.1f} ms (encoder not run)")
     return r, text
 
 
