@@ -140,6 +140,25 @@ def test_videomae_steps_lower_the_loss_on_a_fixed_batch():
     assert losses[-1] < 0.9 * losses[0]
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_videomae_and_contrastive_losses_run_under_autocast(dtype):
+    """The GPU path trains under bf16/fp16 autocast; CPU autocast exercises the same dtype
+    mixing (the decoder once scattered bf16 tokens into fp32 mask tokens and failed)."""
+    seed_everything(0)
+    x = torch.rand(2, 3, 32, 32, 8)
+    mae = VideoMAE(build_image_tower(TINY_ARCH, 24), decoder_dim=32, decoder_depth=1)
+    model = build_contrastive_model(ModelConfig(arch=TINY_ARCH, embed_dim=24))
+    tokens = model.text_tower.tokenize(["Normal liver.", "Liver with a hypodense lesion."])
+    with torch.autocast("cpu", dtype=dtype):
+        mae_loss = mae(x)
+        img, txt, scale, bias = model(x, tokens)
+        con_loss = siglip_loss(img, txt, scale, bias, same_text_matrix(torch.tensor([1, 2])))
+    for loss in (mae_loss, con_loss):
+        assert loss.dtype == torch.float32 and torch.isfinite(loss)
+        loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in mae.parameters() if p.grad is not None)
+
+
 def test_videomae_encoder_weights_initialise_the_contrastive_model(tmp_path):
     seed_everything(0)
     mae = VideoMAE(build_image_tower(TINY_ARCH, 24), decoder_dim=32, decoder_depth=1)
