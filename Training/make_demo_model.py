@@ -46,7 +46,7 @@ BUNDLE = ROOT / "TotalFMLib" / "data" / "demo_model.pt"
 CARD = ROOT / "TotalFMLib" / "data" / "demo_model.md"
 MAX_BUNDLE_BYTES = 25 * 1024 * 1024
 WHOLE_OVERRIDES = ["data_view=whole_volume", "contrastive.sampler=random", "model.text.max_length=256"]
-COMMAND = "python Training/make_demo_model.py --benchmark /tmp/totalfm_benchmark --run runs/demo --parallel --workers 14"
+COMMAND = "python Training/make_demo_model.py --benchmark /tmp/totalfm_benchmark --run runs/demo --parallel"
 
 
 def _train_seconds(run: Path) -> float | None:
