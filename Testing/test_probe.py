@@ -1,0 +1,37 @@
+"""The linear probe finds a finding that is in the embeddings, and not one that is not."""
+import numpy as np
+
+from TotalFMLib.training.evaluate import CaseEmbeddings
+from TotalFMLib.training.probe import fit_logistic, probe_table
+
+
+def _cases(signal: float, seed: int):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for split, n in (("train", 60), ("val", 30), ("test", 30)):
+        for k in range(n):
+            labels = [["hypodense lesion"] if k % 3 == 0 else [], []]
+            vectors = rng.normal(size=(2, 16))
+            vectors[0, 3] += signal * bool(labels[0])  # the liver carries the finding in one direction
+            cases.append(CaseEmbeddings(f"{split}{k}", split, ["liver", "spleen"], labels, vectors))
+    return cases
+
+
+def test_probe_separates_a_finding_that_is_encoded():
+    rows = {r["finding"]: r for r in probe_table(_cases(signal=4.0, seed=0))}
+    row = rows["hypodense lesion"]
+    assert row["positives"] == 20 and row["train"] > 0.95 and row["val"] > 0.9 and row["test"] > 0.9
+    assert set(rows) == {"hypodense lesion"}  # findings without training positives are left out
+
+
+def test_probe_on_noise_does_not_generalise():
+    row = probe_table(_cases(signal=0.0, seed=1))[0]
+    assert abs(row["test"] - 0.5) < 0.25 and row["train"] > row["test"]  # it can only fit the noise
+
+
+def test_fit_logistic_recovers_the_direction():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(400, 5))
+    y = (x[:, 1] - x[:, 4] > 0).astype(int)
+    score = fit_logistic(x, y)
+    assert np.mean((score(x) > 0) == y) > 0.95
