@@ -62,10 +62,13 @@ def test_int8_leaves_the_fp32_tower_alone(fixture):
 
 
 def test_precision_checks():
-    assert set(PRECISIONS) == {"fp32", "bf16", "int8"}
+    assert set(PRECISIONS) == {"fp32", "bf16", "fp16", "int8"}
     assert check_precision("fp32", "cpu") == "fp32"
-    with pytest.raises(ModelError, match="unknown precision 'fp16'"):
+    with pytest.raises(ModelError, match="unknown precision 'fp8'"):
+        check_precision("fp8", "cpu")
+    with pytest.raises(ModelError, match="'fp16' runs on CUDA GPUs only"):
         check_precision("fp16", "cpu")
+    assert check_precision("fp16", "cuda") == "fp16"
     with pytest.raises(ModelError, match="CPU only"):
         check_precision("int8", "cuda")
     if not bf16_supported("cpu"):

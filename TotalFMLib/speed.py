@@ -6,6 +6,7 @@ Precision modes (``TotalFM.load(..., precision=...)``):
 * ``"bf16"`` -- the image encoder under ``torch.autocast`` with bfloat16 (matmuls in bf16,
   softmax/norms in fp32). CPU: only where oneDNN has native bf16 (AVX512-BF16 / AMX);
   CUDA: where the GPU supports bf16. Elsewhere it is refused (it would be slower).
+* ``"fp16"`` -- CUDA only: the image encoder under ``torch.autocast`` with float16.
 * ``"int8"`` -- CPU only: dynamic int8 quantisation of the Linear layers of the image
   encoder's blocks and patch embedding (int8 weights, activations quantised on the fly,
   fbgemm/x86 kernels).
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from .errors import ModelError
 
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 # OpenMP threads that wait by spinning steal the cores from each other as soon as anything
 # else runs (a shared machine, Slicer's own threads): on a loaded 2-core machine the demo
@@ -99,6 +100,8 @@ def check_precision(precision: str, device) -> str:
     if precision == "bf16" and not bf16_supported(device):
         raise ModelError(f"precision 'bf16' needs native bfloat16 support, which this {device.type} lacks; "
                          "use 'fp32'")
+    if precision == "fp16" and device.type != "cuda":
+        raise ModelError("precision 'fp16' runs on CUDA GPUs only; use 'fp32' (or 'bf16' where native)")
     if precision == "int8" and device.type != "cpu":
         raise ModelError("precision 'int8' (dynamic quantisation) runs on the CPU only; use 'fp32' or 'bf16'")
     return precision
@@ -133,12 +136,13 @@ def prepare_image_tower(tower, precision: str):
 
 
 def precision_context(precision: str, device):
-    """Context to run the image encoder in: bf16 autocast for "bf16", nothing otherwise."""
-    if precision != "bf16":
+    """Context to run the image encoder in: bf16/fp16 autocast for "bf16"/"fp16", nothing otherwise."""
+    if precision not in ("bf16", "fp16"):
         return contextlib.nullcontext()
     import torch
 
-    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 def query_precision(device, tower=None) -> str:

@@ -80,7 +80,7 @@ class TotalFM:
     @classmethod
     def load(cls, source: str | os.PathLike = "demo", device=None, precision: str = "fp32",
              threads: int | None = None, cache_cases: int = 8, query_precision: str | None = None) -> "TotalFM":
-        """``precision``: "fp32" (reference), "bf16" or "int8" for the image encoder (see
+        """``precision``: "fp32" (reference), "bf16", "fp16" (CUDA) or "int8" (CPU) for the image encoder (see
         ``speed``); ``threads``: CPU threads (default: physical cores); ``cache_cases``:
         how many cases' organ embeddings stay in memory; ``query_precision``: "fp32" or
         "bf16" for the search-query text encoder (default: bf16 where native)."""
