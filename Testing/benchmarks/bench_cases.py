@@ -96,8 +96,21 @@ def resolve_model(choice: str | None, workdir: Path) -> tuple[Path, str]:
     return path, str(path)
 
 
-def machine_description() -> dict:
-    """CPU model, cores, load, torch build; stated next to every figure."""
+def synthetic_crops(n: int, crop_size: int, frames: int, seed: int = 0):
+    """(n, 3, crop, crop, frames) float32 crops in [0, 1] without any data: smooth random
+    volumes (coarse noise resized trilinearly), for timing the encoder anywhere."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand((n, 3, max(1, crop_size // 8), max(1, crop_size // 8), max(1, frames // 4)),
+                        generator=generator)
+    fine = torch.nn.functional.interpolate(coarse, size=(crop_size, crop_size, frames), mode="trilinear",
+                                           align_corners=False)
+    return fine.clamp_(0, 1)
+
+
+def machine_description(device="cpu") -> dict:
+    """CPU model, cores, load, torch build (and the GPU of ``device``); stated next to every figure."""
     import platform
     import subprocess
 
@@ -118,7 +131,10 @@ def machine_description() -> dict:
         "logical_cpus": os.cpu_count(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "bf16_native": bf16_supported("cpu"),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "gpu": (f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}, "
+                f"{torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB"
+                if torch.device(device).type == "cuda" else
+                torch.cuda.get_device_name(0) + " (not used)" if torch.cuda.is_available() else "none"),
         "torch": torch.__version__,
         "load_average": os.getloadavg(),
     }

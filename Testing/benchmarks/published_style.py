@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
@@ -24,6 +23,8 @@ WINDOWS = ((-600, 1500), (40, 400), (300, 1500))
 
 def resample_whole(ct, seg):
     """Both volumes resampled whole to the recipe's spacing (linear / nearest)."""
+    import SimpleITK as sitk  # here, so the encoder baseline runs where SimpleITK is not installed
+
     spacing = tuple(max(m, float(s)) for m, s in zip((0.6, 0.6, 3.0), ct.spacing))
     size = [max(1, int(round(n * s / t))) for n, s, t in zip(ct.shape[::-1], ct.spacing, spacing)]
     out = []
@@ -117,10 +118,12 @@ def naive_forward(tower, x):
 
 
 def encode_one_by_one(tower, images):
-    """Batch 1, fp32, autograd off (torch.no_grad), one organ after the other."""
+    """Batch 1, fp32, autograd off (torch.no_grad), one organ after the other, on the
+    tower's device."""
     tower.eval()
+    device = next(tower.parameters()).device
     out = []
     with torch.no_grad():
         for image in images:
-            out.append(naive_forward(tower, image[None].float())[0])
-    return torch.stack(out).numpy()
+            out.append(naive_forward(tower, image[None].to(device, torch.float32))[0])
+    return torch.stack(out).cpu().numpy()

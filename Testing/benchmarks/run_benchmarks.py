@@ -2,6 +2,7 @@
 
     python Testing/benchmarks/run_benchmarks.py [--quick] [--model demo|PATH] [--threads N]
                                                 [--compile] [--skip-memory] [--json FILE]
+                                                [--only SECTION ...] [--device cpu|cuda]
 
 One run prints, on the same inputs and as ratios of median wall times (the machine may
 be shared: every contender is warmed up, then all run in turn, medians are compared):
@@ -12,15 +13,19 @@ be shared: every contender is warmed up, then all run in turn, medians are compa
 (b) image encoding of N organs at the published size (OFFICIAL_ARCH, random weights) and at
     the demo size: baseline = batch 1, fp32, attention as softmax(q k^T) v; ours = batched,
     SDPA, inference mode, threads = physical cores, at several batch sizes, plus bf16
-    autocast (where the CPU has native bf16), int8 dynamic quantisation, optionally
-    torch.compile;
+    autocast (where bf16 is native), fp16 autocast (CUDA), int8 dynamic quantisation (CPU),
+    optionally torch.compile;
 (c) peak RSS of analysing the full-resolution CT, in a fresh process;
 (d) the encoder's achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode) against the
-    measured fp32 torch.matmul GFLOP/s of the same shapes at the same thread count;
+    measured torch.matmul GFLOP/s of the same shapes and dtype (CPU: same thread count);
 (e) free-text search latency over all organs of the case (demo model, embeddings cached),
     plain and organ-phrased queries, fresh (text encoder runs) and repeated, and the
     query encoder's agreement with fp32 (cosine, same ranking and matches);
 (f) each mode's min cosine to the fp32 reference embeddings.
+
+``--only encoder --device cuda`` runs (b, d, f) alone on a GPU: it needs only torch and numpy
+(no SimpleITK, sentence-transformers or sample data) and encodes synthetic crops, so CPU
+and GPU runs of it compare; the other sections always run on the CPU.
 
 Not a unit test; nothing here asserts timings. --quick: fewer repeats and organs (~1-2 min).
 """
@@ -47,9 +52,16 @@ QUERIES = ["kidney stone", "hypodense liver lesion", "pleural effusion", "spleno
            "pancreatic atrophy", "atherosclerosis", "hydronephrosis", "metastatic disease"]
 
 
+SECTIONS = ("preprocessing", "encoder", "memory", "search")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats and organs")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=None,
+                   help="run only these sections; 'encoder' alone needs only torch and numpy (synthetic crops)")
+    p.add_argument("--device", default="cpu",
+                   help="device of the encoder section: cpu (default) or cuda[:N]; the other sections run on the CPU")
     p.add_argument("--model", default=None,
                    help="'demo' (bundled demo model, else a random demo-size model) or a checkpoint path")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
@@ -86,34 +98,44 @@ def section_preprocessing(cases, repeats) -> tuple[dict, str]:
     return out, table(rows)
 
 
-def section_encoder(label, arch, embed_dim, images, repeats, batch_sizes, modes, compile_model) -> tuple[dict, str]:
+def section_encoder(label, arch, embed_dim, images, repeats, batch_sizes, modes, compile_model,
+                    device="cpu") -> tuple[dict, str]:
     import bench_parts
     import torch
 
     from TotalFMLib.models.image_tower import build_image_tower
 
     torch.manual_seed(0)
-    tower = build_image_tower(arch, embed_dim).eval()
-    flops = bench_parts.encoder_flops(tower, images[:1])
+    tower = build_image_tower(arch, embed_dim).to(device).eval()
+    flops = bench_parts.encoder_flops(tower, images[:1].to(device))
     r = bench_parts.encoder(tower, images, repeats, batch_sizes, modes,
-                            default_batch=max(batch_sizes), compile_model=compile_model)
+                            default_batch=max(batch_sizes), compile_model=compile_model, device=device)
     tokens = (arch["image_size"] // arch["image_patch_size"]) ** 2 * (arch["frames"] // arch["frame_patch_size"])
-    n = len(images)
-    peaks = {b: bench_parts.matmul_gflops(min(b, n) * tokens, arch["dim"], arch["mlp_dim"], repeats=3)
-             for b in sorted({1, *batch_sizes})}
+    n, batch = len(images), min(max(batch_sizes), len(images))
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+    def peak(b: int, dtype: str) -> float:
+        return bench_parts.matmul_gflops(min(b, n) * tokens, arch["dim"], arch["mlp_dim"], repeats=3,
+                                         dtype=dtypes[dtype], device=device)
+
+    peaks = {f"fp32 batch {b}": peak(b, "fp32") for b in sorted({1, *batch_sizes})}
+    peaks.update({f"{m} batch {batch}": peak(batch, m) for m in modes if m in dtypes})
     r.update(gflop_per_organ=flops / 1e9, matmul_gflops=peaks)
-    rows = [["mode", "s/organ", "vs baseline", "GFLOP/s", "% of matmul", "min cosine to fp32"]]
+    rows = [["mode", "s/organ", "vs baseline", "GFLOP/s", "% of matmul (same dtype, batch)", "min cosine to fp32"]]
     for name, row in r["rows"].items():
         gfs = flops / 1e9 / row["s_per_organ"]
-        b = 1 if name == "baseline" else int(name.rsplit(" ", 1)[1]) if name.startswith("fp32 batch") else None
-        row.update(gflops=gfs, matmul_fraction=None if b is None else gfs / peaks[b])
+        b = 1 if name == "baseline" else int(name.rsplit(" ", 1)[1]) if name.startswith("fp32 batch") else batch
+        dtype = name.split(" ", 1)[0] if name in modes else "fp32"
+        key = f"{dtype} batch {b}"
+        row.update(gflops=gfs, matmul_fraction=gfs / peaks[key] if key in peaks else None)
         shown = "baseline (batch 1, fp32, naive attention)" if name == "baseline" else \
-            f"{name} (batch {min(max(batch_sizes), n)})" if b is None else name
-        rows.append([shown, f"{row['s_per_organ']:.3f}", f"{row['speedup']:.2f}x", f"{gfs:.1f}",
-                     "-" if b is None else f"{100 * row['matmul_fraction']:.0f}%", f"{row['cosine_min']:.6f}"])
-    text = (f"  {label}: {flops / 1e9:.2f} GFLOP per organ (FlopCounterMode), {n} organs; fp32 torch.matmul "
+            name if name.startswith("fp32 batch") else f"{name} (batch {batch})"
+        rows.append([shown, f"{row['s_per_organ']:.4f}", f"{row['speedup']:.2f}x", f"{gfs:.1f}",
+                     "-" if row["matmul_fraction"] is None else f"{100 * row['matmul_fraction']:.0f}%",
+                     f"{row['cosine_min']:.6f}"])
+    text = (f"  {label}: {flops / 1e9:.2f} GFLOP per organ (FlopCounterMode), {n} organs; torch.matmul "
             f"(batch x {tokens} tokens) x {arch['dim']} x {arch['mlp_dim']}: "
-            + ", ".join(f"batch {b}: {g:.1f}" for b, g in peaks.items()) + " GFLOP/s\n" + table(rows))
+            + ", ".join(f"{k}: {g:.0f}" for k, g in peaks.items()) + " GFLOP/s\n" + table(rows))
     if r["compile_s"] is not None:
         text += f"\n  torch.compile warm-up (compile) took {r['compile_s']:.1f} s"
     return r, text
@@ -174,57 +196,96 @@ def section_search(model_path, case) -> tuple[dict, str]:
     return r, text
 
 
+def encoder_sections(args, example) -> dict:
+    """(b, d, f): the image encoder at the demo and the published size, on ``args.device``."""
+    import bench_cases
+    import torch
+
+    from TotalFMLib.config import OFFICIAL_ARCH, OFFICIAL_EMBED_DIM
+    from TotalFMLib.speed import bf16_supported
+
+    quick, cuda = args.quick, torch.device(args.device).type == "cuda"
+    modes = [m for m in ("bf16", "fp16") if m == "bf16" and bf16_supported(args.device) or m == "fp16" and cuda]
+    modes += [] if cuda else ["int8"]
+    demo, full = bench_cases.DEMO_ARCH, OFFICIAL_ARCH
+    n_demo = 20
+    n_full = (4 if quick else 16) if cuda else (1 if quick else 4)
+    if example is None:
+        source = "synthetic crops (smooth random volumes in [0, 1], seed 0; timings do not depend on content)"
+        demo_crops = bench_cases.synthetic_crops(n_demo, demo["image_size"], demo["frames"])
+        full_crops = bench_cases.synthetic_crops(n_full, full["image_size"], full["frames"])
+    else:
+        from TotalFMLib.preprocess import organ_crops
+
+        source = "crops of the real example CT"
+        demo_crops = organ_crops(*example, crop_size=demo["image_size"], frames=demo["frames"]).images
+        full_crops = organ_crops(*example).images[:n_full]
+    where = (f"CUDA ({torch.cuda.get_device_name(args.device)}; fp32 matmuls without TF32, torch's default)"
+             if cuda else f"CPU, {torch.get_num_threads()} threads")
+    repeats_demo, repeats_full = (3 if quick else 5), (1 if quick else 2)
+    if cuda:
+        repeats_full = 3 if quick else 5
+    print(f"(b, d, f) image encoder on {where}, median of {repeats_demo} (demo size) / {repeats_full} "
+          f"(published size) interleaved runs; {source}")
+    results = {}
+    r, text = section_encoder("demo size", demo, bench_cases.DEMO_EMBED, demo_crops, repeats_demo,
+                              [1, 8] if quick else [1, 2, 4, 8, 16], modes, args.compile, args.device)
+    results["encoder_demo"] = r
+    print(text + "\n", flush=True)
+    full_batches = ([1, 4] if quick else [1, 4, 16]) if cuda else ([1] if quick else [1, 2, 4])
+    r, text = section_encoder("published size (131.8 M parameters, random weights)", full, OFFICIAL_EMBED_DIM,
+                              full_crops, repeats_full, full_batches, modes, args.compile, args.device)
+    results["encoder_full"] = r
+    print(text + "\n", flush=True)
+    return results
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import bench_cases
     import torch
 
-    from TotalFMLib.config import OFFICIAL_ARCH, OFFICIAL_EMBED_DIM
-    from TotalFMLib.preprocess import organ_crops
-    from TotalFMLib.speed import bf16_supported, set_cpu_threads
+    from TotalFMLib.speed import set_cpu_threads
 
     threads = set_cpu_threads(args.threads)
-    quick = args.quick
+    quick, only = args.quick, set(args.only or SECTIONS) - ({"memory"} if args.skip_memory else set())
     workdir = Path(tempfile.mkdtemp(prefix="totalfm_bench_"))
     os.environ.setdefault("TOTALFM_HOME", str(workdir / "home"))  # text cache of this run only
-    machine = bench_cases.machine_description()
-    results = {"machine": machine, "threads": threads, "quick": quick}
-    print("TotalFMSlicer performance benchmark" + (" (--quick)" if quick else ""))
+    machine = bench_cases.machine_description(args.device)
+    results = {"machine": machine, "threads": threads, "quick": quick, "device": args.device,
+               "sections": sorted(only)}
+    print("TotalFMSlicer performance benchmark" + (" (--quick)" if quick else "")
+          + ("" if only == set(SECTIONS) else f" (--only {' '.join(s for s in SECTIONS if s in only)})"))
     print(f"machine: {machine['cpu']}, {machine['physical_cores']} physical cores ({machine['logical_cpus']} logical), "
           f"{machine['cpu_capability']}, native bf16: {'yes' if machine['bf16_native'] else 'no'}, "
           f"GPU: {machine['gpu']}; torch {machine['torch']}; {threads} threads; "
           f"load average at start {machine['load_average'][0]:.1f}")
 
-    model_path, model_text = bench_cases.resolve_model(args.model, workdir)
-    print(f"model for search/memory: {model_text}")
-    example = bench_cases.example_case()
-    full = bench_cases.full_resolution_case(*example)
-    print(f"full-resolution CT: {bench_cases.FULL_DESCRIPTION}\n")
+    example = full = None
+    if only - {"encoder"}:  # everything but the encoder reads the real example case
+        example = bench_cases.example_case()
+    if only & {"preprocessing", "memory"}:
+        full = bench_cases.full_resolution_case(*example)
+        print(f"full-resolution CT: {bench_cases.FULL_DESCRIPTION}")
+    model_path = None
+    if only & {"memory", "search"}:
+        model_path, model_text = bench_cases.resolve_model(args.model, workdir)
+        print(f"model for search/memory: {model_text}")
+    print()
 
-    repeats = 2 if quick else 5
-    print(f"(a) preprocessing, all default organs present (median of {repeats} interleaved runs)")
-    r, text = section_preprocessing({"real example CT": example, "full-resolution CT": full}, repeats)
-    results["preprocessing"] = r
-    print(text + "\n", flush=True)
+    if "preprocessing" in only:
+        repeats = 2 if quick else 5
+        print(f"(a) preprocessing, all default organs present (median of {repeats} interleaved runs)")
+        r, text = section_preprocessing({"real example CT": example, "full-resolution CT": full}, repeats)
+        results["preprocessing"] = r
+        print(text + "\n", flush=True)
 
-    modes = (["bf16"] if bf16_supported("cpu") else []) + ["int8"]
-    demo_crops = organ_crops(*example, crop_size=bench_cases.DEMO_ARCH["image_size"],
-                             frames=bench_cases.DEMO_ARCH["frames"]).images
-    print(f"(b, d, f) image encoder, median of {3 if quick else 5} (demo size) / {1 if quick else 2} "
-          "(published size) interleaved runs; crops of the real example CT")
-    r, text = section_encoder("demo size", bench_cases.DEMO_ARCH, bench_cases.DEMO_EMBED, demo_crops,
-                              3 if quick else 5, [1, 8] if quick else [1, 2, 4, 8, 16], modes, args.compile)
-    results["encoder_demo"] = r
-    print(text + "\n", flush=True)
-    n_full = 1 if quick else 4
-    full_crops = organ_crops(*example).images[:n_full]
-    r, text = section_encoder("published size (131.8 M parameters, random weights)", OFFICIAL_ARCH,
-                              OFFICIAL_EMBED_DIM, full_crops, 1 if quick else 2, [1] if quick else [1, 2, 4],
-                              modes, args.compile)
-    results["encoder_full"] = r
-    print(text + "\n", flush=True)
+    if "encoder" in only:
+        results.update(encoder_sections(args, example))
 
-    if not args.skip_memory:
+    if "memory" in only:
+        from TotalFMLib.config import OFFICIAL_ARCH, OFFICIAL_EMBED_DIM
+
         ct_path, seg_path = bench_cases.write_case(*full, workdir / "full_case")
         full_model = None if quick else bench_cases.random_model(workdir / "full_size_random.pt", OFFICIAL_ARCH,
                                                                  OFFICIAL_EMBED_DIM)
@@ -233,10 +294,11 @@ def main(argv=None) -> int:
         results["memory"] = r
         print(text + "\n", flush=True)
 
-    print("(e) free-text search latency (target < 50 ms), embeddings cached")
-    r, text = section_search(model_path, example)
-    results["search"] = r
-    print(text)
+    if "search" in only:
+        print("(e) free-text search latency (target < 50 ms), embeddings cached")
+        r, text = section_search(model_path, example)
+        results["search"] = r
+        print(text)
     results["load_average_end"] = os.getloadavg()
     print(f"\nload average at the end {results['load_average_end'][0]:.1f}")
     if args.json:
