@@ -183,6 +183,13 @@ def test_dataset_items_keys_and_bad_folder(cache, tmp_path):
     assert len(normal_liver) == 1  # both phrasings of a normal liver share one key
     with pytest.raises(InputError, match="manifest"):
         CropDataset(tmp_path)
+    for bad, problem in (('{"case_id": "a", "shard": "x.pt"}\n[1, 2]\n', "line 2: bad entry"),
+                         ('{"case_id": "a", "shard": "x.pt"}\n\n{"case_id": \n', "line 3: bad entry"),
+                         ('{"case_id": "a"}\n', "line 1: bad entry")):
+        (tmp_path / "manifest.jsonl").write_text(bad)
+        with pytest.raises(InputError, match=problem) as err:
+            CropDataset(tmp_path, split=None)
+        assert str(tmp_path / "manifest.jsonl") in str(err.value)
     whole = CropDataset(cache, split="train", layout=WHOLE_VOLUME_LAYOUT)
     assert len(whole) == 5 and whole[0]["organ"] == "whole_volume" and whole[0]["text"].startswith("FINDINGS")
     batches = list(OrganBatchSampler(whole.organs, batch_size=4, organs_per_batch=2))

@@ -410,10 +410,10 @@ def summarise(entries: list[dict]) -> dict:
 
 
 def read_manifest(root: str | os.PathLike) -> list[dict]:
-    path = Path(root) / "manifest.jsonl"
-    if not path.is_file():
-        raise InputError(path, "no benchmark manifest here")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The entries of ``root/manifest.jsonl``."""
+    from .dataset import read_manifest as read_lines
+
+    return [entry for _, entry in read_lines(Path(root) / "manifest.jsonl")]
 
 
 # --------------------------------------------------------------------------- command line

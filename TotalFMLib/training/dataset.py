@@ -69,6 +69,26 @@ def text_key(sentence: str, organ: str, labels: list[str], positives: str = "tex
     return stable_hash(normalise_sentence(sentence))
 
 
+def read_manifest(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, entry) for every non-empty line of a ``manifest.jsonl``; InputError
+    names the file and line that is not a JSON object."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no manifest: not a training cache folder")
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(path, f"line {n}: bad entry ({e})") from None
+        if not isinstance(entry, dict):
+            raise InputError(path, f"line {n}: bad entry (not a JSON object)")
+        out.append((n, entry))
+    return out
+
+
 @dataclass(frozen=True)
 class Item:
     shard: int
@@ -85,18 +105,13 @@ class CropDataset(torch.utils.data.Dataset):
         self.root = Path(root)
         self.layout, self.positives, self.seed, self.epoch = layout, positives, seed, 0
         manifest = self.root / layout.manifest
-        if not manifest.is_file():
-            raise InputError(manifest, "no manifest: not a training cache folder")
         self.shards: list[Path] = []
         self.items: list[Item] = []
         self._meta: list[dict] = []
-        for n, line in enumerate(manifest.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
+        for n, entry in read_manifest(manifest):
             try:
-                entry = json.loads(line)
                 case, shard = str(entry[layout.case_id]), entry[layout.shard]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
+            except (KeyError, TypeError) as e:
                 raise InputError(manifest, f"line {n}: bad entry ({e})") from None
             if split is not None and entry.get(layout.split) != split:
                 continue
