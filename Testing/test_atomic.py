@@ -82,3 +82,17 @@ def test_temp_names_do_not_collide(tmp_path):
         first.write_text("1")
         second.write_text("2")
     assert target.read_text() == "1"  # the outer block finishes last
+
+
+def test_save_torch_is_all_or_nothing(tmp_path):
+    import torch
+
+    from TotalFMLib.atomic import save_torch
+
+    path = tmp_path / "blob.pt"
+    assert save_torch({"a": torch.ones(2)}, path) == path
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
+    with pytest.raises(Exception):
+        save_torch({"a": lambda: None}, path)  # cannot be pickled: the old file stays
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blob.pt"]

@@ -60,3 +60,12 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def save_torch(obj, path: str | os.PathLike, suffix: str = ".pt") -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (no half-written file on any failure)."""
+    import torch
+
+    with atomic_path(path, suffix=suffix) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)

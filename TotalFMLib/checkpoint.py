@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .atomic import atomic_path
+from .atomic import save_torch
 from .config import ModelConfig, official_config
 from .errors import ModelError
 
@@ -53,12 +53,8 @@ def read_checkpoint(path: str | os.PathLike, with_meta: bool = False):
 
 def write_checkpoint(path: str | os.PathLike, state_dict: dict, config: ModelConfig, **extra) -> Path:
     """Save our format atomically (temp file in the same folder, then rename)."""
-    import torch
-
     blob = {"format": FORMAT, "model_state_dict": state_dict, "config": config.to_dict(), **extra}
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
-    return Path(path)
+    return save_torch(blob, path)
 
 
 def describe_mismatch(missing: list[str], unexpected: list[str], limit: int = 20) -> str:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .. import catalogue
-from ..atomic import atomic_path
+from ..atomic import atomic_path, save_torch
 from ..errors import InputError
 from ..label_maps import label_counts
 from ..progress import Progress
@@ -315,11 +315,6 @@ def make_case(ct: Volume, seg: Volume, base: BaseCT, index: int, cfg: BenchmarkC
 
 # --------------------------------------------------------------------------- the whole build
 
-def _save(obj: dict, path: Path) -> None:
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(obj, tmp)
-
-
 def build_benchmark(out: str | os.PathLike, cfg: BenchmarkConfig | None = None,
                     progress: Progress | None = None, workers: int = 1) -> Path:
     """Build (or rebuild) the benchmark in ``out``; returns the manifest path.
@@ -387,7 +382,7 @@ def _build_case(out: Path, cfg: BenchmarkConfig, base_name: str, index: int) -> 
         _GRIDS[key] = to_grid(*load_base(base, out / "bases"), cfg.inplane_mm, cfg.slice_mm)
     shard = make_case(*_GRIDS[key], base, index, cfg)
     rel = f"shards/{shard['case_id']}.pt"
-    _save(shard, out / rel)
+    save_torch(shard, out / rel)
     return {"case_id": shard["case_id"], "split": base.split, "shard": rel, "base": base.name,
             "patient": base.patient, "organs": shard["organs"],
             "findings": [[o, f] for o, labs in zip(shard["organs"], shard["labels"]) for f in labs]}

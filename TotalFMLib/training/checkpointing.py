@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from ..atomic import save_torch
 from ..checkpoint import write_checkpoint
 from ..config import ModelConfig
 from ..errors import ModelError
@@ -97,9 +97,7 @@ def save_train_state(path: str | Path, *, model, optimizer, scheduler, scaler, s
             "scaler": scaler.state_dict() if scaler is not None else None,
             "step": step, "rng": rng_state(), "train_config": train_config,
             "config": model_config.to_dict()}
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
-    return Path(path)
+    return save_torch(blob, path)
 
 
 def load_train_state(path: str | Path) -> dict:
