@@ -329,3 +329,23 @@ def test_float_label_maps():
     labels[0, 0, 0] = 0.5
     with pytest.raises(InputError, match="^s.nii: segmentation holds non-integer labels"):
         organ_crops(ct, Volume(labels, spacing=(1.0, 1.0, 3.0), source="s.nii"), ["liver"])
+
+
+def test_label_scan_in_slabs_equals_find_objects():
+    from scipy import ndimage
+
+    from TotalFMLib.preprocess import _find_boxes
+
+    labels = np.zeros((40, 360, 320), np.int16)  # > 4M voxels: scanned in Z slabs on the worker threads
+    labels[3:5, 100:120, 7:9] = 5      # in one slab only
+    labels[12:30, 5:6, 300:320] = 2    # across slabs
+    labels[39, 359, 319] = 117         # the last voxel
+    labels[20:22, 200:210, 0:1] = 5    # a second piece of label 5
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert _find_boxes(labels, 117) == ndimage.find_objects(labels, max_label=117)
+        assert _find_boxes(np.zeros_like(labels), 117) == [None] * 117
+    finally:
+        torch.set_num_threads(before)

@@ -223,18 +223,36 @@ def _in_threads(fn, chunks: list, done=None) -> list:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _labelled_box(labels: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """The box around all positive labels (two fast max-projections), None if there are none."""
+    in_plane = labels.max(axis=0) > 0
+    along = [labels.max(axis=(1, 2)) > 0, in_plane.any(axis=1), in_plane.any(axis=0)]
+    if not along[0].any():
+        return None
+    return tuple(slice(int(np.argmax(a)), len(a) - int(np.argmax(a[::-1]))) for a in along)
+
+
+def _boxes_in(labels: np.ndarray, top: int) -> list:
+    """``find_objects(labels, max_label=top)``, scanning only the box that holds labels."""
+    from scipy import ndimage
+
+    box = _labelled_box(labels)
+    if box is None:
+        return [None] * top
+    found = ndimage.find_objects(labels[box], max_label=top)
+    return [None if b is None else tuple(slice(s.start + o.start, s.stop + o.start) for s, o in zip(b, box))
+            for b in found]
+
+
 def _find_boxes(labels: np.ndarray, top: int) -> list:
     """``scipy.ndimage.find_objects(labels, max_label=top)``; big volumes are scanned in Z
     slabs on the worker threads (a few per thread, so a thread slowed by other work on the
     machine does less of it) and the slabs' boxes joined."""
-    from scipy import ndimage
-
     threads = torch.get_num_threads()
     if labels.size <= _PARALLEL_VOXELS or labels.shape[0] < 2 or threads < 2:
-        return ndimage.find_objects(labels, max_label=top)
+        return _boxes_in(labels, top)
     edges = np.linspace(0, labels.shape[0], min(labels.shape[0], 4 * threads) + 1).astype(int)
-    slabs = _in_threads(lambda z: ndimage.find_objects(labels[z[0]:z[1]], max_label=top),
-                        list(zip(edges[:-1], edges[1:])))
+    slabs = _in_threads(lambda z: _boxes_in(labels[z[0]:z[1]], top), list(zip(edges[:-1], edges[1:])))
     boxes = [None] * top
     for z0, found in zip(edges[:-1], slabs):
         for i, b in enumerate(found):
