@@ -35,3 +35,34 @@ def test_fit_logistic_recovers_the_direction():
     y = (x[:, 1] - x[:, 4] > 0).astype(int)
     score = fit_logistic(x, y)
     assert np.mean((score(x) > 0) == y) > 0.95
+
+
+def test_feature_kinds_from_a_benchmark_cache(tmp_path, tiny_checkpoint):
+    import pytest
+    import torch
+
+    from TotalFMLib.errors import InputError
+    from TotalFMLib.totalfm import TotalFM
+    from TotalFMLib.training.dataset import write_tiny_cache
+    from TotalFMLib.training.probe import encode_features
+
+    g = torch.Generator().manual_seed(0)
+    cases = {f"c{k}": {"images": torch.rand(2, 3, 32, 32, 8, generator=g).half(), "organs": ["liver", "spleen"],
+                       "sentences": [["Normal liver."], ["Normal spleen."]], "labels": [[], []]} for k in range(3)}
+    root = write_tiny_cache(tmp_path, cases, {"c0": "train", "c1": "val", "c2": "test"})
+    model = TotalFM.load(tiny_checkpoint)
+    widths = {}
+    for kind in ("embedding", "tokens", "untrained-tokens", "pixels"):
+        got = encode_features(model, root, ("train", "test"), kind)
+        assert [c.split for c in got] == ["train", "test"] and all(c.vectors.shape[0] == 2 for c in got)
+        assert np.isfinite(got[0].vectors).all()
+        widths[kind] = got[0].vectors.shape[1]
+    assert widths == {"embedding": 24, "tokens": 2 * 48, "untrained-tokens": 2 * 48, "pixels": 3 * 5}
+    untrained = encode_features(model, root, ("train",), "untrained-tokens")[0].vectors
+    with torch.no_grad():  # "train" the model's encoder: its tokens move, the untrained ones do not
+        for param in model.model.image_tower.vit.transformer.parameters():
+            param.add_(0.05)
+    assert not np.allclose(encode_features(model, root, ("train",), "tokens")[0].vectors, untrained)
+    assert np.allclose(encode_features(model, root, ("train",), "untrained-tokens")[0].vectors, untrained)
+    with pytest.raises(InputError, match="unknown features"):
+        encode_features(model, root, ("train",), "voxels")

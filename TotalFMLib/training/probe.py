@@ -1,6 +1,6 @@
 """Linear probe: is a finding in the image embeddings at all, text aside?
 
-    python Training/probe.py --model demo --benchmark BENCH
+    python Training/probe.py --model demo --benchmark BENCH [--features embedding|tokens|untrained-tokens|pixels]
 
 For every inserted finding, an L2-regularised logistic regression is fitted on the
 embeddings of the training split's crops that can carry it (positives: the crops that
@@ -8,6 +8,12 @@ received it) and its AUROC is printed on the training, validation and test split
 zero-shot score can only be as good as what the image tower encodes: a probe that cannot
 separate the training crops themselves says the image side, not the prompts or the text
 tower, is what falls short. Supervised and diagnostic only; the model is not changed.
+
+``--features`` picks what is probed: the model's image embeddings (default), the mean and
+max of its encoder's output tokens (before the attention pooling), the same from an
+untrained encoder of the same size (seed 0), or plain per-channel intensity percentiles of
+the crop (no network at all). Training that taught the encoder something shows as a
+margin over the last two.
 """
 from __future__ import annotations
 
@@ -16,8 +22,12 @@ import torch
 
 from . import metrics as M
 from .benchmark_data import FINDINGS
+from .benchmark_data import read_manifest
 from .evaluate import CaseEmbeddings, encode_benchmark
 from .lesions import insertable
+
+FEATURES = ("embedding", "tokens", "untrained-tokens", "pixels")
+PERCENTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 200):
@@ -56,6 +66,41 @@ def _rows(cases: list[CaseEmbeddings], finding: str, split: str):
     return np.asarray(x), np.asarray(y)
 
 
+def encode_features(model, root, splits, features: str = "embedding", progress=None) -> list[CaseEmbeddings]:
+    """Per-crop feature vectors of the benchmark cases of ``splits`` (see ``--features``)."""
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..models.image_tower import build_image_tower
+
+    if features not in FEATURES:
+        raise InputError(None, f"unknown features {features!r}; use one of {', '.join(FEATURES)}")
+    if features == "embedding":
+        return encode_benchmark(model, root, splits=splits, progress=progress)
+    tower = model.model.image_tower
+    if features == "untrained-tokens":
+        torch.manual_seed(0)
+        tower = build_image_tower(model.config.arch, model.config.embed_dim)
+    tower = tower.eval().to(model.device)
+    entries = [e for e in read_manifest(root) if e["split"] in splits]
+    out = []
+    for k, entry in enumerate(entries):
+        shard = torch.load(Path(root) / entry["shard"], map_location="cpu", weights_only=True)
+        x = shard["images"].float()
+        with torch.inference_mode():
+            if features == "pixels":
+                flat = x.flatten(2)
+                v = torch.cat([flat.quantile(q, dim=2) for q in PERCENTILES], dim=1)
+            else:
+                tokens = tower.vit.encode_tokens(x.to(model.device)).float().cpu()
+                v = torch.cat([tokens.mean(1), tokens.amax(1)], dim=1)
+        out.append(CaseEmbeddings(entry["case_id"], entry["split"], list(shard["organs"]),
+                                  [list(x) for x in shard["labels"]], v.numpy()))
+        if progress is not None:
+            progress((k + 1) / len(entries), entry["case_id"])
+    return out
+
+
 def probe_table(cases: list[CaseEmbeddings], splits=("train", "val", "test")) -> list[dict]:
     """One row per finding with training positives: {"finding", "positives", <split>: AUROC or None}."""
     out = []
@@ -83,18 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Linear probe of the image embeddings per finding (diagnostic).")
     p.add_argument("--model", default="demo", help='"demo", "official" or a checkpoint path')
     p.add_argument("--benchmark", required=True, help="folder written by Training/build_benchmark.py")
+    p.add_argument("--features", choices=FEATURES, default="embedding", help="what is probed (module docstring)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     splits = ("train", "val", "test")
     try:
         model = TotalFM.load(args.model)
         with progress_bar("encode", enabled=not args.quiet) as bar:
-            cases = encode_benchmark(model, args.benchmark, splits=splits, progress=bar)
+            cases = encode_features(model, args.benchmark, splits, args.features, progress=bar)
         rows = probe_table(cases, splits)
     except TotalFMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    print(f"features: {args.features}")
     print("| finding | training positives | AUROC train | AUROC val | AUROC test |\n|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['finding']} | {r['positives']} | " + " | ".join(fmt(r[s]) for s in splits) + " |")
