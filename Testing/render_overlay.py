@@ -83,6 +83,7 @@ def _slice_rgb(ct, seg, looks, organ_for_slice: str) -> np.ndarray:
     """An axial slice (radiological: patient right on the left, anterior up) through the organ,
     soft-tissue window, organs filled with their colours at half their opacity (Slicer's 2D fill)."""
     from TotalFMLib import catalogue
+    from TotalFMLib.ct_windows import window_range
     from TotalFMLib.overlay import lps_array
 
     ct_lps, spacing = lps_array(ct)
@@ -90,7 +91,8 @@ def _slice_rgb(ct, seg, looks, organ_for_slice: str) -> np.ndarray:
     organ_id = catalogue.organ(organ_for_slice).label_id
     zs = np.flatnonzero((labels == organ_id).reshape(labels.shape[0], -1).any(axis=1))
     z = int(zs[len(zs) // 2]) if zs.size else labels.shape[0] // 2
-    grey = np.clip((ct_lps[z].astype(np.float32) - (40 - 200)) / 400.0, 0.0, 1.0)
+    lo, hi = window_range("soft_tissue")
+    grey = np.clip((ct_lps[z].astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
     rgb = np.repeat(grey[..., None], 3, axis=2)
     for sid, (color, opacity) in looks.items():
         mask = labels[z] == catalogue.organ(sid).label_id

@@ -349,3 +349,12 @@ def test_label_scan_in_slabs_equals_find_objects():
         assert _find_boxes(np.zeros_like(labels), 117) == [None] * 117
     finally:
         torch.set_num_threads(before)
+
+
+def test_window_table_is_the_recipe():
+    from TotalFMLib.ct_windows import WINDOWS, window_range
+
+    assert [w for w, _, _ in WINDOWS] == ["lung", "soft_tissue", "bone"]
+    assert window_range("soft_tissue") == (-160, 240) and window_range("lung") == (-1350, 150)
+    with pytest.raises(KeyError, match="unknown window"):
+        window_range("brain")

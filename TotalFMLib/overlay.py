@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
+from .ct_windows import window_range
 from .results import ANY_LESION
 from .volume import Volume
 
@@ -63,7 +64,7 @@ def render_scores(ct: Volume, seg: Volume, rows, path: str | os.PathLike, findin
     fig, axes = plt.subplots(1, len(slices), figsize=(3.6 * len(slices), 4.2), squeeze=False)
     aspect = spacing[1] / spacing[0]
     for ax, z in zip(axes[0], slices):
-        ax.imshow(np.clip(hu[z], -160, 240), cmap="gray", aspect=aspect, interpolation="nearest")
+        ax.imshow(np.clip(hu[z], *window_range("soft_tissue")), cmap="gray", aspect=aspect, interpolation="nearest")
         rgba = np.zeros(hu[z].shape + (4,), dtype=np.float32)
         for label_id, name in ids.items():
             m = labels[z] == label_id

@@ -30,13 +30,13 @@ import numpy as np
 import torch
 
 from . import catalogue
+from .ct_windows import WINDOWS
 from .crop_resize import column_ranges, level_by_level_exact, resize_columns, resize_rows, resize_whole
 from .errors import Cancelled, InputError
 from .label_maps import grid_mismatch
 from .volume import Volume
 
 # (name, window level, window width) in channel order
-WINDOWS = (("lung", -600, 1500), ("soft_tissue", 40, 400), ("bone", 300, 1500))
 FILL_HU = -1000.0
 MIN_SPACING = (0.6, 0.6, 3.0)  # mm, (x, y, z)
 
