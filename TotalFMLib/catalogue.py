@@ -77,9 +77,6 @@ class Organ:
     name: str                # TotalSegmentator structure name, e.g. "kidney_left"
     label_id: int            # id in the v2 ``total`` label map
     display_name: str        # "Left kidney"
-    snomed_code: str         # SegmentedPropertyType code value (SCT), "" if unknown
-    snomed_meaning: str      # "Kidney"
-    snomed_modifier: str     # "Left", "Right" or ""
     color: tuple[int, int, int]
     groups: tuple[str, ...] = field(default=())
     # the whole terminology row (terminology.py builds Slicer's TerminologyEntry from it)
@@ -88,6 +85,21 @@ class Organ:
     snomed_type_modifier: Code = Code()    # ("SCT", "7771000", "Left")
     snomed_region: Code = Code()           # anatomic region, e.g. "Kidney" for a kidney cyst
     snomed_region_modifier: Code = Code()  # laterality of the region
+
+    @property
+    def snomed_code(self) -> str:
+        """SegmentedPropertyType code value (SCT), "" if unknown."""
+        return self.snomed_type.value
+
+    @property
+    def snomed_meaning(self) -> str:
+        """"Kidney"."""
+        return self.snomed_type.meaning
+
+    @property
+    def snomed_modifier(self) -> str:
+        """"Left", "Right" or ""."""
+        return self.snomed_type_modifier.meaning
 
     @property
     def color_float(self) -> tuple[float, float, float]:
@@ -142,8 +154,6 @@ def organs() -> tuple[Organ, ...]:
     result = []
     for label_id, name in sorted(_class_map().items()):
         row = rows.get(name, {})
-        meaning = row.get("SegmentedPropertyTypeCodeSequence.CodeMeaning", "")
-        modifier = row.get("SegmentedPropertyTypeModifierCodeSequence.CodeMeaning", "")
         rgb = row.get("DicomRGBColor", "")
         color = tuple(int(c) for c in rgb.split(",")) if rgb else (128, 128, 128)
         codes = {attr: Code(*(row.get(f"{prefix}.{part}", "").strip()
@@ -154,9 +164,6 @@ def organs() -> tuple[Organ, ...]:
             label_id=int(label_id),
             display_name=_display_name(name, codes["snomed_type"], codes["snomed_type_modifier"],
                                        codes["snomed_region"], codes["snomed_region_modifier"]),
-            snomed_code=row.get("SegmentedPropertyTypeCodeSequence.CodeValue", ""),
-            snomed_meaning=meaning,
-            snomed_modifier=modifier,
             color=color,  # type: ignore[arg-type]
             groups=tuple(g for g, rx in rules.items() if rx.fullmatch(name)),
             **codes,
