@@ -250,3 +250,13 @@ def test_slabs_run_from_a_few_slices_to_the_whole_scan(sample):
         lengths.append(z1 - z0)
     assert min(lengths) <= 15 and max(lengths) >= ct.shape[0] - 10
     assert np.median(lengths) < 0.5 * ct.shape[0]  # log-uniform: short slabs are common
+
+
+def test_input_errors_cross_process_boundaries_intact(tmp_path):
+    """A worker's InputError reaches the caller with its file and problem (pools pickle it)."""
+    import pickle
+
+    err = pickle.loads(pickle.dumps(InputError(tmp_path / "bases" / "example_ct.npz", "not a readable file")))
+    assert isinstance(err, InputError) and err.problem == "not a readable file"
+    assert str(err) == f"{tmp_path / 'bases' / 'example_ct.npz'}: not a readable file"
+    assert str(pickle.loads(pickle.dumps(InputError(None, "no path")))) == "no path"

@@ -66,3 +66,12 @@ def test_feature_kinds_from_a_benchmark_cache(tmp_path, tiny_checkpoint):
     assert np.allclose(encode_features(model, root, ("train",), "untrained-tokens")[0].vectors, untrained)
     with pytest.raises(InputError, match="unknown features"):
         encode_features(model, root, ("train",), "voxels")
+    state = torch.random.get_rng_state()
+    encode_features(model, root, ("train",), "untrained-tokens")
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's RNG is left alone
+    small = write_tiny_cache(tmp_path / "small", {"s": {"images": torch.rand(1, 3, 24, 24, 8).half(),
+                                                        "organs": ["liver"], "sentences": [["Normal liver."]],
+                                                        "labels": [[]]}})
+    with pytest.raises(InputError, match="the model expects") as err:
+        encode_features(model, small, ("train",), "tokens")
+    assert "s.pt" in str(err.value)

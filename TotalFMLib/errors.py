@@ -20,6 +20,9 @@ class InputError(TotalFMError, ValueError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
+    def __reduce__(self):  # crosses process boundaries (worker pools) with its message intact
+        return type(self), (self.path, self.problem)
+
 
 class ModelError(TotalFMError, RuntimeError):
     """A checkpoint that cannot be loaded, or a download that cannot be made."""

@@ -35,6 +35,7 @@ from vtk.util import numpy_support
 import slicer
 
 from . import catalogue
+from .ct_windows import window
 from .errors import InputError
 from .export import parse_value, write_csv
 from .results import ANY_LESION, ScoreRow, SearchHit
@@ -147,7 +148,8 @@ def volume_node_from_volume(scene, vol: Volume, name: str = "CT", node_class: st
     display = node.GetDisplayNode()
     if node_class == "vtkMRMLScalarVolumeNode" and display is not None:
         display.AutoWindowLevelOff()
-        display.SetWindowLevel(400.0, 40.0)
+        level, width = window("soft_tissue")
+        display.SetWindowLevel(float(width), float(level))
     return node
 
 

@@ -312,7 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--until", choices=("benchmark", "pretrain"),
                    help="stop after this stage (the same --run and --benchmark continue later)")
     args = p.parse_args(argv)
-    candidates = [c.strip() for c in args.positives.split(",") if c.strip()]
+    from TotalFMLib.training.train_config import POSITIVES
+
+    candidates = list(dict.fromkeys(c.strip() for c in args.positives.split(",") if c.strip()))
+    unknown = [c for c in candidates if c not in POSITIVES]
+    if unknown or not candidates:
+        p.error(f"--positives: give one or more of {', '.join(POSITIVES)} (got {args.positives!r})")
 
     bench, run = Path(args.benchmark), Path(args.run)
     if args.fresh and run.exists():
@@ -348,13 +353,14 @@ def main(argv: list[str] | None = None) -> int:
 
     val: dict[tuple[str, str, str], float] = {}
     for c, (organ, whole) in pairs.items():
-        ev = run / f"eval-{c}"
+        ev = run / (f"eval-{c}" if whole is not None else f"eval-{c}-organ-only")  # never reused by a full run
         st.do(f"evaluation (positives={c})", ev / "results.json",
               lambda ev=ev, organ=organ, whole=whole: _evaluate(organ, whole, bench, ev))
         val.update({(c, v, s): a for (v, s), a in val_mean_auroc(ev / "scores.csv").items()})
     positives, style = max(((c, s) for c in candidates for s in ("organ", "plain")),
                            key=lambda k: val.get((k[0], "organ-separated", k[1]), float("-inf")))
-    ev, (organ, whole) = run / f"eval-{positives}", pairs[positives]
+    organ, whole = pairs[positives]
+    ev = run / (f"eval-{positives}" if whole is not None else f"eval-{positives}-organ-only")
     print((ev / "summary.md").read_text())
     print("validation mean finding AUROC:", {" / ".join(k): round(a, 3) for k, a in sorted(val.items())})
     print(f"chosen on validation: positives={positives}, query style {style}")

@@ -337,7 +337,10 @@ def build_benchmark(out: str | os.PathLike, cfg: BenchmarkConfig | None = None,
     if not jobs:
         raise InputError(None, "no cases to build: every split has 0 cases")
     for name in dict.fromkeys(n for n, _ in jobs):  # fetch and cache once, before any worker starts
-        load_base(base_by_name(name), out / "bases")
+        if workers == 1:
+            _grid(out, cfg, base_by_name(name))
+        else:
+            load_base(base_by_name(name), out / "bases")
     entries: dict[tuple[str, int], dict] = {}
 
     def done(key, entry):
@@ -345,18 +348,25 @@ def build_benchmark(out: str | os.PathLike, cfg: BenchmarkConfig | None = None,
         if progress is not None:
             progress(len(entries) / len(jobs), entry["case_id"])
 
-    if workers == 1:
-        for key in jobs:
-            done(key, _build_case(out, cfg, *key))
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+    try:
+        if workers == 1:
+            for key in jobs:
+                done(key, _build_case(out, cfg, *key))
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        # spawn: fresh interpreters, no OpenMP state inherited from this process
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
-            futures = {pool.submit(_build_case, out, cfg, *key): key for key in jobs}
-            for future in as_completed(futures):
-                done(futures[future], future.result())
+            # spawn: fresh interpreters, no OpenMP state inherited from this process
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
+                futures = {pool.submit(_build_case, out, cfg, *key): key for key in jobs}
+                try:
+                    for future in as_completed(futures):
+                        done(futures[future], future.result())
+                except BaseException:  # a failed case stops the build now, not after the queue
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+    finally:
+        _GRIDS.clear()
     ordered = [entries[key] for key in jobs]
     with atomic_path(out / "manifest.jsonl", suffix=".jsonl") as tmp:
         tmp.write_text("".join(json.dumps(e) + "\n" for e in ordered), encoding="utf-8")
@@ -374,13 +384,18 @@ def _worker_init() -> None:
     torch.set_num_threads(1)  # one case per process; the pool is the parallelism
 
 
+def _grid(out: Path, cfg: BenchmarkConfig, base: BaseCT) -> tuple[Volume, Volume]:
+    """The base CT and labels on the benchmark grid, made once per process."""
+    key = (base.name, cfg.inplane_mm, cfg.slice_mm)
+    if key not in _GRIDS:
+        _GRIDS[key] = to_grid(*load_base(base, out / "bases"), cfg.inplane_mm, cfg.slice_mm)
+    return _GRIDS[key]
+
+
 def _build_case(out: Path, cfg: BenchmarkConfig, base_name: str, index: int) -> dict:
     """Make, save and describe (manifest entry) case ``index`` of base ``base_name``."""
     base = base_by_name(base_name)
-    key = (base_name, cfg.inplane_mm, cfg.slice_mm)
-    if key not in _GRIDS:
-        _GRIDS[key] = to_grid(*load_base(base, out / "bases"), cfg.inplane_mm, cfg.slice_mm)
-    shard = make_case(*_GRIDS[key], base, index, cfg)
+    shard = make_case(*_grid(out, cfg, base), base, index, cfg)
     rel = f"shards/{shard['case_id']}.pt"
     save_torch(shard, out / rel)
     return {"case_id": shard["case_id"], "split": base.split, "shard": rel, "base": base.name,

@@ -79,14 +79,18 @@ def encode_features(model, root, splits, features: str = "embedding", progress=N
         return encode_benchmark(model, root, splits=splits, progress=progress)
     tower = model.model.image_tower
     if features == "untrained-tokens":
-        torch.manual_seed(0)
-        tower = build_image_tower(model.config.arch, model.config.embed_dim)
+        with torch.random.fork_rng():  # seed 0 for the weights, the caller's RNG left as it was
+            torch.manual_seed(0)
+            tower = build_image_tower(model.config.arch, model.config.embed_dim)
     tower = tower.eval().to(model.device)
     entries = [e for e in read_manifest(root) if e["split"] in splits]
+    want = (3, model.config.crop_size, model.config.crop_size, model.config.frames)
     out = []
     for k, entry in enumerate(entries):
         shard = torch.load(Path(root) / entry["shard"], map_location="cpu", weights_only=True)
         x = shard["images"].float()
+        if tuple(x.shape[1:]) != want:
+            raise InputError(Path(root) / entry["shard"], f"crops are {tuple(x.shape[1:])}, the model expects {want}")
         with torch.inference_mode():
             if features == "pixels":
                 flat = x.flatten(2)

@@ -39,6 +39,9 @@ class VideoMAEConfig:
     decoder_heads: int = 4
 
 
+POSITIVES = ("text", "organ_label")  # the rules ContrastiveConfig.positives can name
+
+
 @dataclass
 class ContrastiveConfig:
     loss: str = "siglip"            # "siglip" or "clip"
@@ -87,8 +90,9 @@ class TrainConfig:
             raise ValueError(f"contrastive.loss must be 'siglip' or 'clip', got {self.contrastive.loss!r}")
         if self.contrastive.sampler not in ("organ", "random"):
             raise ValueError(f"contrastive.sampler must be 'organ' or 'random', got {self.contrastive.sampler!r}")
-        if self.contrastive.positives not in ("text", "organ_label"):
-            raise ValueError(f"contrastive.positives must be 'text' or 'organ_label', got {self.contrastive.positives!r}")
+        if self.contrastive.positives not in POSITIVES:
+            raise ValueError(f"contrastive.positives must be one of {', '.join(POSITIVES)}, "
+                             f"got {self.contrastive.positives!r}")
         if self.data_view not in ("organs", "whole_volume"):
             raise ValueError(f"data_view must be 'organs' or 'whole_volume', got {self.data_view!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
