@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .text_tower import sentence_features
+
 
 def _pooling_is_mean(pooling) -> bool:
     mode = getattr(pooling, "pooling_mode", None)
@@ -80,8 +82,7 @@ class PackedSentenceEncoder:
         return F.linear(x.to(self.dtype), *weights).float()
 
     def __call__(self, texts: list[str]) -> torch.Tensor:
-        st = self.st
-        features = st.preprocess(texts) if hasattr(st, "preprocess") else st.tokenize(texts)
+        features = sentence_features(self.st, texts)
         device = self.embeddings.word_embeddings.weight.device
         mask = features["attention_mask"].bool()
         batch, length = mask.shape

@@ -100,11 +100,7 @@ class SentenceTransformerTower(TextTower):
     """``text_encoder`` is a SentenceTransformer (transformer + its pooling [+ normalise])."""
 
     def tokenize(self, texts: list[str]) -> dict:
-        texts = _check_texts(texts)
-        st = self.text_encoder
-        # sentence-transformers >= 5.x renamed tokenize() to preprocess().
-        features = st.preprocess(texts) if hasattr(st, "preprocess") else st.tokenize(texts)
-        return dict(features)
+        return sentence_features(self.text_encoder, texts)
 
     def backbone_embed(self, tokens: dict) -> torch.Tensor:
         return self.text_encoder(dict(tokens))["sentence_embedding"]
@@ -258,6 +254,13 @@ def _find_layers(module: nn.Module) -> nn.ModuleList:
         if isinstance(sub, nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layer", "layers"):
             return sub
     raise ModelError("cannot find the transformer layers of the text encoder")
+
+
+def sentence_features(st, texts: list[str]) -> dict:
+    """Token tensors of ``texts`` from a SentenceTransformer (padded to the longest)."""
+    texts = _check_texts(texts)
+    # sentence-transformers >= 5.x renamed tokenize() to preprocess().
+    return dict(st.preprocess(texts) if hasattr(st, "preprocess") else st.tokenize(texts))
 
 
 def _check_texts(texts) -> list[str]:
