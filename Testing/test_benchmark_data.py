@@ -233,6 +233,15 @@ def test_base_cache_gives_back_the_loaded_volumes(tiny, tmp_path):
     loaded = B.load_base(base)
     for a, b in zip(cached, loaded):
         assert np.array_equal(a.array, b.array) and a.array.dtype == b.array.dtype and a.same_grid(b)
+    old = tmp_path / "old" / f"{base.name}.npz"  # from another cache version: loaded anew, replaced
+    old.parent.mkdir()
+    np.savez_compressed(old, ct=np.zeros((1, 1, 1)), seg=np.zeros((1, 1, 1)), spacing=(1, 1, 1),
+                        origin=(0, 0, 0), direction=np.eye(3).ravel(), source="x", seg_source="y",
+                        version=B.BASE_CACHE_VERSION - 1)
+    fresh = B.load_base(base, old.parent)
+    assert np.array_equal(fresh[0].array, loaded[0].array)
+    with np.load(old) as z:
+        assert int(z["version"]) == B.BASE_CACHE_VERSION and np.array_equal(z["seg"], loaded[1].array)
     broken = tmp_path / f"{base.name}.npz"
     broken.write_bytes(b"not a zip file")
     with pytest.raises(InputError, match="base-CT cache") as err:

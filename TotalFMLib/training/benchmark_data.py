@@ -115,13 +115,20 @@ def check_splits(bases: list[BaseCT]) -> None:
         raise InputError(None, f"test base(s) {', '.join(leaked)} share a patient with the training split")
 
 
+BASE_CACHE_VERSION = 1  # of the bases/<name>.npz files written by load_base
+
+
 def load_base(base: BaseCT, cache: str | os.PathLike | None = None) -> tuple[Volume, Volume]:
     """The base CT and its label map as loaded from the sample data; with ``cache``, also kept
     there as ``<name>.npz`` (arrays and geometry) and read back from it next time, so a
-    rebuild, a worker process or a machine without the image readers needs no DICOM/NIfTI I/O."""
+    rebuild, a worker process or a machine without the image readers needs no DICOM/NIfTI I/O.
+    A file written under another ``BASE_CACHE_VERSION`` (bump it when loading changes) is
+    loaded anew and replaced."""
     path = Path(cache) / f"{base.name}.npz" if cache is not None else None
     if path is not None and path.is_file():
-        return _read_base(path)
+        cached = _read_base(path)
+        if cached is not None:
+            return cached
     from ..loading import load_ct, load_segmentation
     from ..sample_data import fetch
 
@@ -132,13 +139,17 @@ def load_base(base: BaseCT, cache: str | os.PathLike | None = None) -> tuple[Vol
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, ct=ct.array, seg=seg.array, spacing=ct.spacing, origin=ct.origin,
-                                    direction=ct.direction, source=str(ct.source), seg_source=str(seg.source))
+                                    direction=ct.direction, source=str(ct.source), seg_source=str(seg.source),
+                                    version=BASE_CACHE_VERSION)
     return ct, seg
 
 
-def _read_base(path: Path) -> tuple[Volume, Volume]:
+def _read_base(path: Path) -> tuple[Volume, Volume] | None:
+    """The cached volumes, or None when the file is from another cache version."""
     try:
         with np.load(path) as z:
+            if "version" not in z.files or int(z["version"]) != BASE_CACHE_VERSION:
+                return None
             geometry = {"spacing": tuple(map(float, z["spacing"])), "origin": tuple(map(float, z["origin"])),
                         "direction": tuple(map(float, z["direction"]))}
             ct = Volume(z["ct"], source=str(z["source"]), **geometry)
