@@ -165,6 +165,18 @@ _ORGAN_NORMAL: dict[str, str] = {
     "artery": "The {organ} is normal in caliber without calcification. | No {adj} calcification.",
 }
 
+# Pertinent negatives ({term}: a finding the organ could carry): reports state what was looked
+# for and not found, and these sentences teach the text side that "no X" is the normal organ,
+# which the scorer's "{Organ} without {finding}" prompts rely on. The wordings differ from the
+# scorer's prompt templates (prompts.py), so scoring stays zero-shot. train | test
+_NEGATED = """
+    The {organ} shows no {term}.
+    No evidence of {term} in the {organ}.
+    {Organ} is negative for {term}.
+    |
+    There is no sign of {term} involving the {organ}.
+"""
+
 # finding -> keys of radiology_synonyms.json whose synonyms name it
 _DICTIONARY_KEYS: dict[str, tuple[str, ...]] = {
     "stone": ("nephrolithiasis",),
@@ -262,8 +274,29 @@ def abnormal_phrasings(finding: str, organ: str, split: str, size_mm: float | No
     return out
 
 
+def negated_phrasings(organ: str, split: str) -> list[str]:
+    """Pertinent negatives for ``split``: "no {term}" for every finding the benchmark can insert
+    into ``organ``, with the names the split may use (``finding_terms``)."""
+    from .lesions import INSERTIONS
+
+    slots = organ_slots(organ)
+    train, test = _split(_NEGATED)
+    out = []
+    for finding, (_, organs) in INSERTIONS.items():
+        if organ not in organs:
+            continue
+        names_train, names_test = finding_terms(finding)
+        for term in (names_test if split == "test" else names_train):
+            named = assign_organs(term)
+            if named and organ not in named:  # "bladder stone" names another organ
+                continue
+            out += [t.format(**slots, term=term, Term=term[:1].upper() + term[1:])
+                    for t in (test if split == "test" else train)]
+    return out
+
+
 def normal_phrasings(organ: str, split: str) -> list[str]:
-    """Normal-organ phrasings for ``split`` (generic and organ-specific)."""
+    """Normal-organ phrasings for ``split``: generic, organ-specific and pertinent negatives."""
     slots = organ_slots(organ)
     train, test = _split(_NORMAL)
     key = organ if organ in _ORGAN_NORMAL else ("kidney" if organ.startswith("kidney_") else
@@ -274,7 +307,7 @@ def normal_phrasings(organ: str, split: str) -> list[str]:
         extra_train, extra_test = (p.strip() for p in _ORGAN_NORMAL[key].split("|"))
         train, test = train + [extra_train], test + [extra_test]
     templates = test if split == "test" else train
-    return [t.format(**slots) for t in templates if _usable(t, slots)]
+    return [t.format(**slots) for t in templates if _usable(t, slots)] + negated_phrasings(organ, split)
 
 
 def pick(phrasings: list[str], rng: np.random.Generator, n: int) -> list[str]:
