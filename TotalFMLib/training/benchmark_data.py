@@ -79,7 +79,7 @@ DEFAULT_ORGANS: tuple[str, ...] = tuple(dict.fromkeys(
 class BenchmarkConfig:
     cases: dict = field(default_factory=lambda: {"train": 768, "val": 32, "test": 64})  # K per base
     crop_size: int = 96
-    frames: int = 16
+    frames: int = 32
     inplane_mm: float | None = 1.0    # resample the base CTs to this in-plane spacing first (None: keep)
     slice_mm: float = 3.0             # ... and this slice spacing (the recipe's 3 mm floor)
     organs: tuple = DEFAULT_ORGANS
