@@ -1,0 +1,68 @@
+"""How much of an inserted finding survives into the model's organ crop.
+
+    python Training/lesion_visibility.py [--base example_ct_dicom] [--cases 16] [--crop-size 96 --frames 32]
+
+For each (finding, organ) asked for, a base CT of the benchmark is deformed as in a case
+(``benchmark_data.make_case``), cropped by the recipe (``preprocess.organ_crops``) before and
+after the finding is inserted, and the two crops are compared. Findings that leave the label
+map alone (focal lesions, stones, plaques, steatosis) differ only by the finding, so the
+difference is exactly what the image encoder can see of it; scanner noise is left out of both
+(it would cancel). Reported per finding: the finding's voxels on the benchmark grid, the peak
+change in the crop (HU, the largest over the three windows after clipping), and the crop voxels
+that change by at least ``--min-hu``. Diagnostic only: nothing is trained or written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..ct_windows import WINDOWS
+from . import lesions
+from .benchmark_data import BenchmarkConfig, base_by_name, load_base, to_grid
+
+CHANGES_LABELS = ("hepatomegaly", "splenomegaly", "ascites", "pleural effusion")
+
+
+@dataclass
+class Visibility:
+    finding: str
+    organ: str
+    grid_voxels: int        # voxels of the finding's mask on the benchmark grid
+    peak_hu: float          # largest change of a crop voxel, in HU (window-limited)
+    crop_voxels: int        # crop voxels changed by at least min_hu
+
+
+def crop_change_hu(before, after) -> np.ndarray:
+    """(3, S, S, F) crops in [0, 1] -> per-voxel change in HU, the largest over the windows."""
+    widths = np.array([w for _, _, w in WINDOWS], dtype=np.float32)[:, None, None, None]
+    return (np.abs(np.asarray(after, np.float32) - np.asarray(before, np.float32)) * widths).max(axis=0)
+
+
+def measure(finding: str, organ: str, cases: int = 16, base: str = "example_ct_dicom", seed: int = 0,
+            min_hu: float = 10.0, cfg: BenchmarkConfig | None = None, cache=None) -> list[Visibility]:
+    """``cases`` independent insertions of ``finding`` into ``organ`` of the base CT ``base``."""
+    from ..errors import InputError
+    from ..preprocess import organ_crops
+
+    if finding in CHANGES_LABELS:
+        raise InputError(None, f"{finding!r} changes the label map, so the crops before and after differ "
+                               f"by more than the finding; measure it another way")
+    if not lesions.insertable(finding, organ):
+        raise InputError(None, f"the benchmark cannot insert {finding!r} into {organ!r}")
+    cfg = cfg or BenchmarkConfig()
+    ct, seg = to_grid(*load_base(base_by_name(base), cache), cfg.inplane_mm, cfg.slice_mm)
+    out = []
+    for i in range(cases):
+        rng = np.random.default_rng([seed, 7919, i])
+        array, labels, _ = lesions.random_deformation(ct.array, seg.array, ct.spacing, rng,
+                                                      max_displacement_mm=cfg.max_displacement_mm)
+        after, after_labels, rec = lesions.insert_finding(array.copy(), labels.copy(), ct.spacing, organ, finding,
+                                                          rng, direction=ct.direction)
+        crops = [organ_crops(replace(ct, array=a, meta={}), replace(seg, array=lab, meta={}), [organ],
+                             crop_size=cfg.crop_size, frames=cfg.frames).images[0].numpy()
+                 for a, lab in ((array, labels), (after, after_labels))]
+        change = crop_change_hu(*crops)
+        out.append(Visibility(finding, organ, int(rec.mask.sum()) if rec.mask is not None else -1,
+                              float(change.max()), int((change >= min_hu).sum())))
+    return out
