@@ -181,6 +181,33 @@ def test_every_phrasing_parses_back_to_its_organ_and_label():
     assert "abdominal fluid" in train + test  # a radiology-semantic-dict synonym the catalogue lacks
 
 
+def test_pertinent_negatives_are_not_the_scorers_prompts():
+    """Normal organs' "no X" sentences teach negation, but none may be a prompt the zero-shot
+    scorer uses, or the evaluation would score with sentences it trained on."""
+    from TotalFMLib import prompts
+    from TotalFMLib.findings import load_findings
+    from TotalFMLib.training.lesions import INSERTIONS
+
+    norm = lambda t: " ".join(t.lower().rstrip(".").split())  # noqa: E731
+    findings = load_findings()
+    organs = sorted({o for _, os_ in INSERTIONS.values() for o in os_})
+    checked = 0
+    for organ in organs:
+        used = {norm(t) for f in findings for pair in [prompts.finding_prompts(organ, f)]
+                for t in pair.abnormal + pair.normal}
+        used |= {norm(t) for t in prompts.lesion_prompts(organ).abnormal + prompts.lesion_prompts(organ).normal}
+        for split in ("train", "test"):
+            negatives = phrase_bank.negated_phrasings(organ, split)
+            assert set(negatives) <= set(phrase_bank.normal_phrasings(organ, split))
+            clash = [t for t in negatives if norm(t) in used]
+            assert not clash, clash
+            checked += len(negatives)
+    assert checked > 200
+    liver = phrase_bank.negated_phrasings("liver", "train")
+    assert "No evidence of hepatic steatosis in the liver." in liver
+    assert not any("gallstone" in t for t in liver)  # only findings the organ can carry
+
+
 def test_flip_storage_keeps_every_voxel_at_its_place(sample):
     from TotalFMLib.loading import load_ct
 

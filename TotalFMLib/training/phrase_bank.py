@@ -254,6 +254,21 @@ def finding_terms(finding: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(train), tuple(test)
 
 
+def _term_sentences(finding: str, organ: str, split: str, templates: tuple[list[str], list[str]],
+                    slots: dict[str, str]) -> list[str]:
+    """``templates`` (train, test) filled with every name of ``finding`` that ``split`` may use,
+    skipping names that point at another organ ("bladder stone" is no phrasing for a kidney)."""
+    names_train, names_test = finding_terms(finding)
+    out = []
+    for term in (names_test if split == "test" else names_train):
+        named = assign_organs(term)
+        if named and organ not in named:
+            continue
+        out += [t.format(**slots, term=term, Term=term[:1].upper() + term[1:])
+                for t in (templates[1] if split == "test" else templates[0])]
+    return out
+
+
 def abnormal_phrasings(finding: str, organ: str, split: str, size_mm: float | None = None) -> list[str]:
     """All phrasings of ``finding`` in ``organ`` for ``split`` ("test" = the held-out ones,
     anything else = the training ones)."""
@@ -263,14 +278,8 @@ def abnormal_phrasings(finding: str, organ: str, split: str, size_mm: float | No
     templates = test if split == "test" else train
     out = [t.format(**slots) for t in templates if _usable(t, slots)]
     if finding in _TERM_TEMPLATES:
-        term_train, term_test = _split(_TERM_TEMPLATES[finding].replace("|", "\n|\n").replace(". ", ".\n"))
-        names_train, names_test = finding_terms(finding)
-        for term in (names_test if split == "test" else names_train):
-            named = assign_organs(term)
-            if named and organ not in named:  # "bladder stone" is no phrasing for a kidney
-                continue
-            for t in (term_test if split == "test" else term_train):
-                out.append(t.format(**slots, term=term, Term=term[:1].upper() + term[1:]))
+        templates = _split(_TERM_TEMPLATES[finding].replace("|", "\n|\n").replace(". ", ".\n"))
+        out += _term_sentences(finding, organ, split, templates, slots)
     return out
 
 
@@ -279,20 +288,9 @@ def negated_phrasings(organ: str, split: str) -> list[str]:
     into ``organ``, with the names the split may use (``finding_terms``)."""
     from .lesions import INSERTIONS
 
-    slots = organ_slots(organ)
-    train, test = _split(_NEGATED)
-    out = []
-    for finding, (_, organs) in INSERTIONS.items():
-        if organ not in organs:
-            continue
-        names_train, names_test = finding_terms(finding)
-        for term in (names_test if split == "test" else names_train):
-            named = assign_organs(term)
-            if named and organ not in named:  # "bladder stone" names another organ
-                continue
-            out += [t.format(**slots, term=term, Term=term[:1].upper() + term[1:])
-                    for t in (test if split == "test" else train)]
-    return out
+    slots, templates = organ_slots(organ), _split(_NEGATED)
+    return [s for finding, (_, organs) in INSERTIONS.items() if organ in organs
+            for s in _term_sentences(finding, organ, split, templates, slots)]
 
 
 def normal_phrasings(organ: str, split: str) -> list[str]:
