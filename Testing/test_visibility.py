@@ -33,8 +33,29 @@ def test_an_inserted_liver_lesion_reaches_the_crop(sample):
     assert 0 < row.crop_voxels < 32 * 32 * 8 // 4
 
 
-def test_findings_that_move_labels_are_refused():
+def test_findings_that_move_labels_and_bad_requests_are_refused():
     with pytest.raises(InputError, match="label map"):
         measure("hepatomegaly", "liver", cases=1)
+    with pytest.raises(InputError, match="label map"):
+        measure("pleural effusion", "lung_lower_lobe_left", cases=1)
+    with pytest.raises(InputError, match="at least 1"):
+        measure("hypodense lesion", "liver", cases=0)
+
+
+def test_a_finding_the_organ_cannot_carry_is_refused_by_the_inserter(sample):
+    for name in ("example_ct_dicom", "example_seg_dicom"):
+        sample(name)
     with pytest.raises(InputError, match="cannot insert"):
-        measure("gallstones", "liver", cases=1)
+        measure("gallstones", "liver", cases=1, cfg=BenchmarkConfig(crop_size=32, frames=8))
+
+
+def test_command_line_refuses_zero_cases_in_one_line(capsys):
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "Training" / "lesion_visibility.py"
+    main = runpy.run_path(str(script))["main"]
+    with pytest.raises(SystemExit) as err:
+        main(["--cases", "0"])
+    assert err.value.code == 2
+    assert "--cases must be at least 1" in capsys.readouterr().err
