@@ -201,7 +201,9 @@ def target_line(eval_dir: Path) -> str:
 
 def command_text(candidates: list[str]) -> str:
     """The command that makes this bundle: the default one, plus ``--positives`` when fewer rules ran."""
-    return COMMAND if sorted(candidates) == sorted(DEFAULT_POSITIVES.split(",")) else f"{COMMAND} --positives {','.join(candidates)}"
+    if sorted(candidates) == sorted(DEFAULT_POSITIVES.split(",")):
+        return COMMAND
+    return f"{COMMAND} --positives {','.join(candidates)}"
 
 
 def write_reports(eval_dir: Path, val: dict, positives: str, style: str, timings: dict, machine_text: str,

@@ -5,7 +5,7 @@
 For each (finding, organ) asked for, a base CT of the benchmark is deformed as in a case
 (``benchmark_data.make_case``), cropped by the recipe (``preprocess.organ_crops``) before and
 after the finding is inserted, and the two crops are compared. Findings that leave the label
-map alone (focal lesions, stones, plaques, steatosis) differ only by the finding, so the
+map alone (focal lesions, stones, plaques, steatosis, ascites) differ only by the finding, so the
 difference is exactly what the image encoder can see of it; scanner noise is left out of both
 (it would cancel). Reported per finding: the finding's voxels on the benchmark grid, the peak
 change in the crop (HU, the largest over the three windows after clipping), and the crop voxels
