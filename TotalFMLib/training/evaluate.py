@@ -54,9 +54,10 @@ class CaseEmbeddings:
 
 
 def encode_benchmark(model, root: str | os.PathLike, splits=("val", "test"), view: str = "organ",
-                     progress: Progress | None = None) -> list[CaseEmbeddings]:
+                     progress: Progress | None = None, encode=None) -> list[CaseEmbeddings]:
     """Embeddings of every case of ``splits``: organ crops (``view="organ"``) or the
-    whole-volume crop given to every organ of the case (``view="whole"``)."""
+    whole-volume crop given to every organ of the case (``view="whole"``). ``encode`` maps a
+    float (N, 3, S, S, F) batch to (N, D) vectors (default: the model's ``encode_crops``)."""
     import torch
 
     root = Path(root)
@@ -71,7 +72,7 @@ def encode_benchmark(model, root: str | os.PathLike, splits=("val", "test"), vie
         if tuple(images.shape[1:]) != want:
             raise InputError(root / entry["shard"], f"crops are {tuple(images.shape[1:])}, the model "
                                                     f"expects {want}: build the benchmark with its crop size")
-        vectors = np.asarray(model.encode_crops(images.float()), dtype=np.float32)
+        vectors = np.asarray((encode or model.encode_crops)(images.float()), dtype=np.float32)
         if view != "organ":
             vectors = np.repeat(vectors[:1], len(shard["organs"]), axis=0)
         out.append(CaseEmbeddings(entry["case_id"], entry["split"], list(shard["organs"]),

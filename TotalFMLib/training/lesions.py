@@ -479,6 +479,14 @@ INSERTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+# insertion kinds that move the label map (the grown organ, the lobe's fluid); the others leave it alone
+MOVES_LABELS = ("enlarge", "effusion")
+
+
+def moves_labels(finding: str) -> bool:
+    return finding in INSERTIONS and INSERTIONS[finding][0] in MOVES_LABELS
+
+
 def insertable(finding: str, organ: str) -> bool:
     return finding in INSERTIONS and organ in INSERTIONS[finding][1]
 

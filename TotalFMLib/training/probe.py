@@ -22,7 +22,6 @@ import torch
 
 from . import metrics as M
 from .benchmark_data import FINDINGS
-from .benchmark_data import read_manifest
 from .evaluate import CaseEmbeddings, encode_benchmark
 from .lesions import insertable
 
@@ -31,8 +30,8 @@ PERCENTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 200):
-    """Weights (D,) and bias of a logistic regression on standardised ``x``; returns a
-    function scoring new rows (same standardisation)."""
+    """Fits a balanced, L2-regularised logistic regression on standardised ``x``; returns the
+    function that scores new rows (same standardisation)."""
     mean, std = x.mean(0), x.std(0) + 1e-6
     X = torch.as_tensor((x - mean) / std, dtype=torch.float64)
     Y = torch.as_tensor(y, dtype=torch.float64)
@@ -68,8 +67,6 @@ def _rows(cases: list[CaseEmbeddings], finding: str, split: str):
 
 def encode_features(model, root, splits, features: str = "embedding", progress=None) -> list[CaseEmbeddings]:
     """Per-crop feature vectors of the benchmark cases of ``splits`` (see ``--features``)."""
-    from pathlib import Path
-
     from ..errors import InputError
     from ..models.image_tower import build_image_tower
 
@@ -83,26 +80,16 @@ def encode_features(model, root, splits, features: str = "embedding", progress=N
             torch.manual_seed(0)
             tower = build_image_tower(model.config.arch, model.config.embed_dim)
     tower = tower.eval().to(model.device)
-    entries = [e for e in read_manifest(root) if e["split"] in splits]
-    want = (3, model.config.crop_size, model.config.crop_size, model.config.frames)
-    out = []
-    for k, entry in enumerate(entries):
-        shard = torch.load(Path(root) / entry["shard"], map_location="cpu", weights_only=True)
-        x = shard["images"].float()
-        if tuple(x.shape[1:]) != want:
-            raise InputError(Path(root) / entry["shard"], f"crops are {tuple(x.shape[1:])}, the model expects {want}")
+
+    def encode(x: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
             if features == "pixels":
                 flat = x.flatten(2)
-                v = torch.cat([flat.quantile(q, dim=2) for q in PERCENTILES], dim=1)
-            else:
-                tokens = tower.vit.encode_tokens(x.to(model.device)).float().cpu()
-                v = torch.cat([tokens.mean(1), tokens.amax(1)], dim=1)
-        out.append(CaseEmbeddings(entry["case_id"], entry["split"], list(shard["organs"]),
-                                  [list(x) for x in shard["labels"]], v.numpy()))
-        if progress is not None:
-            progress((k + 1) / len(entries), entry["case_id"])
-    return out
+                return torch.cat([flat.quantile(q, dim=2) for q in PERCENTILES], dim=1).numpy()
+            tokens = tower.vit.encode_tokens(x.to(model.device)).float().cpu()
+            return torch.cat([tokens.mean(1), tokens.amax(1)], dim=1).numpy()
+
+    return encode_benchmark(model, root, splits=splits, progress=progress, encode=encode)
 
 
 def probe_table(cases: list[CaseEmbeddings], splits=("train", "val", "test")) -> list[dict]:
