@@ -14,6 +14,6 @@ def window(name: str) -> tuple[float, float]:
 
 
 def window_range(name: str) -> tuple[float, float]:
-    """(lowest, highest) HU of the named window: level -/+ width / 2."""
+    """(lowest, highest) HU of the named window: level -/+ width // 2 (the recipe's WL - WW//2)."""
     level, width = window(name)
-    return level - width / 2, level + width / 2
+    return level - width // 2, level + width // 2

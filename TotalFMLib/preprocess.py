@@ -8,7 +8,8 @@ The published TotalFM recipe (DESIGN.md, "Organ crop"); the released weights dep
    Python's ``round`` (halves to even). Arrays stay in SimpleITK (Z, Y, X) order.
 2. Per organ, the bounding box of its voxels in the resampled label map; Z keeps the whole
    extent, Y and X follow ``crop_range`` (the 192/448 rule).
-3. Three windows on the cropped HU (``window_channels``): lung, soft tissue, bone.
+3. Three windows on the cropped HU (``window_channels``; the fast path ``_window_into``):
+   lung, soft tissue, bone, from ``ct_windows.WINDOWS``.
 4. Layout (3, Y, X, Z), trilinear resize (``align_corners=False``) to (crop, crop, frames).
 
 Speed: nothing is resampled whole. ``grid_resample.GridMap`` gets ITK's own per-axis
@@ -30,13 +31,12 @@ import numpy as np
 import torch
 
 from . import catalogue
-from .ct_windows import WINDOWS
+from .ct_windows import WINDOWS, window_range
 from .crop_resize import column_ranges, level_by_level_exact, resize_columns, resize_rows, resize_whole
 from .errors import Cancelled, InputError
 from .label_maps import grid_mismatch
 from .volume import Volume
 
-# (name, window level, window width) in channel order
 FILL_HU = -1000.0
 MIN_SPACING = (0.6, 0.6, 3.0)  # mm, (x, y, z)
 
@@ -159,8 +159,8 @@ def window_channels(hu: np.ndarray) -> np.ndarray:
 def _window_into(x: np.ndarray, out: np.ndarray) -> None:
     """``out[c]`` = window ``c`` of float32 ``x`` (the formula of ``window_channels``;
     numpy, so it runs on the calling thread without holding the GIL)."""
-    for channel, (_, level, width) in zip(out, WINDOWS):
-        floor, ceil = level - width // 2, level + width // 2
+    for channel, (name, _, _) in zip(out, WINDOWS):
+        floor, ceil = window_range(name)
         np.clip(x, np.float32(floor), np.float32(ceil), out=channel)
         np.subtract(channel, np.float32(floor), out=channel)
         np.divide(channel, np.float32(ceil - floor), out=channel)

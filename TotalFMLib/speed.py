@@ -108,7 +108,7 @@ def check_precision(precision: str, device) -> str:
 
 
 def prepare_image_tower(tower, precision: str):
-    """The tower to run for ``precision``: itself (fp32, bf16) or an int8 dynamically
+    """The tower to run for ``precision``: itself (fp32, bf16, fp16) or an int8 dynamically
     quantised copy (int8). Call ``precision_context`` around its forward."""
     if precision != "int8":
         return tower
@@ -145,12 +145,12 @@ def precision_context(precision: str, device):
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
-def query_precision(device, tower=None) -> str:
+def query_precision(device, tower) -> str:
     """Precision of the search-query text encoder: "bf16" where bf16 is native and the
     backbone runs packed (``prepare_text_tower``), else "fp32"."""
     from .models.packed_text import PackedSentenceEncoder
 
-    packable = tower is None or PackedSentenceEncoder.supports(getattr(tower, "text_encoder", None))
+    packable = PackedSentenceEncoder.supports(getattr(tower, "text_encoder", None))
     return "bf16" if packable and bf16_supported(device) else "fp32"
 
 

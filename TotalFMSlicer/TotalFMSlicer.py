@@ -549,10 +549,9 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
             from TotalFMLib import hub
 
             # the first half of the bar follows the download, the analysis takes the second
-            report = progress
-            report(0.0, "Downloading the released TotalFM weights (more than 1 GB; see the cache folder)")
-            hub.official_checkpoint(progress=sub_progress(report, 0.0, 0.5), cancel=cancel)
-            progress = sub_progress(report, 0.5, 1.0)
+            progress(0.0, "Downloading the released TotalFM weights (more than 1 GB; see the cache folder)")
+            hub.official_checkpoint(progress=sub_progress(progress, 0.0, 0.5), cancel=cancel)
+            progress = sub_progress(progress, 0.5, 1.0)
         progress(0.0, "Loading the TotalFM model")
         model = self.loadModel(source, device)
         if cancel():
