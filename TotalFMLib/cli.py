@@ -59,15 +59,21 @@ def _load_case(ct_path, seg_path, device=None):
     return load_case(ct_path, seg_path)
 
 
-def analyze_case(ct, seg, model_source="demo", organs=None, findings=None, case_id="case",
-                 csv=None, json=None, png=None, device=None, show_progress=True, precision="fp32"):
-    """The main job: encode organs, score, write the requested outputs. Returns (rows, paths)."""
-    from . import export
+def _encode(ct, seg, model_source, device, precision, organs, show_progress):
+    """The loaded model and the case's organ embeddings, with a progress bar."""
     from .totalfm import TotalFM
 
     model = TotalFM.load(model_source, device=device, precision=precision)
     with progress_bar("encoding organs", show_progress) as progress:
-        embeddings = model.encode_image(ct, seg, organs=organs, progress=progress)
+        return model, model.encode_image(ct, seg, organs=organs, progress=progress)
+
+
+def analyze_case(ct, seg, model_source="demo", organs=None, findings=None, case_id="case",
+                 csv=None, json=None, png=None, device=None, show_progress=True, precision="fp32"):
+    """The main job: encode organs, score, write the requested outputs. Returns (rows, paths)."""
+    from . import export
+
+    model, embeddings = _encode(ct, seg, model_source, device, precision, organs, show_progress)
     rows = model.score(embeddings, findings=findings, case_id=case_id)
     written = []
     if csv:
@@ -106,12 +112,10 @@ def cmd_analyze(args) -> int:
 
 def cmd_search(args) -> int:
     from .catalogue import organ
-    from .totalfm import TotalFM
 
     ct, seg = _load_case(args.ct, args.seg, args.device)
-    model = TotalFM.load(args.model, device=args.device, precision=args.precision)
-    with progress_bar("encoding organs", not args.quiet) as progress:
-        embeddings = model.encode_image(ct, seg, organs=_split(args.organs), progress=progress)
+    model, embeddings = _encode(ct, seg, args.model, args.device, args.precision, _split(args.organs),
+                                not args.quiet)
     hits = model.search(embeddings, args.query, top_k=args.top_k)
     for h in hits:
         print(f"{h.rank:3d}  {'MATCH' if h.matched else '     '}  {h.similarity:+.3f}  {organ(h.organ).display_name}")

@@ -37,15 +37,12 @@ class TextEmbeddingCache:
         """(N, D) float32 unit vectors, in the order of ``texts``."""
         new = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         if new:
-            vectors = np.asarray(self._encode(new), dtype=np.float32)
-            self._vectors.update(zip(new, vectors))
+            self._vectors.update(zip(new, np.asarray(self._encode(new), dtype=np.float32)))
+        out = np.stack([self._vectors[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
+        if new:
+            while self._max_texts is not None and len(self._vectors) > self._max_texts:
+                del self._vectors[next(iter(self._vectors))]  # the oldest first
             self._save()
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
-        out = np.stack([self._vectors[t] for t in texts])
-        if self._max_texts is not None:
-            for old in list(self._vectors)[:max(0, len(self._vectors) - self._max_texts)]:
-                del self._vectors[old]
         return out
 
     def _save(self) -> None:

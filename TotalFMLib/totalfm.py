@@ -14,7 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
-from . import speed  # noqa: F401  (sets the OpenMP wait policy before torch is imported)
+from . import speed  # first: sets the OpenMP wait policy before torch is imported
 from .atomic import file_sha256
 from .checkpoint import describe_mismatch, read_checkpoint
 from .config import ModelConfig
@@ -64,9 +64,8 @@ class TotalFM:
         cache_file = model_cache_dir() / "text_embeddings" / f"{checksum[:16]}.npz"
         self._text = TextEmbeddingCache(self._encode_text_now, cache_file)
         # search queries: a faster text path (speed.query_precision), in memory only
-        from .speed import query_precision as default_query_precision
 
-        self.query_precision = query_precision or default_query_precision(device, model.text_tower)
+        self.query_precision = query_precision or speed.query_precision(device, model.text_tower)
         self._queries = TextEmbeddingCache(self._encode_queries_now, max_texts=QUERY_CACHE_TEXTS)
         self._query_tower = None  # the text tower as run for self.query_precision, built on first use
         self.image_cache = EmbeddingCache(cache_cases)  # per-case organ embeddings (embedding_cache)
@@ -101,17 +100,16 @@ class TotalFM:
         unexpected = [k for k in result.unexpected_keys if not k.endswith("position_ids")]
         if missing or unexpected:
             raise ModelError(f"{path}: checkpoint does not fit the model ({describe_mismatch(missing, unexpected)})")
-        from .speed import check_precision, set_cpu_threads
 
         device = _pick_device(device)
-        check_precision(precision, device)
+        speed.check_precision(precision, device)
         if query_precision not in (None, "fp32", "bf16"):
             raise ModelError(f"unknown query precision {query_precision!r}; use 'fp32' or 'bf16'")
         if query_precision is not None:
-            check_precision(query_precision, device)
+            speed.check_precision(query_precision, device)
         model.to(device).eval()
         if device.type == "cpu":
-            set_cpu_threads(threads)
+            speed.set_cpu_threads(threads)
         return cls(model, config, file_sha256(path), path, device, precision=precision, cache_cases=cache_cases,
                    query_precision=query_precision)
 
@@ -129,13 +127,12 @@ class TotalFM:
                      cancel=None) -> np.ndarray:
         """(N, D) unit vectors of (N, 3, crop, crop, frames) crops, in ``self.precision``."""
         from .models.image_tower import encode_batches
-        from .speed import precision_context, prepare_image_tower
 
         if batch_size is None:
             batch_size = 8 if self.device.type == "cpu" else 32
         if self._image_encoder is None:
-            self._image_encoder = prepare_image_tower(self.model.image_tower, self.precision)
-        with precision_context(self.precision, self.device):
+            self._image_encoder = speed.prepare_image_tower(self.model.image_tower, self.precision)
+        with speed.precision_context(self.precision, self.device):
             return encode_batches(self._image_encoder, images, batch_size=batch_size, device=self.device,
                                   progress=progress, cancel=cancel)
 
@@ -175,10 +172,9 @@ class TotalFM:
         return np.concatenate(out)
 
     def _encode_queries_now(self, texts: list[str]) -> np.ndarray:
-        from .speed import prepare_text_tower
 
         if self._query_tower is None:
-            self._query_tower = prepare_text_tower(self.model.text_tower, self.query_precision)
+            self._query_tower = speed.prepare_text_tower(self.model.text_tower, self.query_precision)
         return self._encode_text_now(texts, self._query_tower)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
