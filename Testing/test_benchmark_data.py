@@ -186,9 +186,9 @@ def test_pertinent_negatives_are_not_the_scorers_prompts():
     scorer uses, or the evaluation would score with sentences it trained on."""
     from TotalFMLib import prompts
     from TotalFMLib.findings import load_findings
+    from TotalFMLib.training.dataset import normalise_sentence as norm
     from TotalFMLib.training.lesions import INSERTIONS
 
-    norm = lambda t: " ".join(t.lower().rstrip(".").split())  # noqa: E731
     findings = load_findings()
     organs = sorted({o for _, os_ in INSERTIONS.values() for o in os_})
     checked = 0

@@ -59,17 +59,19 @@ def test_bundle_matches_the_configs_that_reproduce_it(demo):
     the old bundle left in place would fail here)."""
     from pathlib import Path
 
+    from TotalFMLib.training.train_config import load_train_config
+
     configs = Path(__file__).resolve().parents[1] / "Training" / "configs"
     card = (DEMO_MODEL.with_suffix(".md")).read_text()
     for name in ("demo_pretrain.json", "demo_contrastive.json"):
-        model = json.loads((configs / name).read_text())["model"]
-        assert model["version"] == demo.config.version, name
-        for key, value in model["arch"].items():
+        model = load_train_config(configs / name).model_config()
+        assert model.version == demo.config.version, name
+        for key, value in model.arch.items():
             assert demo.config.arch[key] == value, (name, key)
     assert f"`{demo.config.version}`" in card
 
 
-def test_the_card_names_the_positive_rules_that_ran():
+def test_command_text_names_the_positive_rules_that_ran():
     import runpy
     from pathlib import Path
 

@@ -8,7 +8,7 @@ import torch
 
 from TotalFMLib.config import TextConfig
 from TotalFMLib.models.packed_text import PackedSentenceEncoder
-from TotalFMLib.models.text_tower import build_text_tower
+from TotalFMLib.models.text_tower import build_text_tower, sentence_features
 
 TEXTS = ["Liver: kidney stone", "Portal vein and splenic vein: hypodense liver lesion", "x",
          "Left kidney: kidney stone (organ 1732345678901234567)", "Spleen:   splenomegaly  ",
@@ -24,8 +24,7 @@ def backbone():
 def standard(st, texts):
     """The backbone's own forward on padded tokens."""
     with torch.inference_mode():
-        features = st.preprocess(texts) if hasattr(st, "preprocess") else st.tokenize(texts)
-        return st(features)["sentence_embedding"]
+        return st(sentence_features(st, texts))["sentence_embedding"]
 
 
 def test_fp32_equals_the_padded_forward(backbone):

@@ -9,7 +9,7 @@ from TotalFMLib.training.benchmark_data import BenchmarkConfig
 from TotalFMLib.training.visibility import crop_change_hu, measure
 
 
-def test_change_is_in_hu_and_takes_the_widest_window():
+def test_change_is_in_hu_and_the_largest_over_the_windows():
     before = np.zeros((3, 2, 2, 2), np.float32)
     after = before.copy()
     after[1, 0, 0, 0] = 0.1    # soft-tissue window (width 400): 40 HU
