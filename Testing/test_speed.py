@@ -208,7 +208,7 @@ def test_prepare_text_tower(model):
             assert got.shape == want.shape and got.dtype == torch.float32
             assert float((got * want).sum(dim=1).min()) >= (0.9999999 if precision == "fp32" else 0.9999)
     assert {p.dtype for p in tower.parameters()} == {torch.float32}  # the tower itself is left as it was
-    with pytest.raises(ModelError, match="text precision"):
+    with pytest.raises(ModelError, match="unknown query precision"):
         prepare_text_tower(tower, "int8")
 
 

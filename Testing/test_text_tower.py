@@ -254,3 +254,12 @@ def test_texts_must_be_a_list(minilm_tower):
     with pytest.raises(InputError):
         minilm_tower(["ok", 3])
     assert minilm_tower([]).shape == (0, 96)
+
+
+def test_query_precision_refuses_bf16_for_a_backbone_that_cannot_run_packed(modernbert_tower):
+    from TotalFMLib.speed import check_query_precision, query_precision
+
+    assert query_precision("cpu", modernbert_tower) == "fp32"
+    assert check_query_precision("fp32", "cpu", modernbert_tower) == "fp32"
+    with pytest.raises(ModelError, match="'bf16' needs a BERT sentence-transformers text backbone"):
+        check_query_precision("bf16", "cpu", modernbert_tower)

@@ -154,17 +154,34 @@ def query_precision(device, tower) -> str:
     return "bf16" if packable and bf16_supported(device) else "fp32"
 
 
+def _query_tower_packable(precision: str, tower) -> bool:
+    """Whether ``tower``'s backbone runs packed; a ``ModelError`` for an unknown precision or
+    for "bf16" with a backbone that does not."""
+    from .models.packed_text import PackedSentenceEncoder
+
+    if precision not in ("fp32", "bf16"):
+        raise ModelError(f"unknown query precision {precision!r}; use 'fp32' or 'bf16'")
+    packable = PackedSentenceEncoder.supports(getattr(tower, "text_encoder", None))
+    if precision != "fp32" and not packable:
+        raise ModelError(f"query precision {precision!r} needs a BERT sentence-transformers text backbone; "
+                         "this model's backbone runs in 'fp32' only")
+    return packable
+
+
+def check_query_precision(precision: str, device, tower) -> str:
+    """``precision`` if the search-query text encoder can run in it on ``device`` with this
+    tower, else a ``ModelError`` saying why (at load, not at the first search)."""
+    _query_tower_packable(precision, tower)
+    return check_precision(precision, device)
+
+
 def prepare_text_tower(tower, precision: str):
     """``texts -> (B, embed_dim)`` unit vectors for search queries: the backbone on packed
     tokens (``models.packed_text``: no padding; "bf16": its matrix products in bfloat16)
     and the tower's ``project``. Backbones it does not reproduce keep the tower itself (fp32)."""
     from .models.packed_text import PackedSentenceEncoder
 
-    if precision not in ("fp32", "bf16"):
-        raise ModelError(f"unknown text precision {precision!r}; use 'fp32' or 'bf16'")
-    if not PackedSentenceEncoder.supports(getattr(tower, "text_encoder", None)):
-        if precision != "fp32":
-            raise ModelError(f"precision {precision!r} for query text needs a BERT sentence-transformers backbone")
+    if not _query_tower_packable(precision, tower):
         return tower
     packed = PackedSentenceEncoder(tower.text_encoder, precision)
     return lambda texts: tower.project(packed(texts))

@@ -64,7 +64,6 @@ class TotalFM:
         cache_file = model_cache_dir() / "text_embeddings" / f"{checksum[:16]}.npz"
         self._text = TextEmbeddingCache(self._encode_text_now, cache_file)
         # search queries: a faster text path (speed.query_precision), in memory only
-
         self.query_precision = query_precision or speed.query_precision(device, model.text_tower)
         self._queries = TextEmbeddingCache(self._encode_queries_now, max_texts=QUERY_CACHE_TEXTS)
         self._query_tower = None  # the text tower as run for self.query_precision, built on first use
@@ -103,10 +102,8 @@ class TotalFM:
 
         device = _pick_device(device)
         speed.check_precision(precision, device)
-        if query_precision not in (None, "fp32", "bf16"):
-            raise ModelError(f"unknown query precision {query_precision!r}; use 'fp32' or 'bf16'")
         if query_precision is not None:
-            speed.check_precision(query_precision, device)
+            speed.check_query_precision(query_precision, device, model.text_tower)
         model.to(device).eval()
         if device.type == "cpu":
             speed.set_cpu_threads(threads)
@@ -172,7 +169,6 @@ class TotalFM:
         return np.concatenate(out)
 
     def _encode_queries_now(self, texts: list[str]) -> np.ndarray:
-
         if self._query_tower is None:
             self._query_tower = speed.prepare_text_tower(self.model.text_tower, self.query_precision)
         return self._encode_text_now(texts, self._query_tower)
