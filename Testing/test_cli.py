@@ -10,6 +10,7 @@ import SimpleITK as sitk
 
 from TotalFMLib.catalogue import resolve
 from TotalFMLib.cli import main
+from TotalFMLib.errors import InputError
 from TotalFMLib.findings import findings_for_organ
 from TotalFMLib.results import ANY_LESION, SCORE_COLUMNS
 
@@ -111,3 +112,20 @@ def test_without_a_segmentation_totalsegmentator_is_asked_for(tmp_path, example_
     assert code == 2
     assert err.startswith("totalfm: error: TotalSegmentator inference is not installed") and "[segment]" in err
     assert not out.exists()
+
+
+def test_segmentation_runs_on_the_device_the_model_is_given():
+    import torch
+
+    from TotalFMLib.segment import totalsegmentator_device
+
+    assert totalsegmentator_device("cpu") == "cpu"
+    assert totalsegmentator_device("cuda") == "gpu"
+    assert totalsegmentator_device("cuda:1") == "gpu:1"  # the index is kept
+    assert totalsegmentator_device(torch.device("cuda", 2)) == "gpu:2"
+    assert totalsegmentator_device("mps") == "mps"
+    assert totalsegmentator_device(None) == ("gpu" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(InputError, match="'gpu' is not a torch device name"):
+        totalsegmentator_device("gpu")
+    with pytest.raises(InputError, match="runs on cpu, cuda"):
+        totalsegmentator_device("meta")

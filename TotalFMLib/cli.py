@@ -53,8 +53,7 @@ def _load_case(ct_path, seg_path, device=None):
 
         with tempfile.TemporaryDirectory(prefix="totalfm-seg-") as tmp:
             print(f"no --seg: segmenting {ct_path} with TotalSegmentator (fast) ...", file=sys.stderr)
-            seg_path = segment_ct(ct_path, Path(tmp) / "segmentation.nii.gz", fast=True,
-                                  device="gpu" if (device or "").startswith("cuda") else "cpu")
+            seg_path = segment_ct(ct_path, Path(tmp) / "segmentation.nii.gz", fast=True, device=device)
             return load_case(ct_path, seg_path)
     return load_case(ct_path, seg_path)
 

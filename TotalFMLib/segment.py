@@ -12,12 +12,34 @@ from pathlib import Path
 from .errors import InputError, ModelError
 
 
+def totalsegmentator_device(device=None) -> str:
+    """TotalSegmentator's name for a torch device: "cuda" -> "gpu", "cuda:1" -> "gpu:1",
+    "cpu", "mps"; None -> the GPU where there is one (as ``TotalFM.load`` picks)."""
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise InputError(None, f"device {device!r} is not a torch device name ({e})") from None
+    if device.type == "cuda":
+        return "gpu" if device.index is None else f"gpu:{device.index}"
+    if device.type in ("cpu", "mps"):
+        return device.type
+    raise InputError(None, f"device {str(device)!r}: TotalSegmentator runs on cpu, cuda[:N] or mps only")
+
+
 def segment_ct(ct_path: str | os.PathLike, out_path: str | os.PathLike, fast: bool = True,
-               device: str = "cpu") -> Path:
-    """Run TotalSegmentator on a CT file/DICOM folder; write a multi-label NIfTI; return its path."""
+               device=None) -> Path:
+    """Run TotalSegmentator on a CT file/DICOM folder; write a multi-label NIfTI; return its path.
+
+    ``device``: a torch device or its name ("cpu", "cuda", "cuda:1"; default: the GPU where
+    there is one)."""
     ct_path, out_path = Path(ct_path), Path(out_path)
     if not ct_path.exists():
         raise InputError(ct_path, "no such file or folder")
+    device = totalsegmentator_device(device)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         from totalsegmentator.python_api import totalsegmentator
