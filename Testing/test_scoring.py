@@ -11,7 +11,7 @@ from minilm_encoder import CASE, cached_encode, case_embeddings, encode
 from TotalFMLib import catalogue
 from TotalFMLib.errors import InputError, ModelError
 from TotalFMLib.findings import find, findings_for_organ, load_findings
-from TotalFMLib.prompts import finding_prompts, lesion_prompts, query_text
+from TotalFMLib.prompts import encode_texts, finding_prompts, lesion_prompts, query_text
 from TotalFMLib.results import ANY_LESION, SCORE_COLUMNS
 from TotalFMLib.scoring import DEFAULT_LOGIT_SCALE, DEFAULT_THRESHOLD, score_case
 from TotalFMLib.search import default_threshold, preset_queries, search
@@ -87,6 +87,25 @@ def test_every_distinct_prompt_is_encoded_once_in_one_call(emb):
     assert set(calls[0]) == expected
     assert "Left kidney with stone." in expected and "No stone in the left kidney." in expected
     assert len(rows) == 6
+
+
+def test_encode_texts_encodes_a_repeated_text_once_and_keeps_the_order():
+    calls = []
+
+    def counting(texts):
+        calls.append(list(texts))
+        return encode(texts)
+
+    texts = ["Liver: cyst", "Spleen: cyst", "Liver: cyst", "Liver: cyst"]
+    vectors = encode_texts(counting, texts)
+    assert calls == [["Liver: cyst", "Spleen: cyst"]]
+    assert vectors.shape[0] == 4
+    np.testing.assert_array_equal(vectors[0], vectors[2])
+    np.testing.assert_array_equal(vectors[0], vectors[3])
+    assert float(vectors[0] @ vectors[1]) < 0.9999
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=0, atol=1e-12)
+    as_dict = encode_texts(lambda t: dict(zip(t, encode(t))), texts)  # the facade's mapping form
+    np.testing.assert_allclose(as_dict, vectors, rtol=0, atol=1e-6)
 
 
 def test_facade_style_mapping_encoder_gives_the_same_scores(emb):

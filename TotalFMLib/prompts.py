@@ -84,20 +84,27 @@ def query_text(organ, query: str, style: str = "organ") -> str:
 def encode_texts(encode_text: TextEncoder, texts: list[str]) -> np.ndarray:
     """Encode ``texts`` in one call; (N, D) float unit vectors in the order given.
 
-    ``encode_text`` may return an (N, D) array or a {text: vector} mapping (the facade's
-    ``TotalFM.encode_text``). Rows are re-normalised so dot products are cosines.
+    A text given more than once is encoded once (``encode_text`` sees each distinct text
+    once, in first-seen order). ``encode_text`` may return an (N, D) array or a {text:
+    vector} mapping (the facade's ``TotalFM.encode_text``). Rows are re-normalised so dot
+    products are cosines.
     """
     texts = list(texts)
-    out = encode_text(texts)
+    distinct = list(dict.fromkeys(texts))
+    out = encode_text(distinct)
     if isinstance(out, Mapping):
         try:
-            out = [out[t] for t in texts]
+            out = [out[t] for t in distinct]
         except KeyError as e:
             raise ModelError(f"text encoder returned no vector for {e.args[0]!r}") from None
     vectors = np.asarray(out, dtype=np.float64)
-    if vectors.ndim != 2 or vectors.shape[0] != len(texts):
-        raise ModelError(f"text encoder returned shape {vectors.shape} for {len(texts)} texts")
+    if vectors.ndim != 2 or vectors.shape[0] != len(distinct):
+        raise ModelError(f"text encoder returned shape {vectors.shape} for {len(distinct)} texts")
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     if not np.all(np.isfinite(vectors)) or np.any(norms == 0):
         raise ModelError("text encoder returned a zero or non-finite vector")
-    return vectors / norms
+    vectors = vectors / norms
+    if len(distinct) == len(texts):
+        return vectors
+    row = {t: i for i, t in enumerate(distinct)}
+    return vectors[[row[t] for t in texts]]

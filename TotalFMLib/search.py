@@ -50,10 +50,8 @@ def search(embeddings: Mapping[str, np.ndarray], query: str, encode_text: TextEn
         raise InputError(None, f"top_k must be a whole number >= 1, not {top_k!r}")
     chosen, matrix = organ_matrix(embeddings, organs)
 
-    if style == "organ":
-        vectors = encode_texts(encode_text, [query_text(o, query, "organ") for o in chosen])
-    else:
-        vectors = np.repeat(encode_texts(encode_text, [query]), len(chosen), axis=0)
+    # "plain" gives every organ the same text, encoded once (encode_texts)
+    vectors = encode_texts(encode_text, [query_text(o, query, style) for o in chosen])
     check_same_width(vectors, matrix)
     similarity = np.einsum("nd,nd->n", matrix, vectors)
 
