@@ -73,14 +73,6 @@ class PreNorm(nn.Module):
         return self.fn(self.norm(x))
 
 
-# score-matrix size (batch x heads x tokens^2) up to which inference attention is computed
-# explicitly: measured on a 2-core AVX-512 CPU, scaled_dot_product_attention took 1.7 ms
-# against 0.65 ms for 1 x 4 heads x 144 tokens, and won from 8 x 4 x 144 on. Only small token
-# grids (demo 0.2.0's 144 tokens) come under it; demo 0.3.0's and the published 1152 tokens
-# always take the fused kernel.
-SMALL_ATTENTION = 1 << 17
-
-
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, dim_head: int, dropout: float):
         super().__init__()
@@ -91,12 +83,7 @@ class Attention(nn.Module):
     def forward(self, x):
         B, N, _ = x.shape
         q, k, v = self.to_qkv(x).reshape(B, N, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        if not self.training and B * self.heads * N * N <= SMALL_ATTENTION:
-            # tiny problems (one organ of a 144-token grid): the fused kernel's set-up costs more than
-            # the whole computation; same math, explicit
-            out = torch.matmul(torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5, dim=-1), v)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
         return self.to_out(out.transpose(1, 2).reshape(B, N, -1))
 
 
