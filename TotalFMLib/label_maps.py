@@ -33,11 +33,14 @@ def grid_differences(seg: Volume, ct: Volume, tol: float = 1e-3) -> list[str]:
     return [text[name]() for name in seg.grid_differences(ct, tol)]
 
 
-def grid_mismatch(seg: Volume, ct: Volume, hint: str = "") -> InputError:
-    """The InputError for a segmentation off the CT's grid, naming what differs."""
-    return InputError(volume_name(seg, "segmentation"), (
-        f"segmentation grid does not match the CT {Path(volume_name(ct, 'CT')).name}: "
-        + "; ".join(grid_differences(seg, ct) or ["voxel positions differ"]) + hint))
+def check_same_grid(seg: Volume, ct: Volume, hint: str = "") -> None:
+    """InputError naming what differs (shape, spacing, origin, direction) unless the
+    segmentation samples exactly the CT's voxels."""
+    differences = grid_differences(seg, ct)
+    if differences:
+        raise InputError(volume_name(seg, "segmentation"), (
+            f"segmentation grid does not match the CT {Path(volume_name(ct, 'CT')).name}: "
+            + "; ".join(differences) + hint))
 
 
 def _reordered_onto(seg: Volume, ct: Volume) -> np.ndarray | None:
@@ -73,8 +76,8 @@ def onto_ct_grid(seg: Volume, ct: Volume) -> Volume:
         array = seg.array
     else:
         array = _reordered_onto(seg, ct)
-        if array is None:
-            raise grid_mismatch(seg, ct, "; expected the label map made from this CT")
+        if array is None:  # grids differ (not same_grid above), so this raises
+            check_same_grid(seg, ct, "; expected the label map made from this CT")
         seg.meta["note"] = "axes reordered/flipped onto the CT grid (same voxels, other storage order)"
     return Volume(array, tuple(ct.spacing), tuple(ct.origin), tuple(ct.direction),
                   source=seg.source, meta=dict(seg.meta))

@@ -33,7 +33,7 @@ from . import catalogue
 from .errors import InputError
 from .image_files import (IMAGE_SUFFIXES, MASK_SUFFIXES, SEG_NRRD_SUFFIX, check_image_shape, existing_path,
                           file_suffix, quiet_itk, read_image, short_list)
-from .label_maps import grid_mismatch, integer_array, label_counts, onto_ct_grid, volume_name
+from .label_maps import check_same_grid, integer_array, label_counts, onto_ct_grid, volume_name
 from .seg_folder import read_mask_folder
 from .seg_nrrd import is_seg_nrrd, read_seg_nrrd
 from .volume import Volume
@@ -171,8 +171,7 @@ def validate_case(ct: Volume, seg: Volume | None = None) -> None:
     _check_ct(ct)
     if seg is not None:
         _check_labels(seg)
-        if not seg.same_grid(ct):
-            raise grid_mismatch(seg, ct)
+        check_same_grid(seg, ct)
 
 
 def _finish(seg: Volume, ct: Volume) -> Volume:

@@ -25,6 +25,7 @@ separable, fall back to SimpleITK on the whole volume.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +35,7 @@ from . import catalogue
 from .ct_windows import WINDOWS, window_range
 from .crop_resize import column_ranges, level_by_level_exact, resize_columns, resize_rows, resize_whole
 from .errors import Cancelled, InputError
-from .label_maps import grid_mismatch
+from .label_maps import check_same_grid
 from .volume import Volume
 
 FILL_HU = -1000.0
@@ -94,16 +95,16 @@ def _label_array(seg: Volume) -> np.ndarray:
     return labels.astype(np.int16)
 
 
-def _check_grid(ct: Volume, seg: Volume) -> None:
-    if not ct.same_grid(seg):
-        raise grid_mismatch(seg, ct)
-
-
 def resample_case(ct: Volume, seg: Volume) -> tuple[Volume, Volume]:
     """Resample CT (linear, float32, fill -1000) and label map (nearest) to
     ``target_spacing``; both must share the CT's grid."""
-    _check_grid(ct, seg)
-    spacing = target_spacing(ct.spacing)
+    check_same_grid(seg, ct)
+    return resample_to(ct, seg, target_spacing(ct.spacing))
+
+
+def resample_to(ct: Volume, seg: Volume, spacing) -> tuple[Volume, Volume]:
+    """CT (linear, float32, fill -1000) and label map (nearest) on the CT's grid resampled to
+    ``spacing`` (x, y, z) mm, same origin and direction."""
     size = target_size(ct.shape[::-1], ct.spacing, spacing)
     new_ct = resample_array(ct, np.asarray(ct.array, dtype=np.float32), spacing, size, linear=True)
     new_seg = resample_array(ct, _label_array(seg), spacing, size, linear=False)
@@ -170,9 +171,9 @@ def resize_channels(channels: np.ndarray | torch.Tensor, crop_size: int = 192, f
     """(3, Z, Y, X) windowed crop -> (3, crop_size, crop_size, frames): layout (C, Y, X, Z),
     trilinear resize with ``align_corners=False``."""
     channels = torch.as_tensor(channels).permute(0, 2, 3, 1)
-    resized = torch.nn.functional.interpolate(
-        channels.unsqueeze(0), size=(crop_size, crop_size, frames), mode="trilinear", align_corners=False)
-    return resized[0]
+    out = torch.empty((channels.shape[0], crop_size, crop_size, frames), dtype=channels.dtype)
+    resize_whole(channels, out)
+    return out
 
 
 def _windowed_rows(hu: np.ndarray) -> np.ndarray:
@@ -201,29 +202,27 @@ def _in_threads(fn, chunks: list, done=None) -> list:
     kernels release the GIL). ``done(i)`` runs on this thread once chunk ``i`` and all
     before it are done; what it raises (e.g. ``Cancelled``) drops the chunks not started."""
     workers = min(len(chunks), torch.get_num_threads())
-    if workers <= 1:
-        out = []
-        for i, chunk in enumerate(chunks):
-            out.append(fn(chunk))
-            if done is not None:
-                done(i)
-        return out
-    from concurrent.futures import ThreadPoolExecutor
+    pool = None
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
 
-    pool = ThreadPoolExecutor(workers)
+        pool = ThreadPoolExecutor(workers)
+        results = [pool.submit(fn, chunk).result for chunk in chunks]
+    else:  # in order on this thread, each when its turn comes
+        results = [functools.partial(fn, chunk) for chunk in chunks]
     try:
-        futures = [pool.submit(fn, chunk) for chunk in chunks]
         out = []
-        for i, future in enumerate(futures):
-            out.append(future.result())
+        for i, result in enumerate(results):
+            out.append(result())
             if done is not None:
                 done(i)
         return out
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _labelled_box(labels: np.ndarray) -> tuple[slice, slice, slice] | None:
+def labelled_box(labels: np.ndarray) -> tuple[slice, slice, slice] | None:
     """The box around all positive labels (two fast max-projections), None if there are none."""
     in_plane = labels.max(axis=0) > 0
     along = [labels.max(axis=(1, 2)) > 0, in_plane.any(axis=1), in_plane.any(axis=0)]
@@ -236,7 +235,7 @@ def _boxes_in(labels: np.ndarray, top: int) -> list:
     """``find_objects(labels, max_label=top)``, scanning only the box that holds labels."""
     from scipy import ndimage
 
-    box = _labelled_box(labels)
+    box = labelled_box(labels)
     if box is None:
         return [None] * top
     found = ndimage.find_objects(labels[box], max_label=top)
@@ -277,7 +276,7 @@ def _resampler(ct: Volume, seg: Volume):
     """
     from .grid_resample import GridMap
 
-    _check_grid(ct, seg)
+    check_same_grid(seg, ct)
     spacing = target_spacing(ct.spacing)
     size = target_size(ct.shape[::-1], ct.spacing, spacing)
     grid = GridMap.probe(ct.spacing, ct.origin, ct.direction, ct.shape, spacing, size)

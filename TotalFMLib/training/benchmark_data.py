@@ -163,16 +163,12 @@ def _read_base(path: Path) -> tuple[Volume, Volume] | None:
 
 def to_grid(ct: Volume, seg: Volume, inplane_mm: float | None, slice_mm: float) -> tuple[Volume, Volume]:
     """CT (linear) and labels (nearest) resampled to (inplane, inplane, slice_mm) mm."""
-    from ..preprocess import resample_array, target_size
+    from ..preprocess import resample_to
 
     spacing = (inplane_mm or ct.spacing[0], inplane_mm or ct.spacing[1], slice_mm)
     if np.allclose(spacing, ct.spacing):
         return ct, seg
-    size = target_size(ct.shape[::-1], ct.spacing, spacing)
-    new_ct = resample_array(ct, np.asarray(ct.array, dtype=np.float32), spacing, size, linear=True)
-    new_seg = resample_array(ct, np.asarray(seg.array).astype(np.int16), spacing, size, linear=False)
-    new_ct.source, new_seg.source = ct.source, seg.source
-    return new_ct, new_seg
+    return resample_to(ct, seg, spacing)
 
 
 def _slab(ct: Volume, seg: Volume, rng: np.random.Generator, min_slices: int = 12,
@@ -255,15 +251,13 @@ def organ_sentences(organ: str, records: list[lesions.LesionRecord], split: str,
 
 def whole_volume_crop(ct: Volume, seg: Volume, crop_size: int, frames: int) -> torch.Tensor:
     """(3, S, S, F) crop of the box around all labelled structures, with the organ recipe."""
-    from scipy import ndimage
-
-    from ..preprocess import crop_box, crop_tensor, resample_case
+    from ..preprocess import crop_box, crop_tensor, labelled_box, resample_case
 
     r_ct, r_seg = resample_case(ct, seg)
-    box = ndimage.find_objects((r_seg.array > 0).astype(np.uint8))
-    if not box:
+    box = labelled_box(r_seg.array)
+    if box is None:
         raise InputError(seg.source, "the segmentation is empty: no body box for the whole-volume crop")
-    box = crop_box(box[0], r_seg.array.shape)
+    box = crop_box(box, r_seg.array.shape)
     return crop_tensor(r_ct.array[box], crop_size, frames)
 
 
