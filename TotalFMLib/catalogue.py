@@ -181,6 +181,11 @@ def _by_id() -> dict[int, Organ]:
     return {o.label_id: o for o in organs()}
 
 
+def is_structure(name: str) -> bool:
+    """Whether ``name`` is a structure name of the catalogue (exact, as in ``Organ.name``)."""
+    return name in _by_name()
+
+
 def groups() -> dict[str, tuple[str, ...]]:
     """Group name -> member structure names, in label order."""
     return {g: tuple(o.name for o in organs() if g in o.groups) for g in _group_rules()}

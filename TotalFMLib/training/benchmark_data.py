@@ -26,6 +26,7 @@ The whole-volume baseline reads the same shards with ``dataset.WHOLE_VOLUME_LAYO
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
@@ -343,7 +344,7 @@ def build_benchmark(out: str | os.PathLike, cfg: BenchmarkConfig | None = None,
         raise InputError(None, "no cases to build: every split has 0 cases")
     for name in dict.fromkeys(n for n, _ in jobs):  # fetch and cache once, before any worker starts
         if workers == 1:
-            _grid(out, cfg, base_by_name(name))
+            _grid(out, name, cfg.inplane_mm, cfg.slice_mm)
         else:
             load_base(base_by_name(name), out / "bases")
     entries: dict[tuple[str, int], dict] = {}
@@ -371,7 +372,7 @@ def build_benchmark(out: str | os.PathLike, cfg: BenchmarkConfig | None = None,
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise
     finally:
-        _GRIDS.clear()
+        _grid.cache_clear()
     ordered = [entries[key] for key in jobs]
     with atomic_path(out / "manifest.jsonl", suffix=".jsonl") as tmp:
         tmp.write_text("".join(json.dumps(e) + "\n" for e in ordered), encoding="utf-8")
@@ -382,25 +383,20 @@ def build_benchmark(out: str | os.PathLike, cfg: BenchmarkConfig | None = None,
     return out / "manifest.jsonl"
 
 
-_GRIDS: dict[tuple, tuple[Volume, Volume]] = {}  # per process: base CTs on the benchmark grid
-
-
 def _worker_init() -> None:
     torch.set_num_threads(1)  # one case per process; the pool is the parallelism
 
 
-def _grid(out: Path, cfg: BenchmarkConfig, base: BaseCT) -> tuple[Volume, Volume]:
+@functools.lru_cache(maxsize=None)
+def _grid(out: Path, base_name: str, inplane_mm: float | None, slice_mm: float) -> tuple[Volume, Volume]:
     """The base CT and labels on the benchmark grid, made once per process."""
-    key = (base.name, cfg.inplane_mm, cfg.slice_mm)
-    if key not in _GRIDS:
-        _GRIDS[key] = to_grid(*load_base(base, out / "bases"), cfg.inplane_mm, cfg.slice_mm)
-    return _GRIDS[key]
+    return to_grid(*load_base(base_by_name(base_name), out / "bases"), inplane_mm, slice_mm)
 
 
 def _build_case(out: Path, cfg: BenchmarkConfig, base_name: str, index: int) -> dict:
     """Make, save and describe (manifest entry) case ``index`` of base ``base_name``."""
     base = base_by_name(base_name)
-    shard = make_case(*_grid(out, cfg, base), base, index, cfg)
+    shard = make_case(*_grid(out, base.name, cfg.inplane_mm, cfg.slice_mm), base, index, cfg)
     rel = f"shards/{shard['case_id']}.pt"
     save_torch(shard, out / rel)
     return {"case_id": shard["case_id"], "split": base.split, "shard": rel, "base": base.name,
@@ -425,10 +421,10 @@ def summarise(entries: list[dict]) -> dict:
 
 
 def read_manifest(root: str | os.PathLike) -> list[dict]:
-    """The entries of ``root/manifest.jsonl``."""
-    from .dataset import read_manifest as read_lines
+    """The entries of ``root/manifest.jsonl`` (``dataset.numbered_manifest`` without line numbers)."""
+    from .dataset import numbered_manifest
 
-    return [entry for _, entry in read_lines(Path(root) / "manifest.jsonl")]
+    return [entry for _, entry in numbered_manifest(Path(root) / "manifest.jsonl")]
 
 
 # --------------------------------------------------------------------------- command line

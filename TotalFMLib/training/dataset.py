@@ -69,7 +69,7 @@ def text_key(sentence: str, organ: str, labels: list[str], positives: str = "tex
     return stable_hash(normalise_sentence(sentence))
 
 
-def read_manifest(path: str | Path) -> list[tuple[int, dict]]:
+def numbered_manifest(path: str | Path) -> list[tuple[int, dict]]:
     """(line number, entry) for every non-empty line of a ``manifest.jsonl``; InputError
     names the file and line that is not a JSON object."""
     path = Path(path)
@@ -108,7 +108,7 @@ class CropDataset(torch.utils.data.Dataset):
         self.shards: list[Path] = []
         self.items: list[Item] = []
         self._meta: list[dict] = []
-        for n, entry in read_manifest(manifest):
+        for n, entry in numbered_manifest(manifest):
             try:
                 case, shard = str(entry[layout.case_id]), entry[layout.shard]
             except (KeyError, TypeError) as e:

@@ -216,11 +216,6 @@ _VERTEBRA = re.compile(r"\b([CTLS])\s?(\d{1,2})\b(?=\s*(?:vertebra|vertebral|lev
 
 
 @functools.lru_cache(maxsize=1)
-def _structure_names() -> frozenset[str]:
-    return frozenset(o.name for o in catalogue.organs())
-
-
-@functools.lru_cache(maxsize=1)
 def organ_lexicon() -> dict[str, tuple[str, ...]]:
     """Term (lower case) -> structure names it can mean before laterality is applied.
 
@@ -228,12 +223,10 @@ def organ_lexicon() -> dict[str, tuple[str, ...]]:
     without their laterality modifier) plus the hand-written synonyms above.
     """
     lex: dict[str, set[str]] = {}
-    known = _structure_names()
-
     def add(term: str, names: Iterable[str]) -> None:
         term = re.sub(r"\s+", " ", term.strip().lower().replace("_", " "))
         if len(term) >= 3:
-            lex.setdefault(term, set()).update(n for n in names if n in known)
+            lex.setdefault(term, set()).update(n for n in names if catalogue.is_structure(n))
 
     for o in catalogue.organs():
         if o.name.startswith("kidney_cyst"):
@@ -307,7 +300,7 @@ def assign_organs(sentence: str, header: str = "") -> list[str]:
         prev_end = m.end()
     for v in _VERTEBRA.finditer(sentence):
         name = f"vertebrae_{v.group(1).upper()}{int(v.group(2))}"
-        if name in _structure_names() and name not in found:
+        if catalogue.is_structure(name) and name not in found:
             found.append(name)
     if not found and header:
         sides = {_side_word(m.group()) for m in _SIDE.finditer(text)}
