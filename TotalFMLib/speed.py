@@ -135,14 +135,20 @@ def prepare_image_tower(tower, precision: str):
     return quantized
 
 
+def torch_dtype(precision: str):
+    """The torch dtype of a floating-point precision name: "fp32", "bf16" or "fp16"."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 def precision_context(precision: str, device):
     """Context to run the image encoder in: bf16/fp16 autocast for "bf16"/"fp16", nothing otherwise."""
     if precision not in ("bf16", "fp16"):
         return contextlib.nullcontext()
     import torch
 
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch_dtype(precision))
 
 
 def query_precision(device, tower) -> str:

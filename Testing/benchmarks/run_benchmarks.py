@@ -104,29 +104,26 @@ def section_encoder(label, arch, embed_dim, images, repeats, batch_sizes, modes,
     import torch
 
     from TotalFMLib.models.image_tower import build_image_tower
+    from TotalFMLib.speed import torch_dtype
 
     torch.manual_seed(0)
-    tower = build_image_tower(arch, embed_dim).to(device).eval()
-    flops = bench_parts.encoder_flops(tower, images[:1].to(device))
+    tower = build_image_tower(arch, embed_dim).eval()
+    flops = bench_parts.encoder_flops(tower, images[:1])  # on the CPU; bench_parts.encoder moves both
     r = bench_parts.encoder(tower, images, repeats, batch_sizes, modes,
                             default_batch=max(batch_sizes), compile_model=compile_model, device=device)
     tokens = (arch["image_size"] // arch["image_patch_size"]) ** 2 * (arch["frames"] // arch["frame_patch_size"])
     n, batch = len(images), min(max(batch_sizes), len(images))
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
     def peak(b: int, dtype: str) -> float:
         return bench_parts.matmul_gflops(min(b, n) * tokens, arch["dim"], arch["mlp_dim"], repeats=3,
-                                         dtype=dtypes[dtype], device=device)
+                                         dtype=torch_dtype(dtype), device=device)
 
     peaks = {f"fp32 batch {b}": peak(b, "fp32") for b in sorted({1, *batch_sizes})}
-    peaks.update({f"{m} batch {batch}": peak(batch, m) for m in modes if m in dtypes})
+    peaks.update({f"{m} batch {batch}": peak(batch, m) for m in modes if m in ("bf16", "fp16")})
     r.update(gflop_per_organ=flops / 1e9, matmul_gflops=peaks)
     rows = [["mode", "s/organ", "vs baseline", "GFLOP/s", "% of matmul (same dtype, batch)", "min cosine to fp32"]]
     for name, row in r["rows"].items():
         gfs = flops / 1e9 / row["s_per_organ"]
-        b = 1 if name == "baseline" else int(name.rsplit(" ", 1)[1]) if name.startswith("fp32 batch") else batch
-        dtype = name.split(" ", 1)[0] if name in modes else "fp32"
-        key = f"{dtype} batch {b}"
+        key = f"{row['dtype']} batch {row['batch']}"
         row.update(gflops=gfs, matmul_fraction=gfs / peaks[key] if key in peaks else None)
         shown = "baseline (batch 1, fp32, naive attention)" if name == "baseline" else \
             name if name.startswith("fp32 batch") else f"{name} (batch {batch})"

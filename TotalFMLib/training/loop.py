@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
+from ..speed import torch_dtype
 from . import distributed as D
 from .checkpointing import load_train_state, save_train_state, set_rng_state, unwrap
 from .curves import MetricsLog, plot_curves
@@ -61,7 +62,7 @@ def pick_precision(precision: str, device: torch.device) -> torch.dtype | None:
         return None
     if precision == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch_dtype(precision)
 
 
 def decay_groups(named_params, lr: float, weight_decay: float) -> list[dict]:
