@@ -112,6 +112,58 @@ class Task:
         raise NotImplementedError
 
 
+def _restore(resume: str | Path, model, optimizer, scheduler, scaler) -> int:
+    """Load a ``checkpoint_last.pt`` into the training objects and the RNG (rank 0's
+    stream); the step it was saved at."""
+    state = load_train_state(resume)
+    unwrap(model).load_state_dict(state["model_state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return int(state["step"])
+
+
+def _optimizer_step(model, optimizer, scaler, grad_clip: float) -> None:
+    """One optimizer step on the accumulated gradients (unscaled and clipped first), then
+    the gradients are cleared."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _open_run_folder(out: Path, cfg: TrainConfig, step: int) -> MetricsLog:
+    """The run folder with its ``train_config.json``; the metrics log, cut back to ``step``
+    (a resumed run rewrites what followed its checkpoint)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "train_config.json") as tmp:
+        tmp.write_text(json.dumps(cfg.to_dict(), indent=1))
+    log = MetricsLog(out / "metrics.jsonl")
+    log.truncate_after(step)
+    return log
+
+
+def _loader_from(task: Task, cfg: TrainConfig, sampler, step: int, per_epoch: int, device):
+    """The data loader that goes on from optimizer step ``step``: its epoch's order (sampler
+    and dataset), skipping the micro-batches already used in that epoch."""
+    epoch, offset = divmod(step, per_epoch)
+    sampler.set_epoch(epoch, offset * cfg.accum_steps)
+    if hasattr(task.dataset, "set_epoch"):
+        task.dataset.set_epoch(epoch)
+    return torch.utils.data.DataLoader(
+        task.dataset, batch_sampler=sampler, collate_fn=task.collate, num_workers=cfg.num_workers,
+        generator=torch.Generator().manual_seed(cfg.seed + epoch),  # keeps the global RNG untouched
+        persistent_workers=False, pin_memory=device.type == "cuda")
+
+
 def train(task: Task, cfg: TrainConfig, out: str | Path, resume: str | Path | None = None,
           progress: bool = True, max_steps: int | None = None) -> dict:
     """Run ``cfg.steps`` optimizer steps (``max_steps`` stops earlier, for tests).
@@ -129,16 +181,8 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: str | Path | No
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, cosine_with_warmup(cfg.optim.warmup_steps, cfg.steps, cfg.optim.min_lr_ratio))
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    step = 0
-    if resume:  # before the DDP wrap, which then broadcasts rank 0's restored weights
-        state = load_train_state(resume)
-        unwrap(model).load_state_dict(state["model_state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        step = int(state["step"])
-        set_rng_state(state["rng"])  # rank 0's stream; other ranks get their own below
+    # before the DDP wrap, which then broadcasts rank 0's restored weights
+    step = _restore(resume, model, optimizer, scheduler, scaler) if resume else 0
     if info.rank:  # dropout and masking differ between ranks (the weights are rank 0's, via DDP)
         torch.manual_seed(cfg.seed + 7919 * info.rank + step)
     module = model
@@ -146,13 +190,7 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: str | Path | No
         module = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    log = None
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / "train_config.json") as tmp:
-            tmp.write_text(json.dumps(cfg.to_dict(), indent=1))
-        log = MetricsLog(out / "metrics.jsonl")
-        log.truncate_after(step)
+    log = _open_run_folder(out, cfg, step) if info.is_main else None
 
     sampler = task.batch_sampler(cfg, info)
     per_epoch = len(sampler) // cfg.accum_steps  # optimizer steps per epoch
@@ -169,14 +207,8 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: str | Path | No
     last_loss, t_start, steps_done = math.nan, time.perf_counter(), 0
     try:
         while step < end:
-            epoch, offset = divmod(step, per_epoch)
-            sampler.set_epoch(epoch, offset * cfg.accum_steps)
-            if hasattr(task.dataset, "set_epoch"):
-                task.dataset.set_epoch(epoch)
-            loader = torch.utils.data.DataLoader(
-                task.dataset, batch_sampler=sampler, collate_fn=task.collate, num_workers=cfg.num_workers,
-                generator=torch.Generator().manual_seed(cfg.seed + epoch),  # keeps the global RNG untouched
-                persistent_workers=False, pin_memory=device.type == "cuda")
+            epoch = step // per_epoch
+            loader = _loader_from(task, cfg, sampler, step, per_epoch, device)
             micro, acc = 0, 0.0
             for batch in loader:
                 last = (micro + 1) % cfg.accum_steps == 0
@@ -191,16 +223,7 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: str | Path | No
                 micro += 1
                 if not last:
                     continue
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                if cfg.optim.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                _optimizer_step(model, optimizer, scaler, cfg.optim.grad_clip)
                 lr = scheduler.get_last_lr()[0]
                 scheduler.step()
                 task.after_step()
