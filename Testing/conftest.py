@@ -40,6 +40,34 @@ def example_seg_path():
     return _fetch("example_seg")
 
 
+@pytest.fixture(scope="session")
+def dicom_base(sample):
+    """(CT folder, label map) of the DICOM base CT (example_ct_dicom, example_seg_dicom), fetched
+    before the code under test loads it by name, so that only an unreachable index skips."""
+    return sample("example_ct_dicom"), sample("example_seg_dicom")
+
+
+@pytest.fixture(scope="session")
+def training_dir():
+    """The repository's Training/ folder (configs and scripts)."""
+    return HERE.resolve().parent / "Training"
+
+
+@pytest.fixture(scope="session")
+def tower_fixture():
+    """The image encoder's conformance fixture (Data/totalfm_image_tower_tiny.pt): arch, embed_dim,
+    model_state_dict, input, expected; read-only (tests copy the state dict before changing it)."""
+    return torch.load(DATA / "totalfm_image_tower_tiny.pt", weights_only=True)
+
+
+@pytest.fixture
+def torch_threads():
+    """Puts torch's intra-op thread count back after a test that changes it."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def case(example_ct_path, example_seg_path):
     """(CT, label map) Volumes of the real example case, loaded once per test module
@@ -68,8 +96,36 @@ def tiny_checkpoint(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
+def session_home(tmp_path_factory):
+    """No test writes the user's model cache: TOTALFM_HOME is a fresh folder for the session
+    (``home`` gives a module its own)."""
+    mp = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("session_home")
+    mp.setenv("TOTALFM_HOME", str(path))
+    yield path
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
 def monkeypatch_module():
+    """``monkeypatch`` for module-scoped fixtures: undone when the module's tests are done."""
     mp = pytest.MonkeyPatch()
     yield mp
     mp.undo()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, monkeypatch_module):
+    """An empty TOTALFM_HOME (model cache) for the test module."""
+    path = tmp_path_factory.mktemp("home")
+    monkeypatch_module.setenv("TOTALFM_HOME", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(tiny_checkpoint, home):
+    """TotalFM on the tiny checkpoint, on the CPU; one per module, as its caches fill and are cleared."""
+    from TotalFMLib import TotalFM
+
+    return TotalFM.load(tiny_checkpoint, device="cpu")

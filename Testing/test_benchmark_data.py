@@ -137,7 +137,7 @@ def test_cache_reads_with_the_training_dataset(tiny):
     assert len(whole) == 1 and whole[0]["text"].startswith("FINDINGS:")
 
 
-def test_cases_are_deterministic_and_seed_dependent(sample):
+def test_cases_are_deterministic_and_seed_dependent(dicom_base):
     base = B.base_by_name("example_ct_dicom")
     ct, seg = B.to_grid(*B.load_base(base), 1.0, 3.0)
     cfg = B.BenchmarkConfig(crop_size=24, frames=4, organs=("liver", "spleen", "aorta"), seed=5)
@@ -148,9 +148,7 @@ def test_cases_are_deterministic_and_seed_dependent(sample):
     assert a["records"] == b["records"] and not torch.equal(a["images"], c["images"])
 
 
-def test_command_line_builds_and_prints_counts(tmp_path, sample, capsys):
-    sample("example_ct_dicom")
-    sample("example_seg_dicom")
+def test_command_line_builds_and_prints_counts(tmp_path, dicom_base, capsys):
     code = B.main(["--out", str(tmp_path), "--train-cases", "0", "--val-cases", "0", "--test-cases", "1",
                    "--crop-size", "24", "--frames", "4", "--organs", "liver,spleen", "--quiet"])
     out = capsys.readouterr().out

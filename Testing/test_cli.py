@@ -15,13 +15,6 @@ from TotalFMLib.findings import findings_for_organ
 from TotalFMLib.results import ANY_LESION, SCORE_COLUMNS
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory, monkeypatch_module):
-    path = tmp_path_factory.mktemp("home")
-    monkeypatch_module.setenv("TOTALFM_HOME", str(path))
-    return path
-
-
 def test_analyze_writes_a_row_per_present_default_organ_and_finding(
         tmp_path, example_ct_path, example_seg_path, tiny_checkpoint, home, capsys):
     out = tmp_path / "out"
@@ -100,10 +93,10 @@ def test_without_a_segmentation_totalsegmentator_is_asked_for(tmp_path, example_
     """No --seg runs TotalSegmentator; where its nnU-Net is not installed (as in CI), one clear line."""
     pytest.importorskip("totalsegmentator")
     try:
-        import nnunetv2  # noqa: F401
+        import nnunetv2
     except ImportError:
-        pass
-    else:
+        nnunetv2 = None
+    if nnunetv2 is not None:
         pytest.skip("TotalSegmentator inference is installed: this would segment for real")
     out = tmp_path / "out"
     code = main(["analyze", "--ct", str(example_ct_path), "--model", str(tiny_checkpoint),

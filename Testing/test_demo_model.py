@@ -19,13 +19,6 @@ pytestmark = pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="demo model not
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, monkeypatch_module):
-    path = tmp_path_factory.mktemp("home")
-    monkeypatch_module.setenv("TOTALFM_HOME", str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
 def demo():
     return TotalFM.load("demo")
 
@@ -54,14 +47,12 @@ def test_model_card_is_honest():
     assert "make_demo_model.py" in card
 
 
-def test_bundle_matches_the_configs_that_reproduce_it(demo):
+def test_bundle_matches_the_configs_that_reproduce_it(demo, training_dir):
     """The bundle, its card and Training/configs describe the same model (a retrained config with
     the old bundle left in place would fail here)."""
-    from pathlib import Path
-
     from TotalFMLib.training.train_config import load_train_config
 
-    configs = Path(__file__).resolve().parents[1] / "Training" / "configs"
+    configs = training_dir / "configs"
     card = (DEMO_MODEL.with_suffix(".md")).read_text()
     for name in ("demo_pretrain.json", "demo_contrastive.json"):
         model = load_train_config(configs / name).model_config()
@@ -71,11 +62,10 @@ def test_bundle_matches_the_configs_that_reproduce_it(demo):
     assert f"`{demo.config.version}`" in card
 
 
-def test_command_text_names_the_positive_rules_that_ran():
+def test_command_text_names_the_positive_rules_that_ran(training_dir):
     import runpy
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "Training" / "make_demo_model.py"
+    script = training_dir / "make_demo_model.py"
     mod = runpy.run_path(str(script))
     command_text = mod["command_text"]
     assert command_text(["text", "organ_label"]) == mod["COMMAND"]

@@ -6,7 +6,6 @@ The promise is bit-equality (a stronger form of the documented tolerance, max |d
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
 import torch
 

@@ -12,6 +12,7 @@ from TotalFMLib.errors import ModelError
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
+    # per test, unlike conftest's module-wide home: these tests fill, delete and re-point the cache
     folder = tmp_path / "totalfm_home"
     monkeypatch.setenv("TOTALFM_HOME", str(folder))
     return folder

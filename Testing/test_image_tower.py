@@ -13,11 +13,6 @@ from TotalFMLib.models.image_tower import (
 DATA = Path(__file__).parent / "Data"
 
 
-@pytest.fixture(scope="module")
-def fixture():
-    return torch.load(DATA / "totalfm_image_tower_tiny.pt", weights_only=True)
-
-
 def tiny_tower(fx, state=None, arch=None):
     tower = build_image_tower(arch or fx["arch"], fx["embed_dim"])
     load_image_state(tower, fx["model_state_dict"] if state is None else state)
@@ -25,44 +20,45 @@ def tiny_tower(fx, state=None, arch=None):
 
 
 @torch.no_grad()
-def test_fixture_loads_strictly_and_matches(fixture):
-    tower = tiny_tower(fixture)
-    y = tower(fixture["input"])
-    assert y.shape == fixture["expected"].shape
-    torch.testing.assert_close(y, fixture["expected"], atol=1e-5, rtol=0)
+def test_fixture_loads_strictly_and_matches(tower_fixture):
+    tower = tiny_tower(tower_fixture)
+    y = tower(tower_fixture["input"])
+    assert y.shape == tower_fixture["expected"].shape
+    torch.testing.assert_close(y, tower_fixture["expected"], atol=1e-5, rtol=0)
     torch.testing.assert_close(y.norm(dim=-1), torch.ones(len(y)), atol=1e-5, rtol=0)
 
 
 @torch.no_grad()
-def test_state_without_k_bias_loads_as_zeros(fixture):
-    state = dict(fixture["model_state_dict"])
+def test_state_without_k_bias_loads_as_zeros(tower_fixture):
+    state = dict(tower_fixture["model_state_dict"])
     del state["vit.pool.cross_attn.k_bias"]
-    tower = tiny_tower(fixture, state)
+    tower = tiny_tower(tower_fixture, state)
     assert torch.all(tower.vit.attn_pool.cross_attn.k_bias == 0)
-    zeroed = dict(fixture["model_state_dict"])
+    zeroed = dict(tower_fixture["model_state_dict"])
     zeroed["vit.pool.cross_attn.k_bias"] = torch.zeros_like(zeroed["vit.pool.cross_attn.k_bias"])
-    torch.testing.assert_close(tower(fixture["input"]), tiny_tower(fixture, zeroed)(fixture["input"]))
+    torch.testing.assert_close(tower(tower_fixture["input"]),
+                               tiny_tower(tower_fixture, zeroed)(tower_fixture["input"]))
 
 
 @torch.no_grad()
-def test_ddp_prefix_is_stripped(fixture):
-    state = {"module." + k: v for k, v in fixture["model_state_dict"].items()}
-    assert set(adapt_image_state_dict(state)) == set(fixture["model_state_dict"])
-    torch.testing.assert_close(tiny_tower(fixture, state)(fixture["input"]), fixture["expected"],
+def test_ddp_prefix_is_stripped(tower_fixture):
+    state = {"module." + k: v for k, v in tower_fixture["model_state_dict"].items()}
+    assert set(adapt_image_state_dict(state)) == set(tower_fixture["model_state_dict"])
+    torch.testing.assert_close(tiny_tower(tower_fixture, state)(tower_fixture["input"]), tower_fixture["expected"],
                                atol=1e-5, rtol=0)
 
 
-def test_mismatched_state_names_keys(fixture):
-    state = dict(fixture["model_state_dict"])
+def test_mismatched_state_names_keys(tower_fixture):
+    state = dict(tower_fixture["model_state_dict"])
     del state["vit.proj.1.weight"]
     state["vit.extra.weight"] = torch.zeros(3)
     with pytest.raises(ModelError) as err:
-        tiny_tower(fixture, state)
+        tiny_tower(tower_fixture, state)
     assert "missing" in str(err.value) and "vit.proj.1.weight" in str(err.value)
     assert "unexpected" in str(err.value) and "vit.extra.weight" in str(err.value)
-    bad = dict(fixture["model_state_dict"], **{"image_proj.weight": torch.zeros(5, 5)})
+    bad = dict(tower_fixture["model_state_dict"], **{"image_proj.weight": torch.zeros(5, 5)})
     with pytest.raises(ModelError, match="image_proj.weight"):
-        tiny_tower(fixture, bad)
+        tiny_tower(tower_fixture, bad)
 
 
 def test_official_arch_keys_shapes_and_size():
@@ -79,25 +75,25 @@ def test_official_arch_keys_shapes_and_size():
 
 
 @torch.no_grad()
-def test_smaller_grid_uses_linspace_rows(fixture):
+def test_smaller_grid_uses_linspace_rows(tower_fixture):
     # a model configured for twice the grid (4x4x4) on the fixture input (2x2x2 tokens)
     # must use position rows round(linspace(0, 3, 2)) = [0, 3] on every axis
     g = torch.Generator().manual_seed(0)
-    big = dict(fixture["model_state_dict"])
+    big = dict(tower_fixture["model_state_dict"])
     for axis in ("row", "col", "dep"):
         big[f"vit.pos_embedding.{axis}_embed.weight"] = torch.randn(4, 16, generator=g)
-    big_arch = dict(fixture["arch"], image_size=64, frames=16)
-    y_big = tiny_tower(fixture, big, big_arch)(fixture["input"])
+    big_arch = dict(tower_fixture["arch"], image_size=64, frames=16)
+    y_big = tiny_tower(tower_fixture, big, big_arch)(tower_fixture["input"])
     small = {k: (v[[0, 3]] if "pos_embedding" in k else v) for k, v in big.items()}
-    y_ref = tiny_tower(fixture, small)(fixture["input"])
+    y_ref = tiny_tower(tower_fixture, small)(tower_fixture["input"])
     torch.testing.assert_close(y_big, y_ref)
-    assert not torch.allclose(y_ref, fixture["expected"], atol=1e-3)  # the positions matter
+    assert not torch.allclose(y_ref, tower_fixture["expected"], atol=1e-3)  # the positions matter
 
 
 @torch.no_grad()
-def test_vit_helpers(fixture):
-    vit = tiny_tower(fixture).vit
-    x = fixture["input"]
+def test_vit_helpers(tower_fixture):
+    vit = tiny_tower(tower_fixture).vit
+    x = tower_fixture["input"]
     assert vit.grid(x.shape) == (2, 2, 2)
     patches = vit.patchify(x)
     assert patches.shape == (2, 8, 3 * 16 * 16 * 4)
@@ -116,26 +112,26 @@ def test_vit_helpers(fixture):
     assert vit.pool(tokens).shape == (2, 32)
 
 
-def test_encode_batches_matches_forward_and_cancels(fixture):
-    tower = tiny_tower(fixture).train()
+def test_encode_batches_matches_forward_and_cancels(tower_fixture):
+    tower = tiny_tower(tower_fixture).train()
     calls = []
-    emb = encode_batches(tower, fixture["input"], batch_size=1, progress=lambda f, m: calls.append(f))
+    emb = encode_batches(tower, tower_fixture["input"], batch_size=1, progress=lambda f, m: calls.append(f))
     assert emb.dtype == np.float32 and emb.shape == (2, 24)
-    np.testing.assert_allclose(emb, fixture["expected"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(emb, tower_fixture["expected"].numpy(), atol=1e-5)
     assert calls == [0.5, 1.0]
     assert tower.training  # mode restored
     asked = []
     with pytest.raises(Cancelled):
-        encode_batches(tower, fixture["input"], batch_size=1, cancel=lambda: asked.append(1) or len(asked) > 1)
+        encode_batches(tower, tower_fixture["input"], batch_size=1, cancel=lambda: asked.append(1) or len(asked) > 1)
     assert len(asked) == 2
 
 
-def test_bad_arch_and_bad_input_are_clear_errors(fixture):
+def test_bad_arch_and_bad_input_are_clear_errors(tower_fixture):
     with pytest.raises(ModelError, match="divisible"):
-        build_image_tower(dict(fixture["arch"], image_size=30), 24)
+        build_image_tower(dict(tower_fixture["arch"], image_size=30), 24)
     with pytest.raises(ModelError, match="bogus"):
-        build_image_tower(dict(fixture["arch"], bogus=1), 24)
+        build_image_tower(dict(tower_fixture["arch"], bogus=1), 24)
     with pytest.raises(InputError, match="patches"):
-        tiny_tower(fixture)(torch.zeros(1, 3, 32, 32, 6))
+        tiny_tower(tower_fixture)(torch.zeros(1, 3, 32, 32, 6))
     with pytest.raises(InputError, match="exceeds"):
-        tiny_tower(fixture)(torch.zeros(1, 3, 64, 32, 8))
+        tiny_tower(tower_fixture)(torch.zeros(1, 3, 64, 32, 8))

@@ -331,7 +331,7 @@ def test_float_label_maps():
         organ_crops(ct, Volume(labels, spacing=(1.0, 1.0, 3.0), source="s.nii"), ["liver"])
 
 
-def test_label_scan_in_slabs_equals_find_objects():
+def test_label_scan_in_slabs_equals_find_objects(torch_threads):
     from scipy import ndimage
 
     from TotalFMLib.preprocess import _find_boxes
@@ -341,14 +341,10 @@ def test_label_scan_in_slabs_equals_find_objects():
     labels[12:30, 5:6, 300:320] = 2    # across slabs
     labels[39, 359, 319] = 117         # the last voxel
     labels[20:22, 200:210, 0:1] = 5    # a second piece of label 5
-    before = torch.get_num_threads()
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            assert _find_boxes(labels, 117) == ndimage.find_objects(labels, max_label=117)
-        assert _find_boxes(np.zeros_like(labels), 117) == [None] * 117
-    finally:
-        torch.set_num_threads(before)
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        assert _find_boxes(labels, 117) == ndimage.find_objects(labels, max_label=117)
+    assert _find_boxes(np.zeros_like(labels), 117) == [None] * 117
 
 
 def test_window_table_is_the_recipe():

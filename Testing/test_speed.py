@@ -1,8 +1,6 @@
 """Speed features, for correctness only (no timings): precision modes' agreement with fp32 on
 the conformance fixture, thread settings, the per-case embedding cache, and that text is
 encoded only when new."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,16 +11,14 @@ from TotalFMLib.errors import ModelError
 from TotalFMLib.loading import load_case
 from TotalFMLib.models.image_tower import build_image_tower, load_image_state
 from TotalFMLib.speed import (PRECISIONS, bf16_supported, check_precision, physical_cores, precision_context,
-                              prepare_image_tower, prepare_text_tower, set_cpu_threads)
+                              prepare_image_tower, prepare_text_tower, set_cpu_threads, torch_dtype)
 from TotalFMLib.volume import Volume
-
-DATA = Path(__file__).parent / "Data"
 
 
 # ----------------------------------------------------------------- precision modes
 @pytest.fixture(scope="module")
-def fixture():
-    fx = torch.load(DATA / "totalfm_image_tower_tiny.pt", weights_only=True)
+def fixture(tower_fixture):
+    fx = tower_fixture
     tower = build_image_tower(fx["arch"], fx["embed_dim"])
     load_image_state(tower, fx["model_state_dict"])
     return tower.eval(), fx
@@ -61,8 +57,18 @@ def test_int8_leaves_the_fp32_tower_alone(fixture):
     torch.testing.assert_close(run(tower, "fp32", fx["input"]), fx["expected"], atol=1e-5, rtol=0)
 
 
+# where speed's docstring says each precision runs (bf16: only where bfloat16 is native), and the float ones' dtypes
+DOCUMENTED = {"fp32": ("cpu", "cuda"), "bf16": ("cpu", "cuda"), "fp16": ("cuda",), "int8": ("cpu",)}
+FLOAT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def test_precision_checks():
-    assert set(PRECISIONS) == {"fp32", "bf16", "fp16", "int8"}
+    assert set(PRECISIONS) == set(DOCUMENTED)
+    for name in PRECISIONS:
+        for device in DOCUMENTED[name]:
+            if name != "bf16" or bf16_supported(device):
+                assert check_precision(name, device) == name, (name, device)
+    assert {name: torch_dtype(name) for name in FLOAT_DTYPES} == FLOAT_DTYPES
     assert check_precision("fp32", "cpu") == "fp32"
     with pytest.raises(ModelError, match="unknown precision 'fp8'"):
         check_precision("fp8", "cpu")
@@ -76,17 +82,13 @@ def test_precision_checks():
             check_precision("bf16", "cpu")
 
 
-def test_threads_are_physical_cores():
+def test_threads_are_physical_cores(torch_threads):
     import os
 
     n = physical_cores()
     assert 1 <= n <= (os.cpu_count() or 1)
-    before = torch.get_num_threads()
-    try:
-        assert set_cpu_threads() == n and torch.get_num_threads() == n
-        assert set_cpu_threads(1) == 1 and torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    assert set_cpu_threads() == n and torch.get_num_threads() == n
+    assert set_cpu_threads(1) == 1 and torch.get_num_threads() == 1
 
 
 # ----------------------------------------------------------------- embedding cache
@@ -115,12 +117,6 @@ def test_keys_follow_content_and_geometry(tmp_path):
     f.write_bytes(b"xy")
     assert input_key(f) != before
     assert case_key(a, a, ["liver"], "m") != case_key(a, a, ["liver", "spleen"], "m") != case_key(a, a, ["liver"], "n")
-
-
-@pytest.fixture(scope="module")
-def model(tiny_checkpoint, tmp_path_factory, monkeypatch_module):
-    monkeypatch_module.setenv("TOTALFM_HOME", str(tmp_path_factory.mktemp("home")))
-    return TotalFM.load(tiny_checkpoint, device="cpu")
 
 
 def counting(model, monkeypatch):

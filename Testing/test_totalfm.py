@@ -10,12 +10,6 @@ from TotalFMLib.errors import InputError, ModelError
 from TotalFMLib.results import ANY_LESION
 
 @pytest.fixture(scope="module")
-def model(tiny_checkpoint, tmp_path_factory, monkeypatch_module):
-    monkeypatch_module.setenv("TOTALFM_HOME", str(tmp_path_factory.mktemp("home")))
-    return TotalFM.load(tiny_checkpoint, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def embeddings(model, case):
     return model.encode_image(*case)
 

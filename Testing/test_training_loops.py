@@ -29,7 +29,7 @@ from TotalFMLib.training.samplers import OrganBatchSampler, RandomBatchSampler
 from TotalFMLib.training.train_config import TrainConfig, apply_overrides, load_train_config
 from TotalFMLib.training.videomae import VideoMAE, VideoMAETask, tube_mask
 
-REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
 TINY_ARCH = dict(image_size=32, image_patch_size=16, frames=8, frame_patch_size=4, dim=48, depth=2,
                  heads=4, mlp_dim=96, channels=3, dim_head=12, out_dim=32)
 ORGANS = ["liver", "spleen", "kidney_left", "kidney_right"]
@@ -223,14 +223,14 @@ def test_schedule_warmup_then_cosine():
     assert f(14) == pytest.approx(0.1)
 
 
-def test_config_files_overrides_and_errors(tmp_path):
+def test_config_files_overrides_and_errors(tmp_path, training_dir):
     for name in ("demo_pretrain.json", "demo_contrastive.json", "full_contrastive.json"):
-        cfg = load_train_config(REPO / "Training" / "configs" / name)
+        cfg = load_train_config(training_dir / "configs" / name)
         mc = cfg.model_config()
         arch = mc.arch
         assert arch["dim"] % 3 == 0 and arch["image_size"] % arch["image_patch_size"] == 0
         assert arch["frames"] % arch["frame_patch_size"] == 0
-    full = load_train_config(REPO / "Training" / "configs" / "full_contrastive.json").model_config()
+    full = load_train_config(training_dir / "configs" / "full_contrastive.json").model_config()
     assert full.text.kind == "modernbert" and full.arch["dim"] == 1008 and full.embed_dim == 768
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("task: videomae\nsteps: 7\noptim:\n  lr: 0.01\nmodel:\n  embed_dim: 64\n")
@@ -335,9 +335,9 @@ def _torchrun(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.Comp
 
 def test_gather_with_grad_equals_single_process_loss_and_gradients(tmp_path):
     out = tmp_path / "ddp.pt"
-    proc = _torchrun([str(REPO / "Testing" / "ddp_gather_worker.py"), str(out)], tmp_path)
+    proc = _torchrun([str(HERE / "ddp_gather_worker.py"), str(out)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    sys.path.insert(0, str(REPO / "Testing"))
+    sys.path.insert(0, str(HERE))
     from ddp_gather_worker import single_process
 
     ddp, single = torch.load(out, weights_only=True), single_process()
@@ -348,11 +348,11 @@ def test_gather_with_grad_equals_single_process_loss_and_gradients(tmp_path):
             assert torch.allclose(ddp[kind]["grads"][name], g, atol=1e-6), (kind, name)
 
 
-def test_torchrun_two_cpu_processes_train_and_rank0_saves(cache, tmp_path):
+def test_torchrun_two_cpu_processes_train_and_rank0_saves(cache, tmp_path, training_dir):
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(tiny_config(steps=2)))
     out = tmp_path / "run"
-    proc = _torchrun([str(REPO / "Training" / "train_contrastive.py"), "--config", str(config),
+    proc = _torchrun([str(training_dir / "train_contrastive.py"), "--config", str(config),
                       "--data", str(cache), "--out", str(out), "--quiet"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("contrastive: step 2") == 1  # one summary: only rank 0 reports

@@ -21,9 +21,7 @@ def test_change_is_in_hu_and_the_largest_over_the_windows():
     assert np.count_nonzero(change) == 2
 
 
-def test_an_inserted_liver_lesion_reaches_the_crop(sample):
-    for name in ("example_ct_dicom", "example_seg_dicom"):
-        sample(name)
+def test_an_inserted_liver_lesion_reaches_the_crop(dicom_base):
     cfg = BenchmarkConfig(crop_size=32, frames=8)
     rows = measure("hypodense lesion", "liver", cases=1, cfg=cfg, min_hu=10.0)
     assert len(rows) == 1
@@ -42,18 +40,15 @@ def test_findings_that_move_labels_and_bad_requests_are_refused():
         measure("hypodense lesion", "liver", cases=0)
 
 
-def test_a_finding_the_organ_cannot_carry_is_refused_by_the_inserter(sample):
-    for name in ("example_ct_dicom", "example_seg_dicom"):
-        sample(name)
+def test_a_finding_the_organ_cannot_carry_is_refused_by_the_inserter(dicom_base):
     with pytest.raises(InputError, match="cannot insert"):
         measure("gallstones", "liver", cases=1, cfg=BenchmarkConfig(crop_size=32, frames=8))
 
 
-def test_command_line_refuses_zero_cases_in_one_line(capsys):
+def test_command_line_refuses_zero_cases_in_one_line(capsys, training_dir):
     import runpy
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "Training" / "lesion_visibility.py"
+    script = training_dir / "lesion_visibility.py"
     main = runpy.run_path(str(script))["main"]
     with pytest.raises(SystemExit) as err:
         main(["--cases", "0"])
