@@ -118,7 +118,25 @@ def test_segmentation_runs_on_the_device_the_model_is_given():
     assert totalsegmentator_device(torch.device("cuda", 2)) == "gpu:2"
     assert totalsegmentator_device("mps") == "mps"
     assert totalsegmentator_device(None) == ("gpu" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(InputError, match="'gpu' is not a torch device name"):
-        totalsegmentator_device("gpu")
+    assert totalsegmentator_device("gpu:3") == "gpu:3"  # TotalSegmentator's own names pass through
+    with pytest.raises(InputError, match="'tpu' is not a torch device name"):
+        totalsegmentator_device("tpu")
     with pytest.raises(InputError, match="runs on cpu, cuda"):
         totalsegmentator_device("meta")
+
+
+def test_cli_device_reaches_the_segmentation(tmp_path, example_ct_path, tiny_checkpoint, home, capsys, monkeypatch):
+    import TotalFMLib.segment as segment
+    from TotalFMLib.errors import ModelError
+
+    seen = []
+
+    def fake_segment_ct(ct_path, out_path, fast=True, device=None):
+        seen.append(device)
+        raise ModelError("stopped here by the test")
+
+    monkeypatch.setattr(segment, "segment_ct", fake_segment_ct)
+    code = main(["analyze", "--ct", str(example_ct_path), "--model", str(tiny_checkpoint), "--device", "cuda:1",
+                 "--csv", str(tmp_path / "s.csv"), "-q"])
+    assert code == 2 and seen == ["cuda:1"]
+    assert "stopped here by the test" in capsys.readouterr().err

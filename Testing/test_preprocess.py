@@ -2,6 +2,8 @@
 deliberately slow reference (full-volume SimpleITK resample, one np.nonzero per organ)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -209,6 +211,9 @@ def test_resample_case_matches_simpleitk(fine_case, fine_reference):
     assert r_ct.spacing == pytest.approx(new_sp) and r_seg.spacing == pytest.approx(new_sp)
     assert r_ct.origin == pytest.approx(ct.origin) and r_ct.direction == pytest.approx(ct.direction)
     assert r_ct.shape == (52, 505, 610) and r_seg.source == seg.source
+    # the loader's voxel counts per organ are of the old grid: not carried over; the rest is
+    _, r_seg = resample_case(ct, replace(seg, meta={"organs": {"liver": 1}, "note": "kept"}))
+    assert r_seg.meta == {"note": "kept"}
 
 
 # ----------------------------------------------------------------- the rule on synthetic boxes
@@ -316,6 +321,26 @@ def test_progress_and_cancel(case):
         organ_crops(ct, seg, ["kidneys", "liver"], crop_size=16, frames=4, cancel=cancel_on_third_ask)
     with pytest.raises(Cancelled):
         organ_crops(ct, seg, ["liver"], cancel=lambda: True)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_in_threads_keeps_order_and_stops_when_done_raises(threads, torch_threads):
+    from TotalFMLib.preprocess import _in_threads
+
+    torch.set_num_threads(threads)
+    assert _in_threads(lambda c: c * c, list(range(6))) == [0, 1, 4, 9, 16, 25]
+    ran, finished = [], []
+
+    def done(i):
+        finished.append(i)
+        if i == 1:
+            raise Cancelled("stop")
+
+    with pytest.raises(Cancelled):
+        _in_threads(lambda c: ran.append(c) or c, list(range(50)), done=done)
+    assert finished == [0, 1]
+    if threads == 1:
+        assert ran == [0, 1]  # on one thread nothing after the cancel runs
 
 
 def test_float_label_maps():

@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY_ARCH
 
 from TotalFMLib.config import MINILM_BACKBONE, TextConfig, official_config
 from TotalFMLib.errors import InputError, ModelError
@@ -263,3 +264,17 @@ def test_query_precision_refuses_bf16_for_a_backbone_that_cannot_run_packed(mode
     assert check_query_precision("fp32", "cpu", modernbert_tower) == "fp32"
     with pytest.raises(ModelError, match="'bf16' needs a BERT sentence-transformers text backbone"):
         check_query_precision("bf16", "cpu", modernbert_tower)
+
+
+def test_loading_a_modernbert_model_with_bf16_queries_fails_at_load(tiny_text, tmp_path):
+    from TotalFMLib import TotalFM
+    from TotalFMLib.config import ModelConfig
+    from TotalFMLib.models.totalfm_model import TotalFMModel
+    from TotalFMLib.training.checkpointing import save_model_checkpoint
+
+    config = ModelConfig(model_id="tiny-modernbert", arch=dict(TINY_ARCH), embed_dim=24, text=tiny_text)
+    path = save_model_checkpoint(tmp_path / "modernbert.pt", TotalFMModel(config), config)
+    loaded = TotalFM.load(path, device="cpu")
+    assert loaded.query_precision == "fp32"  # the default follows the backbone
+    with pytest.raises(ModelError, match="'bf16' needs a BERT sentence-transformers text backbone"):
+        TotalFM.load(path, device="cpu", query_precision="bf16")

@@ -33,14 +33,18 @@ def grid_differences(seg: Volume, ct: Volume, tol: float = 1e-3) -> list[str]:
     return [text[name]() for name in seg.grid_differences(ct, tol)]
 
 
-def check_same_grid(seg: Volume, ct: Volume, hint: str = "") -> None:
+def _mismatch(seg: Volume, ct: Volume, differences: list[str], hint: str = "") -> InputError:
+    return InputError(volume_name(seg, "segmentation"), (
+        f"segmentation grid does not match the CT {Path(volume_name(ct, 'CT')).name}: "
+        + "; ".join(differences) + hint))
+
+
+def check_same_grid(seg: Volume, ct: Volume) -> None:
     """InputError naming what differs (shape, spacing, origin, direction) unless the
-    segmentation samples exactly the CT's voxels."""
+    segmentation is on the CT's grid (within ``grid_differences``' tolerance)."""
     differences = grid_differences(seg, ct)
     if differences:
-        raise InputError(volume_name(seg, "segmentation"), (
-            f"segmentation grid does not match the CT {Path(volume_name(ct, 'CT')).name}: "
-            + "; ".join(differences) + hint))
+        raise _mismatch(seg, ct, differences)
 
 
 def _reordered_onto(seg: Volume, ct: Volume) -> np.ndarray | None:
@@ -76,8 +80,8 @@ def onto_ct_grid(seg: Volume, ct: Volume) -> Volume:
         array = seg.array
     else:
         array = _reordered_onto(seg, ct)
-        if array is None:  # grids differ (not same_grid above), so this raises
-            check_same_grid(seg, ct, "; expected the label map made from this CT")
+        if array is None:
+            raise _mismatch(seg, ct, grid_differences(seg, ct), "; expected the label map made from this CT")
         seg.meta["note"] = "axes reordered/flipped onto the CT grid (same voxels, other storage order)"
     return Volume(array, tuple(ct.spacing), tuple(ct.origin), tuple(ct.direction),
                   source=seg.source, meta=dict(seg.meta))

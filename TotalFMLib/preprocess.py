@@ -109,7 +109,8 @@ def resample_to(ct: Volume, seg: Volume, spacing) -> tuple[Volume, Volume]:
     new_ct = resample_array(ct, np.asarray(ct.array, dtype=np.float32), spacing, size, linear=True)
     new_seg = resample_array(ct, _label_array(seg), spacing, size, linear=False)
     new_ct.source, new_ct.meta = ct.source, dict(ct.meta)
-    new_seg.source, new_seg.meta = seg.source, dict(seg.meta)
+    # the loader's voxel counts per organ describe the old grid
+    new_seg.source, new_seg.meta = seg.source, {k: v for k, v in seg.meta.items() if k != "organs"}
     return new_ct, new_seg
 
 
@@ -169,9 +170,10 @@ def _window_into(x: np.ndarray, out: np.ndarray) -> None:
 
 def resize_channels(channels: np.ndarray | torch.Tensor, crop_size: int = 192, frames: int = 32) -> torch.Tensor:
     """(3, Z, Y, X) windowed crop -> (3, crop_size, crop_size, frames): layout (C, Y, X, Z),
-    trilinear resize with ``align_corners=False``."""
+    trilinear resize with ``align_corners=False`` (inference: no autograd)."""
     channels = torch.as_tensor(channels).permute(0, 2, 3, 1)
-    out = torch.empty((channels.shape[0], crop_size, crop_size, frames), dtype=channels.dtype)
+    out = torch.empty((channels.shape[0], crop_size, crop_size, frames), dtype=channels.dtype,
+                      device=channels.device)
     resize_whole(channels, out)
     return out
 
@@ -207,10 +209,11 @@ def _in_threads(fn, chunks: list, done=None) -> list:
         from concurrent.futures import ThreadPoolExecutor
 
         pool = ThreadPoolExecutor(workers)
-        results = [pool.submit(fn, chunk).result for chunk in chunks]
-    else:  # in order on this thread, each when its turn comes
-        results = [functools.partial(fn, chunk) for chunk in chunks]
     try:
+        if pool is not None:
+            results = [pool.submit(fn, chunk).result for chunk in chunks]
+        else:  # in order on this thread, each when its turn comes
+            results = [functools.partial(fn, chunk) for chunk in chunks]
         out = []
         for i, result in enumerate(results):
             out.append(result())

@@ -14,9 +14,14 @@ from .errors import InputError, ModelError
 
 def totalsegmentator_device(device=None) -> str:
     """TotalSegmentator's name for a torch device: "cuda" -> "gpu", "cuda:1" -> "gpu:1",
-    "cpu", "mps"; None -> the GPU where there is one (as ``TotalFM.load`` picks)."""
+    "cpu", "mps"; None -> the GPU where there is one (as ``TotalFM.load`` picks).
+    TotalSegmentator's own names ("gpu", "gpu:1") pass through."""
+    import re
+
     import torch
 
+    if isinstance(device, str) and re.fullmatch(r"gpu(:\d+)?", device.strip()):
+        return device.strip()
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:

@@ -154,10 +154,7 @@ def precision_context(precision: str, device):
 def query_precision(device, tower) -> str:
     """Precision of the search-query text encoder: "bf16" where bf16 is native and the
     backbone runs packed (``prepare_text_tower``), else "fp32"."""
-    from .models.packed_text import PackedSentenceEncoder
-
-    packable = PackedSentenceEncoder.supports(getattr(tower, "text_encoder", None))
-    return "bf16" if packable and bf16_supported(device) else "fp32"
+    return "bf16" if _query_tower_packable("fp32", tower) and bf16_supported(device) else "fp32"
 
 
 def _query_tower_packable(precision: str, tower) -> bool:

@@ -113,6 +113,7 @@ def section_encoder(label, arch, embed_dim, images, repeats, batch_sizes, modes,
                             default_batch=max(batch_sizes), compile_model=compile_model, device=device)
     tokens = (arch["image_size"] // arch["image_patch_size"]) ** 2 * (arch["frames"] // arch["frame_patch_size"])
     n, batch = len(images), min(max(batch_sizes), len(images))
+
     def peak(b: int, dtype: str) -> float:
         return bench_parts.matmul_gflops(min(b, n) * tokens, arch["dim"], arch["mlp_dim"], repeats=3,
                                          dtype=torch_dtype(dtype), device=device)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..speed import torch_dtype
 from .text_tower import sentence_features
 
 
@@ -43,7 +44,7 @@ class PackedSentenceEncoder:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"unknown precision {precision!r}")
         self.st = st
-        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.dtype = torch_dtype(precision)
         self.normalize = len(st) == 3
         bert = st[0].auto_model
         self.embeddings = bert.embeddings

@@ -344,7 +344,7 @@ def build_benchmark(out: str | os.PathLike, cfg: BenchmarkConfig | None = None,
         raise InputError(None, "no cases to build: every split has 0 cases")
     for name in dict.fromkeys(n for n, _ in jobs):  # fetch and cache once, before any worker starts
         if workers == 1:
-            _grid(out, name, cfg.inplane_mm, cfg.slice_mm)
+            base_on_grid(name, cfg.inplane_mm, cfg.slice_mm, str(out / "bases"))
         else:
             load_base(base_by_name(name), out / "bases")
     entries: dict[tuple[str, int], dict] = {}
@@ -372,7 +372,7 @@ def build_benchmark(out: str | os.PathLike, cfg: BenchmarkConfig | None = None,
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise
     finally:
-        _grid.cache_clear()
+        base_on_grid.cache_clear()
     ordered = [entries[key] for key in jobs]
     with atomic_path(out / "manifest.jsonl", suffix=".jsonl") as tmp:
         tmp.write_text("".join(json.dumps(e) + "\n" for e in ordered), encoding="utf-8")
@@ -387,16 +387,18 @@ def _worker_init() -> None:
     torch.set_num_threads(1)  # one case per process; the pool is the parallelism
 
 
-@functools.lru_cache(maxsize=None)
-def _grid(out: Path, base_name: str, inplane_mm: float | None, slice_mm: float) -> tuple[Volume, Volume]:
-    """The base CT and labels on the benchmark grid, made once per process."""
-    return to_grid(*load_base(base_by_name(base_name), out / "bases"), inplane_mm, slice_mm)
+@functools.lru_cache(maxsize=4)
+def base_on_grid(base_name: str, inplane_mm: float | None, slice_mm: float,
+                 cache: str | None = None) -> tuple[Volume, Volume]:
+    """The base CT and labels on the benchmark grid, made once per process (``load_base``'s
+    ``cache`` folder). Shared: callers must not write into the arrays."""
+    return to_grid(*load_base(base_by_name(base_name), cache), inplane_mm, slice_mm)
 
 
 def _build_case(out: Path, cfg: BenchmarkConfig, base_name: str, index: int) -> dict:
     """Make, save and describe (manifest entry) case ``index`` of base ``base_name``."""
     base = base_by_name(base_name)
-    shard = make_case(*_grid(out, base.name, cfg.inplane_mm, cfg.slice_mm), base, index, cfg)
+    shard = make_case(*base_on_grid(base.name, cfg.inplane_mm, cfg.slice_mm, str(out / "bases")), base, index, cfg)
     rel = f"shards/{shard['case_id']}.pt"
     save_torch(shard, out / rel)
     return {"case_id": shard["case_id"], "split": base.split, "shard": rel, "base": base.name,

@@ -152,13 +152,13 @@ def _open_run_folder(out: Path, cfg: TrainConfig, step: int) -> MetricsLog:
 
 
 def _loader_from(task: Task, cfg: TrainConfig, sampler, step: int, per_epoch: int, device):
-    """The data loader that goes on from optimizer step ``step``: its epoch's order (sampler
+    """(epoch, data loader) going on from optimizer step ``step``: the epoch's order (sampler
     and dataset), skipping the micro-batches already used in that epoch."""
     epoch, offset = divmod(step, per_epoch)
     sampler.set_epoch(epoch, offset * cfg.accum_steps)
     if hasattr(task.dataset, "set_epoch"):
         task.dataset.set_epoch(epoch)
-    return torch.utils.data.DataLoader(
+    return epoch, torch.utils.data.DataLoader(
         task.dataset, batch_sampler=sampler, collate_fn=task.collate, num_workers=cfg.num_workers,
         generator=torch.Generator().manual_seed(cfg.seed + epoch),  # keeps the global RNG untouched
         persistent_workers=False, pin_memory=device.type == "cuda")
@@ -207,8 +207,7 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: str | Path | No
     last_loss, t_start, steps_done = math.nan, time.perf_counter(), 0
     try:
         while step < end:
-            epoch = step // per_epoch
-            loader = _loader_from(task, cfg, sampler, step, per_epoch, device)
+            epoch, loader = _loader_from(task, cfg, sampler, step, per_epoch, device)
             micro, acc = 0, 0.0
             for batch in loader:
                 last = (micro + 1) % cfg.accum_steps == 0

@@ -223,6 +223,7 @@ def organ_lexicon() -> dict[str, tuple[str, ...]]:
     without their laterality modifier) plus the hand-written synonyms above.
     """
     lex: dict[str, set[str]] = {}
+
     def add(term: str, names: Iterable[str]) -> None:
         term = re.sub(r"\s+", " ", term.strip().lower().replace("_", " "))
         if len(term) >= 3:

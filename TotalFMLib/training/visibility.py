@@ -14,14 +14,13 @@ written except the base-CT cache that ``--cache`` names (``benchmark_data.load_b
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..ct_windows import WINDOWS
 from . import lesions
-from .benchmark_data import BenchmarkConfig, base_by_name, load_base, to_grid
+from .benchmark_data import BenchmarkConfig, base_on_grid
 
 @dataclass
 class Visibility:
@@ -38,13 +37,6 @@ def crop_change_hu(before, after) -> np.ndarray:
     return (np.abs(np.asarray(after, np.float32) - np.asarray(before, np.float32)) * widths).max(axis=0)
 
 
-@functools.lru_cache(maxsize=2)
-def _base_on_grid(base: str, inplane_mm, slice_mm: float, cache: str | None):
-    """The base CT and labels on the benchmark grid, loaded once for all findings measured on it
-    (``measure`` never writes into them)."""
-    return to_grid(*load_base(base_by_name(base), cache), inplane_mm, slice_mm)
-
-
 def measure(finding: str, organ: str, cases: int = 16, base: str = "example_ct_dicom", seed: int = 0,
             min_hu: float = 10.0, cfg: BenchmarkConfig | None = None, cache=None) -> list[Visibility]:
     """``cases`` independent insertions of ``finding`` into ``organ`` of the base CT ``base``."""
@@ -57,7 +49,8 @@ def measure(finding: str, organ: str, cases: int = 16, base: str = "example_ct_d
         raise InputError(None, f"{finding!r} changes the label map, so the crops before and after differ "
                                f"by more than the finding; measure it another way")
     cfg = cfg or BenchmarkConfig()
-    ct, seg = _base_on_grid(base, cfg.inplane_mm, cfg.slice_mm, None if cache is None else str(cache))
+    # loaded once for all findings measured on it (measure never writes into the arrays)
+    ct, seg = base_on_grid(base, cfg.inplane_mm, cfg.slice_mm, None if cache is None else str(cache))
     out = []
     for i in range(cases):
         rng = np.random.default_rng([seed, 7919, i])
