@@ -1,5 +1,6 @@
 """The `totalfm` command on the real example CT: outputs, and bad input that writes nothing."""
 import csv
+import importlib.util
 import json
 import subprocess
 import sys
@@ -92,11 +93,7 @@ def test_without_a_segmentation_totalsegmentator_is_asked_for(tmp_path, example_
                                                               capsys):
     """No --seg runs TotalSegmentator; where its nnU-Net is not installed (as in CI), one clear line."""
     pytest.importorskip("totalsegmentator")
-    try:
-        import nnunetv2
-    except ImportError:
-        nnunetv2 = None
-    if nnunetv2 is not None:
+    if importlib.util.find_spec("nnunetv2") is not None:
         pytest.skip("TotalSegmentator inference is installed: this would segment for real")
     out = tmp_path / "out"
     code = main(["analyze", "--ct", str(example_ct_path), "--model", str(tiny_checkpoint),

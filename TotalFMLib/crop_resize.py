@@ -18,7 +18,7 @@ crop ever existing whole. Every call stays below ``GRAIN`` outputs, torch's para
 grain, so it runs on the calling thread: callers spread the blocks over their own
 threads, which share a busy machine better than ops split into fixed halves.
 
-For small outputs (96 x 96 x 16, for one) torch uses another kernel that
+For small outputs (the demo model's 96 x 96 x 32, for one) torch uses another kernel that
 multiplies the weights out instead of nesting them; ``level_by_level_exact`` tells the
 two apart on a seeded random crop, and callers then resize whole crops with
 ``resize_whole``. Testing/test_crop_resize.py checks equality with F.interpolate.

@@ -76,12 +76,13 @@ def _reordered_onto(seg: Volume, ct: Volume) -> np.ndarray | None:
 
 def onto_ct_grid(seg: Volume, ct: Volume) -> Volume:
     """The segmentation on exactly the CT's grid, or InputError naming what differs."""
-    if seg.same_grid(ct):
+    differences = grid_differences(seg, ct)
+    if not differences:
         array = seg.array
     else:
         array = _reordered_onto(seg, ct)
         if array is None:
-            raise _mismatch(seg, ct, grid_differences(seg, ct), "; expected the label map made from this CT")
+            raise _mismatch(seg, ct, differences, "; expected the label map made from this CT")
         seg.meta["note"] = "axes reordered/flipped onto the CT grid (same voxels, other storage order)"
     return Volume(array, tuple(ct.spacing), tuple(ct.origin), tuple(ct.direction),
                   source=seg.source, meta=dict(seg.meta))

@@ -18,14 +18,12 @@ def totalsegmentator_device(device=None) -> str:
     TotalSegmentator's own names ("gpu", "gpu:1") pass through."""
     import re
 
-    import torch
+    from .speed import pick_device
 
     if isinstance(device, str) and re.fullmatch(r"gpu(:\d+)?", device.strip()):
         return device.strip()
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        device = torch.device(device)
+        device = pick_device(device)
     except (RuntimeError, TypeError) as e:
         raise InputError(None, f"device {device!r} is not a torch device name ({e})") from None
     if device.type == "cuda":

@@ -135,6 +135,15 @@ def prepare_image_tower(tower, precision: str):
     return quantized
 
 
+def pick_device(device=None):
+    """``device`` as a ``torch.device``; None: the GPU where there is one, else the CPU."""
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
 def torch_dtype(precision: str):
     """The torch dtype of a floating-point precision name: "fp32", "bf16" or "fp16"."""
     import torch
@@ -151,30 +160,32 @@ def precision_context(precision: str, device):
     return torch.autocast(device_type=torch.device(device).type, dtype=torch_dtype(precision))
 
 
+def _runs_packed(tower) -> bool:
+    """Whether the text tower's backbone runs on packed tokens (``models.packed_text``)."""
+    from .models.packed_text import PackedSentenceEncoder
+
+    return PackedSentenceEncoder.supports(getattr(tower, "text_encoder", None))
+
+
+def _check_query_tower(precision: str, packed: bool) -> None:
+    """ModelError for an unknown query precision, or "bf16" with a backbone that does not run packed."""
+    if precision not in ("fp32", "bf16"):
+        raise ModelError(f"unknown query precision {precision!r}; use 'fp32' or 'bf16'")
+    if precision != "fp32" and not packed:
+        raise ModelError(f"query precision {precision!r} needs a BERT sentence-transformers text backbone; "
+                         "this model's backbone runs in 'fp32' only")
+
+
 def query_precision(device, tower) -> str:
     """Precision of the search-query text encoder: "bf16" where bf16 is native and the
     backbone runs packed (``prepare_text_tower``), else "fp32"."""
-    return "bf16" if _query_tower_packable("fp32", tower) and bf16_supported(device) else "fp32"
-
-
-def _query_tower_packable(precision: str, tower) -> bool:
-    """Whether ``tower``'s backbone runs packed; a ``ModelError`` for an unknown precision or
-    for "bf16" with a backbone that does not."""
-    from .models.packed_text import PackedSentenceEncoder
-
-    if precision not in ("fp32", "bf16"):
-        raise ModelError(f"unknown query precision {precision!r}; use 'fp32' or 'bf16'")
-    packable = PackedSentenceEncoder.supports(getattr(tower, "text_encoder", None))
-    if precision != "fp32" and not packable:
-        raise ModelError(f"query precision {precision!r} needs a BERT sentence-transformers text backbone; "
-                         "this model's backbone runs in 'fp32' only")
-    return packable
+    return "bf16" if _runs_packed(tower) and bf16_supported(device) else "fp32"
 
 
 def check_query_precision(precision: str, device, tower) -> str:
     """``precision`` if the search-query text encoder can run in it on ``device`` with this
     tower, else a ``ModelError`` saying why (at load, not at the first search)."""
-    _query_tower_packable(precision, tower)
+    _check_query_tower(precision, _runs_packed(tower))
     return check_precision(precision, device)
 
 
@@ -184,7 +195,9 @@ def prepare_text_tower(tower, precision: str):
     and the tower's ``project``. Backbones it does not reproduce keep the tower itself (fp32)."""
     from .models.packed_text import PackedSentenceEncoder
 
-    if not _query_tower_packable(precision, tower):
+    packed = _runs_packed(tower)
+    _check_query_tower(precision, packed)
+    if not packed:
         return tower
     packed = PackedSentenceEncoder(tower.text_encoder, precision)
     return lambda texts: tower.project(packed(texts))

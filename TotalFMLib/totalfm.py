@@ -25,14 +25,6 @@ DEMO_MODEL = Path(__file__).parent / "data" / "demo_model.pt"
 QUERY_CACHE_TEXTS = 20000  # search texts kept in memory (~20 MB at 256 dimensions)
 
 
-def _pick_device(device):
-    import torch
-
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
 def resolve_source(source: str | os.PathLike) -> Path:
     """"demo" -> the bundled file, "official" -> the released checkpoint (downloaded once), else a path."""
     if str(source) == "demo":
@@ -100,7 +92,7 @@ class TotalFM:
         if missing or unexpected:
             raise ModelError(f"{path}: checkpoint does not fit the model ({describe_mismatch(missing, unexpected)})")
 
-        device = _pick_device(device)
+        device = speed.pick_device(device)
         speed.check_precision(precision, device)
         if query_precision is not None:
             speed.check_query_precision(query_precision, device, model.text_tower)

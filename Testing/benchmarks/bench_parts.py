@@ -113,10 +113,10 @@ def encoder(tower, images: torch.Tensor, repeats: int, batch_sizes, modes, defau
     results = {}
     batch = min(default_batch, n)
     runners = {"baseline": lambda x: ps.encode_one_by_one(tower, x)}
-    warm_batch, dtype = {"baseline": 1}, {"baseline": "fp32"}  # each runner's batch size and precision
+    spec = {"baseline": (1, "fp32")}  # each runner's (batch size, precision)
     for b in batch_sizes:
         runners[f"fp32 batch {b}"] = lambda x, b=b: encode_batches(tower, x, batch_size=b)
-        warm_batch[f"fp32 batch {b}"], dtype[f"fp32 batch {b}"] = b, "fp32"
+        spec[f"fp32 batch {b}"] = (b, "fp32")
     for mode in modes:
         prepared = prepare_image_tower(tower, mode)
 
@@ -124,7 +124,7 @@ def encoder(tower, images: torch.Tensor, repeats: int, batch_sizes, modes, defau
             with precision_context(mode, device):
                 return encode_batches(prepared, x, batch_size=batch)
         runners[mode] = run
-        warm_batch[mode], dtype[mode] = batch, mode
+        spec[mode] = (batch, mode)
     compile_s = None
     if compile_model:
         t = time.perf_counter()
@@ -132,17 +132,17 @@ def encoder(tower, images: torch.Tensor, repeats: int, batch_sizes, modes, defau
         encode_batches(compiled, images[:batch], batch_size=batch)
         compile_s = time.perf_counter() - t
         runners["fp32 torch.compile"] = lambda x: encode_batches(compiled, x, batch_size=batch)
-        warm_batch["fp32 torch.compile"], dtype["fp32 torch.compile"] = batch, "fp32"
+        spec["fp32 torch.compile"] = (batch, "fp32")
     contenders = {name: (lambda name=name, fn=fn: results.__setitem__(name, fn(images)))
                   for name, fn in runners.items()}
-    warmups = {name: (lambda fn=fn, b=warm_batch[name]: fn(images[:b])) for name, fn in runners.items()}
+    warmups = {name: (lambda fn=fn, b=spec[name][0]: fn(images[:b])) for name, fn in runners.items()}
     timings = interleaved(contenders, repeats, warmups)
     reference = results["baseline"]
     rows = {}
     for name, seconds in timings.items():
         rows[name] = {"s_per_organ": seconds / n, "speedup": timings["baseline"] / seconds,
-                      "cosine_min": cosine_min(results[name], reference), "batch": warm_batch[name],
-                      "dtype": dtype[name]}
+                      "cosine_min": cosine_min(results[name], reference), "batch": spec[name][0],
+                      "dtype": spec[name][1]}
     return {"rows": rows, "organs": n, "compile_s": compile_s}
 
 

@@ -127,7 +127,7 @@ def section_encoder(label, arch, embed_dim, images, repeats, batch_sizes, modes,
         key = f"{row['dtype']} batch {row['batch']}"
         row.update(gflops=gfs, matmul_fraction=gfs / peaks[key] if key in peaks else None)
         shown = "baseline (batch 1, fp32, naive attention)" if name == "baseline" else \
-            name if name.startswith("fp32 batch") else f"{name} (batch {batch})"
+            name if name.startswith("fp32 batch") else f"{name} (batch {row['batch']})"
         rows.append([shown, f"{row['s_per_organ']:.4f}", f"{row['speedup']:.2f}x", f"{gfs:.1f}",
                      "-" if row["matmul_fraction"] is None else f"{100 * row['matmul_fraction']:.0f}%",
                      f"{row['cosine_min']:.6f}"])
