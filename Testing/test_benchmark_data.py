@@ -139,7 +139,7 @@ def test_cache_reads_with_the_training_dataset(tiny):
 
 def test_cases_are_deterministic_and_seed_dependent(dicom_base):
     base = B.base_by_name("example_ct_dicom")
-    ct, seg = B.to_grid(*B.load_base(base), 1.0, 3.0)
+    ct, seg = B.base_on_grid(base.name, 1.0, 3.0)
     cfg = B.BenchmarkConfig(crop_size=24, frames=4, organs=("liver", "spleen", "aorta"), seed=5)
     a = B.make_case(ct, seg, base, 2, cfg)
     b = B.make_case(ct, seg, base, 2, cfg)

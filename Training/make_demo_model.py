@@ -203,7 +203,7 @@ def target_line(eval_dir: Path) -> str:
 
 def command_text(candidates: list[str]) -> str:
     """The command that makes this bundle: the default one, plus ``--positives`` when fewer rules ran."""
-    if sorted(candidates) == sorted(DEFAULT_POSITIVES.split(",")):
+    if set(candidates) == set(POSITIVES):
         return COMMAND
     return f"{COMMAND} --positives {','.join(candidates)}"
 

@@ -1,4 +1,4 @@
-"""Linear probe of the image embeddings per finding (TotalFMLib/training/probe.py). Options: --help."""
+"""Linear probe of image features (--features) per finding (TotalFMLib/training/probe.py). Options: --help."""
 import sys
 from pathlib import Path
 

@@ -100,6 +100,19 @@ def save_train_state(path: str | Path, *, model, optimizer, scheduler, scaler, s
     return save_torch(blob, path)
 
 
+def restore_train_state(path: str | Path, *, model, optimizer, scheduler, scaler) -> int:
+    """Load a ``save_train_state`` file into the training objects and the RNG (the saving
+    rank's stream); the step it was saved at."""
+    state = load_train_state(path)
+    unwrap(model).load_state_dict(state["model_state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return int(state["step"])
+
+
 def load_train_state(path: str | Path) -> dict:
     """The dict written by ``save_train_state``; ModelError if the file is not one."""
     path = Path(path)

@@ -27,7 +27,7 @@ import torch
 from ..atomic import atomic_path
 from ..speed import torch_dtype
 from . import distributed as D
-from .checkpointing import load_train_state, save_train_state, set_rng_state, unwrap
+from .checkpointing import restore_train_state, save_train_state
 from .curves import MetricsLog, plot_curves
 from .train_config import TrainConfig
 
@@ -112,19 +112,6 @@ class Task:
         raise NotImplementedError
 
 
-def _restore(resume: str | Path, model, optimizer, scheduler, scaler) -> int:
-    """Load a ``checkpoint_last.pt`` into the training objects and the RNG (rank 0's
-    stream); the step it was saved at."""
-    state = load_train_state(resume)
-    unwrap(model).load_state_dict(state["model_state_dict"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
-    return int(state["step"])
-
-
 def _optimizer_step(model, optimizer, scaler, grad_clip: float) -> None:
     """One optimizer step on the accumulated gradients (unscaled and clipped first), then
     the gradients are cleared."""
@@ -182,7 +169,8 @@ def train(task: Task, cfg: TrainConfig, out: str | Path, resume: str | Path | No
         optimizer, cosine_with_warmup(cfg.optim.warmup_steps, cfg.steps, cfg.optim.min_lr_ratio))
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     # before the DDP wrap, which then broadcasts rank 0's restored weights
-    step = _restore(resume, model, optimizer, scheduler, scaler) if resume else 0
+    step = restore_train_state(resume, model=model, optimizer=optimizer, scheduler=scheduler,
+                               scaler=scaler) if resume else 0
     if info.rank:  # dropout and masking differ between ranks (the weights are rank 0's, via DDP)
         torch.manual_seed(cfg.seed + 7919 * info.rank + step)
     module = model

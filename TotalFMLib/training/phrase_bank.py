@@ -278,8 +278,8 @@ def abnormal_phrasings(finding: str, organ: str, split: str, size_mm: float | No
     templates = test if split == "test" else train
     out = [t.format(**slots) for t in templates if _usable(t, slots)]
     if finding in _TERM_TEMPLATES:
-        templates = _split(_TERM_TEMPLATES[finding].replace("|", "\n|\n").replace(". ", ".\n"))
-        out += _term_sentences(finding, organ, split, templates, slots)
+        term_templates = _split(_TERM_TEMPLATES[finding].replace("|", "\n|\n").replace(". ", ".\n"))
+        out += _term_sentences(finding, organ, split, term_templates, slots)
     return out
 
 

@@ -74,6 +74,8 @@ def encode_features(model, root, splits, features: str = "embedding", progress=N
         raise InputError(None, f"unknown features {features!r}; use one of {', '.join(FEATURES)}")
     if features == "embedding":
         return encode_benchmark(model, root, splits=splits, progress=progress)
+    if features == "pixels":
+        return encode_benchmark(model, root, splits=splits, progress=progress, encode=_percentiles)
     tower = model.model.image_tower
     if features == "untrained-tokens":
         with torch.random.fork_rng():  # seed 0 for the weights, the caller's RNG left as it was
@@ -83,14 +85,17 @@ def encode_features(model, root, splits, features: str = "embedding", progress=N
 
     def encode(x: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            if features == "pixels":
-                flat = x.flatten(2)  # (B, C, voxels); one sort for all percentiles: (P, B, C) -> (B, P * C)
-                q = flat.quantile(torch.tensor(PERCENTILES, dtype=flat.dtype), dim=2)
-                return q.permute(1, 0, 2).reshape(len(x), -1).numpy()
             tokens = tower.vit.encode_tokens(x.to(model.device)).float().cpu()
             return torch.cat([tokens.mean(1), tokens.amax(1)], dim=1).numpy()
 
     return encode_benchmark(model, root, splits=splits, progress=progress, encode=encode)
+
+
+def _percentiles(x: torch.Tensor) -> np.ndarray:
+    """(B, len(PERCENTILES) * C): each channel's intensity percentiles, one sort for all of them."""
+    flat = x.flatten(2)  # (B, C, voxels)
+    q = flat.quantile(torch.tensor(PERCENTILES, dtype=flat.dtype), dim=2)  # (P, B, C)
+    return q.permute(1, 0, 2).reshape(len(x), -1).numpy()
 
 
 def probe_table(cases: list[CaseEmbeddings], splits=("train", "val", "test")) -> list[dict]:
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import TotalFMError
     from ..totalfm import TotalFM
 
-    p = argparse.ArgumentParser(description="Linear probe of the image embeddings per finding (diagnostic).")
+    p = argparse.ArgumentParser(description="Linear probe of image features (--features) per finding (diagnostic).")
     p.add_argument("--model", default="demo", help='"demo", "official" or a checkpoint path')
     p.add_argument("--benchmark", required=True, help="folder written by Training/build_benchmark.py")
     p.add_argument("--features", choices=FEATURES, default="embedding", help="what is probed (module docstring)")

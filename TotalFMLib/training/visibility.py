@@ -56,12 +56,12 @@ def measure(finding: str, organ: str, cases: int = 16, base: str = "example_ct_d
         rng = np.random.default_rng([seed, 7919, i])
         array, labels, _ = lesions.random_deformation(ct.array, seg.array, ct.spacing, rng,
                                                       max_displacement_mm=cfg.max_displacement_mm)
-        after, after_labels, rec = lesions.insert_finding(array.copy(), labels.copy(), ct.spacing, organ, finding,
-                                                          rng, direction=ct.direction)
+        after, after_labels, rec = lesions.insert_finding(array, labels, ct.spacing, organ, finding, rng,
+                                                          direction=ct.direction)  # works on copies
         crops = [organ_crops(replace(ct, array=a, meta={}), replace(seg, array=lab, meta={}), [organ],
                              crop_size=cfg.crop_size, frames=cfg.frames).images[0].numpy()
                  for a, lab in ((array, labels), (after, after_labels))]
         change = crop_change_hu(*crops)
-        out.append(Visibility(finding, organ, int(rec.mask.sum()) if rec.mask is not None else -1,
+        out.append(Visibility(finding, organ, int(rec.mask.sum()),
                               float(change.max()), int((change >= min_hu).sum())))
     return out
