@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def _fetch(name: str) -> Path:
-    from TotalFMLib.sample_data import SampleDataUnavailable, fetch
+    from TotalFMLib.inputs.sample_data import SampleDataUnavailable, fetch
 
     try:
         return fetch(name)
@@ -72,7 +72,7 @@ def torch_threads():
 def case(example_ct_path, example_seg_path):
     """(CT, label map) Volumes of the real example case, loaded once per test module
     (module scope: a module may change the arrays without touching another's)."""
-    from TotalFMLib.loading import load_case
+    from TotalFMLib.inputs.case import load_case
 
     return load_case(example_ct_path, example_seg_path)
 

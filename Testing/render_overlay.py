@@ -82,9 +82,9 @@ def _surface_renderer(seg_node, looks, viewport):
 def _slice_rgb(ct, seg, looks, organ_for_slice: str) -> np.ndarray:
     """An axial slice (radiological: patient right on the left, anterior up) through the organ,
     soft-tissue window, organs filled with their colours at half their opacity (Slicer's 2D fill)."""
-    from TotalFMLib import catalogue
-    from TotalFMLib.ct_windows import window_range
-    from TotalFMLib.overlay import lps_array
+    from TotalFMLib.vocabulary import catalogue
+    from TotalFMLib.crops.ct_windows import window_range
+    from TotalFMLib.outputs.overlay import lps_array
 
     ct_lps, spacing = lps_array(ct)
     labels, _ = lps_array(seg)
@@ -234,12 +234,12 @@ def main(argv=None) -> int:
     parser.add_argument("--slice-organ", help="organ the axial slice passes through (default: top score)")
     args = parser.parse_args(argv)
 
-    from TotalFMLib.loading import load_case
-    from TotalFMLib.sample_data import fetch
+    from TotalFMLib.inputs.case import load_case
+    from TotalFMLib.inputs.sample_data import fetch
 
     ct, seg = load_case(args.ct or fetch("example_ct"), args.seg or fetch("example_seg"))
     if args.scores:
-        from TotalFMLib.export import read_csv
+        from TotalFMLib.outputs.export import read_csv
 
         rows = read_csv(args.scores)
     else:

@@ -182,8 +182,8 @@ def test_every_phrasing_parses_back_to_its_organ_and_label():
 def test_pertinent_negatives_are_not_the_scorers_prompts():
     """Normal organs' "no X" sentences teach negation, but none may be a prompt the zero-shot
     scorer uses, or the evaluation would score with sentences it trained on."""
-    from TotalFMLib import prompts
-    from TotalFMLib.findings import load_findings
+    from TotalFMLib.vocabulary import prompts
+    from TotalFMLib.vocabulary.findings import load_findings
     from TotalFMLib.training.dataset import normalise_sentence as norm
     from TotalFMLib.training.lesions import INSERTIONS
 
@@ -207,7 +207,7 @@ def test_pertinent_negatives_are_not_the_scorers_prompts():
 
 
 def test_flip_storage_keeps_every_voxel_at_its_place(sample):
-    from TotalFMLib.loading import load_ct
+    from TotalFMLib.inputs.ct import load_ct
 
     ct = load_ct(sample("example_ct_sm"))
     flipped = B.flip_storage(ct)

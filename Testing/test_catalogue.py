@@ -4,7 +4,7 @@ from importlib import resources
 
 import pytest
 
-from TotalFMLib import catalogue
+from TotalFMLib.vocabulary import catalogue
 from TotalFMLib.errors import InputError
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from TotalFMLib.catalogue import resolve
+from TotalFMLib.vocabulary.catalogue import resolve
 from TotalFMLib.cli import main
 from TotalFMLib.errors import InputError
-from TotalFMLib.findings import findings_for_organ
+from TotalFMLib.vocabulary.findings import findings_for_organ
 from TotalFMLib.results import ANY_LESION, SCORE_COLUMNS
 
 
@@ -107,7 +107,7 @@ def test_without_a_segmentation_totalsegmentator_is_asked_for(tmp_path, example_
 def test_segmentation_runs_on_the_device_the_model_is_given():
     import torch
 
-    from TotalFMLib.segment import totalsegmentator_device
+    from TotalFMLib.inputs.segment import totalsegmentator_device
 
     assert totalsegmentator_device("cpu") == "cpu"
     assert totalsegmentator_device("cuda") == "gpu"
@@ -123,7 +123,7 @@ def test_segmentation_runs_on_the_device_the_model_is_given():
 
 
 def test_cli_device_reaches_the_segmentation(tmp_path, example_ct_path, tiny_checkpoint, home, capsys, monkeypatch):
-    import TotalFMLib.segment as segment
+    import TotalFMLib.inputs.segment as segment
     from TotalFMLib.errors import ModelError
 
     seen = []

@@ -6,8 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from TotalFMLib.crop_resize import (column_ranges, level_by_level_exact, resize_columns, resize_levels,
-                                    resize_rows, resize_whole, rows_per_call)
+from TotalFMLib.crops.crop_resize import column_ranges, level_by_level_exact, resize_columns, resize_levels, resize_rows, resize_whole, rows_per_call
 
 
 def reference(src: torch.Tensor, crop_size: int, frames: int) -> torch.Tensor:

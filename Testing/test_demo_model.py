@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from TotalFMLib.catalogue import resolve
+from TotalFMLib.vocabulary.catalogue import resolve
 from TotalFMLib.cli import main
-from TotalFMLib.findings import load_findings
+from TotalFMLib.vocabulary.findings import load_findings
 from TotalFMLib.results import ANY_LESION, SCORE_COLUMNS
 from TotalFMLib.totalfm import DEMO_MODEL, TotalFM
 

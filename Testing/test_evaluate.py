@@ -75,7 +75,7 @@ def tiny_bench(tmp_path_factory, sample):
 
 
 def test_command_runs_end_to_end_with_a_real_checkpoint(tiny_bench, tiny_checkpoint, tmp_path, capsys):
-    from TotalFMLib.scoring import threshold_for
+    from TotalFMLib.zeroshot.scoring import threshold_for
     from TotalFMLib.training.metrics import read_calibration
 
     out = tmp_path / "eval"

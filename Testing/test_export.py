@@ -7,9 +7,9 @@ import pytest
 
 from minilm_encoder import cached_encode, case_embeddings
 from TotalFMLib.errors import InputError
-from TotalFMLib.export import read_csv, write_csv, write_json
+from TotalFMLib.outputs.export import read_csv, write_csv, write_json
 from TotalFMLib.results import SCORE_COLUMNS
-from TotalFMLib.scoring import score_case
+from TotalFMLib.zeroshot.scoring import score_case
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from TotalFMLib import catalogue
+from TotalFMLib.vocabulary import catalogue
 from TotalFMLib.errors import InputError
-from TotalFMLib.findings import builtin_path, find, findings_for_organ, load_findings
+from TotalFMLib.vocabulary.findings import builtin_path, find, findings_for_organ, load_findings
 
 # the 30 findings of Merlin's zero-shot benchmark, as DESIGN.md lists them
 MERLIN_30 = [
@@ -105,8 +105,8 @@ def test_missing_user_file(tmp_path):
 
 def test_builtin_table_is_packaged_and_light():
     assert builtin_path().is_file()
-    code = ("import sys, TotalFMLib.findings, TotalFMLib.prompts, TotalFMLib.export, TotalFMLib.scoring, "
-            "TotalFMLib.search; heavy = [m for m in ('torch', 'transformers', 'sentence_transformers', "
+    code = ("import sys, TotalFMLib.vocabulary.findings, TotalFMLib.vocabulary.prompts, TotalFMLib.outputs.export, TotalFMLib.zeroshot.scoring, "
+            "TotalFMLib.zeroshot.search; heavy = [m for m in ('torch', 'transformers', 'sentence_transformers', "
             "'SimpleITK') if m in sys.modules]; print(heavy); sys.exit(bool(heavy))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

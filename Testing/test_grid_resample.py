@@ -9,10 +9,12 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from TotalFMLib.grid_resample import GridMap
-from TotalFMLib.loading import load_ct, load_segmentation
-from TotalFMLib.preprocess import organ_crops, resample_case, target_size, target_spacing
-from TotalFMLib.volume import Volume
+from TotalFMLib.crops.grid_resample import GridMap
+from TotalFMLib.inputs.ct import load_ct
+from TotalFMLib.inputs.segmentation import load_segmentation
+from TotalFMLib.crops.organ_crops import organ_crops
+from TotalFMLib.crops.recipe import resample_case, target_size, target_spacing
+from TotalFMLib.inputs.volume import Volume
 
 TOLERANCE_HU = 1e-3  # the documented tolerance; the tests below find exact equality
 
@@ -108,7 +110,7 @@ def test_oblique_direction_falls_back_to_simpleitk(case):
 
 def test_organ_crops_on_thin_slices_equal_the_whole_volume_path(case):
     """The crops built from regions equal crops cut from SimpleITK's whole resampled volume."""
-    from TotalFMLib.preprocess import crop_box, crop_tensor
+    from TotalFMLib.crops.recipe import crop_box, crop_tensor
 
     ct, seg = resampled_case(case, (0.8, 0.8, 1.25), first_slice=70)
     crops = organ_crops(ct, seg, ["liver", "kidneys", "spleen", "aorta"], crop_size=64, frames=16)
@@ -116,7 +118,7 @@ def test_organ_crops_on_thin_slices_equal_the_whole_volume_path(case):
     from scipy import ndimage
 
     boxes = ndimage.find_objects(labels, max_label=117)
-    from TotalFMLib import catalogue
+    from TotalFMLib.vocabulary import catalogue
 
     for i, name in enumerate(crops.organs):
         box = crop_box(boxes[catalogue.organ(name).label_id - 1], labels.shape)

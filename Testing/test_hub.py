@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from TotalFMLib import hub
+from TotalFMLib.models import hub
 from TotalFMLib.errors import ModelError
 
 

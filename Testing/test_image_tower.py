@@ -7,8 +7,7 @@ import torch
 
 from TotalFMLib.config import OFFICIAL_ARCH, OFFICIAL_EMBED_DIM
 from TotalFMLib.errors import Cancelled, InputError, ModelError
-from TotalFMLib.models.image_tower import (
-    adapt_image_state_dict, build_image_tower, encode_batches, load_image_state)
+from TotalFMLib.models.image_tower import adapt_image_state_dict, build_image_tower, encode_batches, load_image_state
 
 DATA = Path(__file__).parent / "Data"
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from TotalFMLib import catalogue
+from TotalFMLib.vocabulary import catalogue
 from TotalFMLib.errors import InputError
 from TotalFMLib.training import lesions as L
 
@@ -170,7 +170,7 @@ def test_noise_and_seeds(case):
 
 
 def test_registry_uses_finding_catalogue_names(case):
-    from TotalFMLib.findings import find
+    from TotalFMLib.vocabulary.findings import find
 
     for finding, (_, organs) in L.INSERTIONS.items():
         f = find(finding)

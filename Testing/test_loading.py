@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from TotalFMLib import catalogue
+from TotalFMLib.vocabulary import catalogue
 from TotalFMLib.errors import InputError
-from TotalFMLib.loading import load_case, load_ct, load_segmentation, validate_case
-from TotalFMLib.volume import Volume
+from TotalFMLib.inputs.case import load_case, validate_case
+from TotalFMLib.inputs.ct import load_ct
+from TotalFMLib.inputs.segmentation import load_segmentation
+from TotalFMLib.inputs.volume import Volume
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -8,10 +8,7 @@ import numpy as np
 import pytest
 
 from TotalFMLib.errors import InputError
-from TotalFMLib.training.metrics import (
-    auroc, average_ranks, binary_stats, bootstrap_ci, f1_at, format_table, metric_table,
-    plot_roc, read_calibration, roc_curve, write_calibration, youden_threshold,
-)
+from TotalFMLib.training.metrics import auroc, average_ranks, binary_stats, bootstrap_ci, f1_at, format_table, metric_table, plot_roc, read_calibration, roc_curve, write_calibration, youden_threshold
 
 
 def test_auroc_hand_cases():
@@ -118,7 +115,7 @@ def test_calibration_round_trip_and_lookup(tmp_path):
     assert doc["kind"] == "totalfm-calibration" and doc["meta"] == {"split": "val"}
     cal = read_calibration(path)
     assert cal["hypodense lesion"] == 0.42
-    from TotalFMLib.scoring import DEFAULT_THRESHOLD, threshold_for  # the scorer reads what we write
+    from TotalFMLib.zeroshot.scoring import DEFAULT_THRESHOLD, threshold_for  # the scorer reads what we write
 
     assert threshold_for(cal, "stone", "kidney_left") == 0.61
     assert threshold_for(cal, "stone", "kidney_right") == 0.5

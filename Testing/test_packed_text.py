@@ -30,18 +30,18 @@ def standard(st, texts):
 def test_fp32_equals_the_padded_forward(backbone):
     want = standard(backbone, TEXTS)
     with torch.inference_mode():
-        got = PackedSentenceEncoder(backbone, "fp32")(TEXTS)
+        got = PackedSentenceEncoder(backbone, torch.float32)(TEXTS)
     assert got.shape == want.shape == (len(TEXTS), 384)
     torch.testing.assert_close(got, want, rtol=0, atol=2e-6)
     with torch.inference_mode():
-        one = PackedSentenceEncoder(backbone, "fp32")(TEXTS[1:2])
+        one = PackedSentenceEncoder(backbone, torch.float32)(TEXTS[1:2])
     torch.testing.assert_close(one, want[1:2], rtol=0, atol=2e-6)  # alone = in a batch
 
 
 def test_bf16_products_agree(backbone):
     want = standard(backbone, TEXTS)
     with torch.inference_mode():
-        got = PackedSentenceEncoder(backbone, "bf16")(TEXTS)
+        got = PackedSentenceEncoder(backbone, torch.bfloat16)(TEXTS)
     assert got.dtype == torch.float32
     assert float(torch.nn.functional.cosine_similarity(got, want).min()) >= 0.9999
     assert {p.dtype for p in backbone.parameters()} == {torch.float32}  # its own weights untouched

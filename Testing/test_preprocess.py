@@ -9,11 +9,11 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from TotalFMLib import catalogue
+from TotalFMLib.vocabulary import catalogue
 from TotalFMLib.errors import Cancelled, InputError
-from TotalFMLib.preprocess import (crop_box, crop_range, organ_crops, resample_case, target_size,
-                                   window_channels)
-from TotalFMLib.volume import Volume
+from TotalFMLib.crops.recipe import crop_box, crop_range, resample_case, target_size, window_channels
+from TotalFMLib.crops.organ_crops import organ_crops
+from TotalFMLib.inputs.volume import Volume
 
 # organs of the example case whose Y/X crops on the fine grid below hit every branch of
 # the 192/448 rule: grow (gallbladder), grow shifted to the low edge (lung_upper_lobe_left)
@@ -325,7 +325,7 @@ def test_progress_and_cancel(case):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_in_threads_keeps_order_and_stops_when_done_raises(threads, torch_threads):
-    from TotalFMLib.preprocess import _in_threads
+    from TotalFMLib.crops.organ_crops import _in_threads
 
     torch.set_num_threads(threads)
     assert _in_threads(lambda c: c * c, list(range(6))) == [0, 1, 4, 9, 16, 25]
@@ -359,7 +359,7 @@ def test_float_label_maps():
 def test_label_scan_in_slabs_equals_find_objects(torch_threads):
     from scipy import ndimage
 
-    from TotalFMLib.preprocess import _find_boxes
+    from TotalFMLib.crops.organ_crops import _find_boxes
 
     labels = np.zeros((40, 360, 320), np.int16)  # > 4M voxels: scanned in Z slabs on the worker threads
     labels[3:5, 100:120, 7:9] = 5      # in one slab only
@@ -373,7 +373,7 @@ def test_label_scan_in_slabs_equals_find_objects(torch_threads):
 
 
 def test_window_table_is_the_recipe():
-    from TotalFMLib.ct_windows import WINDOWS, window_range
+    from TotalFMLib.crops.ct_windows import WINDOWS, window_range
 
     assert [w for w, _, _ in WINDOWS] == ["lung", "soft_tissue", "bone"]
     assert window_range("soft_tissue") == (-160, 240) and window_range("lung") == (-1350, 150)

@@ -20,7 +20,7 @@ from pathlib import Path  # noqa: E402
 from test_slicer_scene import DEFAULT_PRESENT, make_rows, present_organs  # noqa: E402
 
 from TotalFMLib import slicer_scene  # noqa: E402
-from TotalFMLib.export import write_csv  # noqa: E402
+from TotalFMLib.outputs.export import write_csv  # noqa: E402
 
 SCRIPT = Path(__file__).parent / "render_overlay.py"
 

@@ -9,9 +9,7 @@ import pytest
 
 from TotalFMLib.errors import InputError, ModelError
 from TotalFMLib.training import reports
-from TotalFMLib.training.reports import (
-    LLMSentenceSplitter, assign_organs, classify, organ_lexicon, report_to_pairs, split_sentences,
-)
+from TotalFMLib.training.reports import LLMSentenceSplitter, assign_organs, classify, organ_lexicon, report_to_pairs, split_sentences
 
 REPORT = """CT ABDOMEN AND PELVIS WITHOUT CONTRAST
 

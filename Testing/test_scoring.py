@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 from minilm_encoder import CASE, cached_encode, case_embeddings, encode
-from TotalFMLib import catalogue
+from TotalFMLib.vocabulary import catalogue
 from TotalFMLib.errors import InputError, ModelError
-from TotalFMLib.findings import find, findings_for_organ, load_findings
-from TotalFMLib.prompts import encode_texts, finding_prompts, lesion_prompts, query_text
+from TotalFMLib.vocabulary.findings import find, findings_for_organ, load_findings
+from TotalFMLib.zeroshot.text_embeddings import encode_texts
+from TotalFMLib.vocabulary.prompts import finding_prompts, lesion_prompts, query_text
 from TotalFMLib.results import ANY_LESION, SCORE_COLUMNS
-from TotalFMLib.scoring import DEFAULT_LOGIT_SCALE, DEFAULT_THRESHOLD, score_case
-from TotalFMLib.search import default_threshold, preset_queries, search
+from TotalFMLib.zeroshot.scoring import DEFAULT_LOGIT_SCALE, DEFAULT_THRESHOLD, score_case
+from TotalFMLib.zeroshot.search import default_threshold, preset_queries, search
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,11 @@ slicer = pytest.importorskip("slicer", reason="slicer-core wheel (pip install sl
 sitk = pytest.importorskip("SimpleITK")
 vtk = pytest.importorskip("vtk")
 
-from TotalFMLib import catalogue, slicer_scene as ss  # noqa: E402
+from TotalFMLib.vocabulary import catalogue
+from TotalFMLib import slicer_scene as ss  # noqa: E402
 from TotalFMLib.errors import InputError  # noqa: E402
 from TotalFMLib.results import ANY_LESION, ScoreRow, SearchHit  # noqa: E402
-from TotalFMLib.volume import Volume  # noqa: E402
+from TotalFMLib.inputs.volume import Volume  # noqa: E402
 
 CREATED = "2026-01-02T03:04:05+00:00"
 
@@ -405,7 +406,7 @@ def test_scene_save_and_reload_keeps_scores_colours_and_marks(case, seg, tmp_pat
 
 
 def test_csv_export_with_reviewer_marks(case, seg, tmp_path):
-    pytest.importorskip("TotalFMLib.export")
+    pytest.importorskip("TotalFMLib.outputs.export")
     scene, ct_node, seg_node = case
     rows = make_rows([o for o in DEFAULT_PRESENT if o in present_organs(seg)])
     ss.apply_scores(seg_node, rows)

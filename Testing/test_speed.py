@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from TotalFMLib import TotalFM
-from TotalFMLib.embedding_cache import EmbeddingCache, case_key, input_key
+from TotalFMLib.models.embedding_cache import EmbeddingCache, case_key, input_key
 from TotalFMLib.errors import ModelError
-from TotalFMLib.loading import load_case
+from TotalFMLib.inputs.case import load_case
 from TotalFMLib.models.image_tower import build_image_tower, load_image_state
-from TotalFMLib.speed import (PRECISIONS, bf16_supported, check_precision, physical_cores, precision_context,
-                              prepare_image_tower, prepare_text_tower, set_cpu_threads, torch_dtype)
-from TotalFMLib.volume import Volume
+from TotalFMLib.models.precision import PRECISIONS, bf16_supported, check_precision, precision_context, prepare_image_tower, prepare_text_tower, torch_dtype
+from TotalFMLib.runtime import physical_cores, set_cpu_threads
+from TotalFMLib.inputs.volume import Volume
 
 
 # ----------------------------------------------------------------- precision modes
@@ -151,7 +151,7 @@ def test_paths_are_cached_without_reading_the_files(model, example_ct_path, exam
     model.image_cache.clear()
     model.encode_image(example_ct_path, example_seg_path, organs=["spleen"])
     calls = counting(model, monkeypatch)
-    monkeypatch.setattr("TotalFMLib.loading.load_case", lambda *a: pytest.fail("files read again"))
+    monkeypatch.setattr("TotalFMLib.inputs.case.load_case", lambda *a: pytest.fail("files read again"))
     assert list(model.encode_image(example_ct_path, example_seg_path, organs=["spleen"])) == ["spleen"]
     assert calls == []
 
@@ -209,7 +209,7 @@ def test_prepare_text_tower(model):
 
 
 def test_text_cache_keeps_the_newest_texts():
-    from TotalFMLib.text_cache import TextEmbeddingCache
+    from TotalFMLib.zeroshot.text_embeddings import TextEmbeddingCache
 
     calls = []
     cache = TextEmbeddingCache(lambda texts: calls.append(list(texts)) or np.eye(len(texts), 4), max_texts=3)

@@ -1,4 +1,4 @@
-"""SNOMED terminology in Slicer's notation (TotalFMLib.terminology) against the package's table,
+"""SNOMED terminology in Slicer's notation (TotalFMLib.vocabulary.terminology) against the package's table,
 Slicer's own terminology logic (slicer-core) and .seg.nrrd files written by slicerio."""
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from TotalFMLib import catalogue, terminology
-from TotalFMLib.catalogue import Code
-from TotalFMLib.loading import load_ct, load_segmentation
+from TotalFMLib.vocabulary import catalogue, terminology
+from TotalFMLib.vocabulary.catalogue import Code
+from TotalFMLib.inputs.ct import load_ct
+from TotalFMLib.inputs.segmentation import load_segmentation
 
 CODED = [o for o in catalogue.organs() if o.snomed_code]
 
@@ -101,7 +102,7 @@ def test_seg_nrrd_segments_found_by_terminology_alone(tmp_path, sample):
 
 
 def test_module_is_light():
-    code = ("import sys, TotalFMLib.terminology; "
+    code = ("import sys, TotalFMLib.vocabulary.terminology; "
             "print(sorted(m for m in ('torch', 'SimpleITK', 'vtk', 'slicer') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -258,7 +258,7 @@ def test_texts_must_be_a_list(minilm_tower):
 
 
 def test_query_precision_refuses_bf16_for_a_backbone_that_cannot_run_packed(modernbert_tower):
-    from TotalFMLib.speed import check_query_precision, query_precision
+    from TotalFMLib.models.precision import check_query_precision, query_precision
 
     assert query_precision("cpu", modernbert_tower) == "fp32"
     assert check_query_precision("fp32", "cpu", modernbert_tower) == "fp32"

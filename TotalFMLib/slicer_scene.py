@@ -34,14 +34,14 @@ from vtk.util import numpy_support
 
 import slicer
 
-from . import catalogue
-from .ct_windows import window
+from .vocabulary import catalogue
+from .crops.ct_windows import window
 from .errors import InputError
-from .export import parse_value, write_csv
+from .outputs.export import parse_value, write_csv
 from .results import ANY_LESION, ScoreRow, SearchHit
-from .terminology import TAG as TAG_TERMINOLOGY
-from .terminology import organ_from_terminology, terminology_entry
-from .volume import Volume
+from .vocabulary.terminology import TAG as TAG_TERMINOLOGY
+from .vocabulary.terminology import organ_from_terminology, terminology_entry
+from .inputs.volume import Volume
 
 TAG_STRUCTURE = "TotalFM.structure"
 TAG_LABEL_ID = "TotalFM.labelId"

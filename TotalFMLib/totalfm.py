@@ -14,12 +14,13 @@ from typing import Iterable
 
 import numpy as np
 
-from . import speed  # first: sets the OpenMP wait policy before torch is imported
+from .models import precision as modes
 from .atomic import file_sha256
-from .checkpoint import describe_mismatch, read_checkpoint
+from .models.checkpoint import describe_mismatch, read_checkpoint
 from .config import ModelConfig
 from .errors import ModelError
 from .progress import Progress, sub_progress
+from .runtime import pick_device
 
 DEMO_MODEL = Path(__file__).parent / "data" / "demo_model.pt"
 QUERY_CACHE_TEXTS = 20000  # search texts kept in memory (~20 MB at 256 dimensions)
@@ -32,7 +33,7 @@ def resolve_source(source: str | os.PathLike) -> Path:
             raise ModelError(f"{DEMO_MODEL}: the bundled demo model is missing from this installation")
         return DEMO_MODEL
     if str(source) == "official":
-        from .hub import official_checkpoint
+        from .models.hub import official_checkpoint
 
         return official_checkpoint()
     return Path(source).expanduser()
@@ -49,14 +50,14 @@ class TotalFM:
         self.path = path
         self.device = device
         self.precision = precision
-        from .embedding_cache import EmbeddingCache
-        from .hub import model_cache_dir
-        from .text_cache import TextEmbeddingCache
+        from .models.embedding_cache import EmbeddingCache
+        from .models.hub import model_cache_dir
+        from .zeroshot.text_embeddings import TextEmbeddingCache
 
         cache_file = model_cache_dir() / "text_embeddings" / f"{checksum[:16]}.npz"
         self._text = TextEmbeddingCache(self._encode_text_now, cache_file)
-        # search queries: a faster text path (speed.query_precision), in memory only
-        self.query_precision = query_precision or speed.query_precision(device, model.text_tower)
+        # search queries: a faster text path (models.precision.query_precision), in memory only
+        self.query_precision = query_precision or modes.query_precision(device, model.text_tower)
         self._queries = TextEmbeddingCache(self._encode_queries_now, max_texts=QUERY_CACHE_TEXTS)
         self._query_tower = None  # the text tower as run for self.query_precision, built on first use
         self.image_cache = EmbeddingCache(cache_cases)  # per-case organ embeddings (embedding_cache)
@@ -69,9 +70,9 @@ class TotalFM:
     # ---------------------------------------------------------------- loading
     @classmethod
     def load(cls, source: str | os.PathLike = "demo", device=None, precision: str = "fp32",
-             threads: int | None = None, cache_cases: int = 8, query_precision: str | None = None) -> "TotalFM":
+             cache_cases: int = 8, query_precision: str | None = None) -> "TotalFM":
         """``precision``: "fp32" (reference), "bf16", "fp16" (CUDA) or "int8" (CPU) for the image encoder (see
-        ``speed``); ``threads``: CPU threads (default: physical cores); ``cache_cases``:
+        ``models.precision``; CPU threads are set once by ``runtime.setup``); ``cache_cases``:
         how many cases' organ embeddings stay in memory; ``query_precision``: "fp32" or
         "bf16" for the search-query text encoder (default: bf16 where native)."""
         from .models.image_tower import adapt_image_state_dict
@@ -92,21 +93,19 @@ class TotalFM:
         if missing or unexpected:
             raise ModelError(f"{path}: checkpoint does not fit the model ({describe_mismatch(missing, unexpected)})")
 
-        device = speed.pick_device(device)
-        speed.check_precision(precision, device)
+        device = pick_device(device)
+        modes.check_precision(precision, device)
         if query_precision is not None:
-            speed.check_query_precision(query_precision, device, model.text_tower)
+            modes.check_query_precision(query_precision, device, model.text_tower)
         model.to(device).eval()
-        if device.type == "cpu":
-            speed.set_cpu_threads(threads)
         return cls(model, config, file_sha256(path), path, device, precision=precision, cache_cases=cache_cases,
                    query_precision=query_precision)
 
     # --------------------------------------------------------------- encoding
     def crops(self, ct, seg, organs=None, progress: Progress | None = None, cancel=None):
         """Organ crops of a case (``preprocess.OrganCrops``), sized for this model."""
-        from .loading import load_case
-        from .preprocess import organ_crops
+        from .inputs.case import load_case
+        from .crops.organ_crops import organ_crops
 
         ct, seg = load_case(ct, seg)
         return organ_crops(ct, seg, organs, crop_size=self.config.crop_size, frames=self.config.frames,
@@ -120,8 +119,8 @@ class TotalFM:
         if batch_size is None:
             batch_size = 8 if self.device.type == "cpu" else 32
         if self._image_encoder is None:
-            self._image_encoder = speed.prepare_image_tower(self.model.image_tower, self.precision)
-        with speed.precision_context(self.precision, self.device):
+            self._image_encoder = modes.prepare_image_tower(self.model.image_tower, self.precision)
+        with modes.precision_context(self.precision, self.device):
             return encode_batches(self._image_encoder, images, batch_size=batch_size, device=self.device,
                                   progress=progress, cancel=cancel)
 
@@ -131,8 +130,8 @@ class TotalFM:
 
         A case encoded before (same content, organs and model; see ``embedding_cache``) is
         answered from ``self.image_cache`` without running the encoder."""
-        from . import catalogue
-        from .embedding_cache import case_key
+        from .vocabulary import catalogue
+        from .models.embedding_cache import case_key
 
         names = [o.name for o in catalogue.resolve(organs)]
         key = case_key(ct, seg, names, f"{self.checksum}:{self.precision}:{self.config.crop_size}:"
@@ -162,7 +161,7 @@ class TotalFM:
 
     def _encode_queries_now(self, texts: list[str]) -> np.ndarray:
         if self._query_tower is None:
-            self._query_tower = speed.prepare_text_tower(self.model.text_tower, self.query_precision)
+            self._query_tower = modes.prepare_text_tower(self.model.text_tower, self.query_precision)
         return self._encode_text_now(texts, self._query_tower)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
@@ -188,7 +187,7 @@ class TotalFM:
     # -------------------------------------------------------- scores and search
     def score(self, embeddings: dict[str, np.ndarray], findings=None, organs=None,
               case_id: str = "case") -> list:
-        from .scoring import score_case
+        from .zeroshot.scoring import score_case
 
         return score_case(
             embeddings, self.encode_texts, organs=organs, findings=findings,
@@ -198,7 +197,7 @@ class TotalFM:
 
     def search(self, embeddings: dict[str, np.ndarray], query: str, top_k: int | None = None,
                style: str | None = None, threshold: float | None = None) -> list:
-        from .search import search
+        from .zeroshot.search import search
 
         return search(embeddings, query, self.encode_queries, style=style or self.config.query_style,
                       top_k=top_k, threshold=threshold)

@@ -481,25 +481,25 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def officialModelCached() -> bool:
-        from TotalFMLib import hub
+        from TotalFMLib.models import hub
 
         return hub.official_cached()
 
     @staticmethod
     def cacheFolder() -> Path:
-        from TotalFMLib import hub
+        from TotalFMLib.models import hub
 
         return hub.model_cache_dir()
 
     @staticmethod
     def cacheDescription() -> str:
-        from TotalFMLib import hub
+        from TotalFMLib.models import hub
 
         return f"{hub.cache_size() / 1e6:.0f} MB in {hub.model_cache_dir()}"
 
     @staticmethod
     def clearCache() -> str:
-        from TotalFMLib import hub
+        from TotalFMLib.models import hub
 
         return _("Freed {mb:.0f} MB.").format(mb=hub.clear_cache() / 1e6)
 
@@ -546,7 +546,7 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
         progress = progress or (lambda fraction, message: None)
         cancel = cancel or (lambda: False)
         if source == "official" and not self.officialModelCached():
-            from TotalFMLib import hub
+            from TotalFMLib.models import hub
 
             # the first half of the bar follows the download, the analysis takes the second
             progress(0.0, "Downloading the released TotalFM weights (more than 1 GB; see the cache folder)")
@@ -645,7 +645,7 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def searchPresets() -> list:
-        from TotalFMLib.search import preset_queries
+        from TotalFMLib.zeroshot.search import preset_queries
 
         return preset_queries()
 
@@ -743,7 +743,8 @@ class TotalFMSlicerTest(ScriptedLoadableModuleTest):
     def test_TotalFMSlicer_demo_model(self):
         import numpy as np
 
-        from TotalFMLib import catalogue, slicer_scene
+        from TotalFMLib.vocabulary import catalogue
+        from TotalFMLib import slicer_scene
 
         self.delayDisplay("Loading the example CT and its segmentation")
         ctNode, labelNode = self.loadExample()

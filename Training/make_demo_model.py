@@ -171,7 +171,7 @@ def bundle(model_pt: Path, calibration: dict, query_style: str, out: Path):
     returns that config."""
     from dataclasses import replace
 
-    from TotalFMLib.checkpoint import read_checkpoint, write_checkpoint
+    from TotalFMLib.models.checkpoint import read_checkpoint, write_checkpoint
 
     state, config, meta = read_checkpoint(model_pt, with_meta=True)
     extra = {k: v for k, v in meta.items() if k not in ("format", "config")}

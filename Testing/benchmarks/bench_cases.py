@@ -23,8 +23,8 @@ FULL_DESCRIPTION = ("the real TotalSegmentator example CT (3 mm, 122x101x112) wi
 
 def example_case():
     """The real example CT (3 mm abdomen) and its TotalSegmentator label map."""
-    from TotalFMLib import sample_data
-    from TotalFMLib.loading import load_case
+    from TotalFMLib.inputs import sample_data
+    from TotalFMLib.inputs.case import load_case
 
     return load_case(sample_data.fetch("example_ct"), sample_data.fetch("example_seg"))
 
@@ -33,7 +33,7 @@ def full_resolution_case(ct=None, seg=None):
     """(ct, seg) Volumes on the FULL_SIZE grid, made from the real example case."""
     import SimpleITK as sitk
 
-    from TotalFMLib.volume import Volume
+    from TotalFMLib.inputs.volume import Volume
 
     if ct is None:
         ct, seg = example_case()
@@ -116,7 +116,8 @@ def machine_description(device="cpu") -> dict:
 
     import torch
 
-    from TotalFMLib.speed import bf16_supported, physical_cores
+    from TotalFMLib.models.precision import bf16_supported
+    from TotalFMLib.runtime import physical_cores
 
     model = platform.processor() or "unknown"
     try:

@@ -38,7 +38,7 @@ def preprocessing(ct, seg, repeats: int) -> dict:
     """Published-style (whole resample + one full label scan per organ) vs ``organ_crops``."""
     import published_style as ps
 
-    from TotalFMLib.preprocess import organ_crops
+    from TotalFMLib.crops.organ_crops import organ_crops
 
     out, cpu = {}, {}
     timings = interleaved({
@@ -105,7 +105,7 @@ def encoder(tower, images: torch.Tensor, repeats: int, batch_sizes, modes, defau
     import published_style as ps
 
     from TotalFMLib.models.image_tower import encode_batches
-    from TotalFMLib.speed import precision_context, prepare_image_tower
+    from TotalFMLib.models.precision import precision_context, prepare_image_tower
 
     n = len(images)
     tower.to(device).eval()
@@ -180,8 +180,8 @@ def search_agreement(model, reference, embeddings: dict, queries: list[str], sty
     ``reference``'s (the fp32 text encoder); on how many queries both give the same matched
     organs, the same ``top`` organs in the same order, and the same whole order; and the
     largest difference of an organ's similarity between the two."""
-    from TotalFMLib import catalogue
-    from TotalFMLib.prompts import query_text
+    from TotalFMLib.vocabulary import catalogue
+    from TotalFMLib.vocabulary.prompts import query_text
 
     organs = [catalogue.organ(name) for name in embeddings]
     out = {}

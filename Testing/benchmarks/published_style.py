@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from TotalFMLib import catalogue
+from TotalFMLib.vocabulary import catalogue
 
 WINDOWS = ((-600, 1500), (40, 400), (300, 1500))
 

@@ -104,7 +104,7 @@ def section_encoder(label, arch, embed_dim, images, repeats, batch_sizes, modes,
     import torch
 
     from TotalFMLib.models.image_tower import build_image_tower
-    from TotalFMLib.speed import torch_dtype
+    from TotalFMLib.models.precision import torch_dtype
 
     torch.manual_seed(0)
     tower = build_image_tower(arch, embed_dim).eval()
@@ -200,7 +200,7 @@ def encoder_sections(args, example) -> dict:
     import torch
 
     from TotalFMLib.config import OFFICIAL_ARCH, OFFICIAL_EMBED_DIM
-    from TotalFMLib.speed import bf16_supported
+    from TotalFMLib.models.precision import bf16_supported
 
     quick, cuda = args.quick, torch.device(args.device).type == "cuda"
     modes = [m for m in ("bf16", "fp16") if m == "bf16" and bf16_supported(args.device) or m == "fp16" and cuda]
@@ -213,7 +213,7 @@ def encoder_sections(args, example) -> dict:
         demo_crops = bench_cases.synthetic_crops(n_demo, demo["image_size"], demo["frames"])
         full_crops = bench_cases.synthetic_crops(n_full, full["image_size"], full["frames"])
     else:
-        from TotalFMLib.preprocess import organ_crops
+        from TotalFMLib.crops.organ_crops import organ_crops
 
         source = "crops of the real example CT"
         demo_crops = organ_crops(*example, crop_size=demo["image_size"], frames=demo["frames"]).images
@@ -243,7 +243,7 @@ def main(argv=None) -> int:
     import bench_cases
     import torch
 
-    from TotalFMLib.speed import set_cpu_threads
+    from TotalFMLib.runtime import set_cpu_threads
 
     threads = set_cpu_threads(args.threads)
     quick, only = args.quick, set(args.only or SECTIONS) - ({"memory"} if args.skip_memory else set())

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import describe_mismatch
+from .checkpoint import describe_mismatch
 from ..errors import Cancelled, InputError, ModelError
 
 

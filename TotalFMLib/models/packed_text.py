@@ -8,10 +8,10 @@ padding. Here the strings' real tokens are stacked into one matrix for every pro
 backbone's own forward. The tokens are the backbone's own (``preprocess``/``tokenize``
 of the SentenceTransformer), with the padding then dropped.
 
-``precision``:
+``dtype`` of the matrix products (``models.precision`` picks it from a precision name):
 
-* ``"fp32"``: the backbone's numbers up to float summation order;
-* ``"bf16"``: the matrix products in bfloat16 (weights kept in bf16, products accumulated
+* ``torch.float32``: the backbone's numbers up to float summation order;
+* ``torch.bfloat16``: the matrix products in bfloat16 (weights kept in bf16, products accumulated
   in fp32 by oneDNN); the residual stream, norms, softmax, GELU and pooling stay fp32
   (cosine >= 0.9999 to fp32; the whole backbone in bf16 drifts to ~0.997).
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..speed import torch_dtype
 from .text_tower import sentence_features
 
 
@@ -38,13 +37,13 @@ def _pooling_is_mean(pooling) -> bool:
 class PackedSentenceEncoder:
     """``encoder(texts) -> (B, hidden) float32`` sentence embeddings of a SentenceTransformer."""
 
-    def __init__(self, st, precision: str = "fp32"):
+    def __init__(self, st, dtype: torch.dtype = torch.float32):
         if not self.supports(st):
             raise ValueError("not a BERT mean-pooling sentence-transformers model")
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"unknown precision {precision!r}")
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"matrix products run in float32 or bfloat16, not {dtype}")
         self.st = st
-        self.dtype = torch_dtype(precision)
+        self.dtype = dtype
         self.normalize = len(st) == 3
         bert = st[0].auto_model
         self.embeddings = bert.embeddings

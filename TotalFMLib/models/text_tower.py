@@ -219,7 +219,7 @@ def _load_modernbert(text: TextConfig, load_weights: bool):
 
 def _load_error(what: str, source: str, err: BaseException) -> ModelError:
     """One-line ModelError for a backbone that could not be read or downloaded."""
-    from ..hub import download_failure_reason, error_line
+    from .hub import download_failure_reason, error_line
 
     if Path(source).is_dir():
         return ModelError(f"{source}: cannot load the {what} from this folder ({error_line(err)})")

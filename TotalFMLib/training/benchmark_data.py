@@ -35,12 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import catalogue
+from ..vocabulary import catalogue
 from ..atomic import atomic_path, save_torch
 from ..errors import InputError
-from ..label_maps import label_counts
+from ..inputs.label_maps import label_counts
 from ..progress import Progress
-from ..volume import Volume
+from ..inputs.volume import Volume
 from . import lesions, phrase_bank
 
 SPLITS = ("train", "val", "test")
@@ -130,8 +130,9 @@ def load_base(base: BaseCT, cache: str | os.PathLike | None = None) -> tuple[Vol
         cached = _read_base(path)
         if cached is not None:
             return cached
-    from ..loading import load_ct, load_segmentation
-    from ..sample_data import fetch
+    from ..inputs.ct import load_ct
+    from ..inputs.segmentation import load_segmentation
+    from ..inputs.sample_data import fetch
 
     ct = load_ct(fetch(base.ct))
     seg = load_segmentation(fetch(base.seg), ct)
@@ -164,7 +165,7 @@ def _read_base(path: Path) -> tuple[Volume, Volume] | None:
 
 def to_grid(ct: Volume, seg: Volume, inplane_mm: float | None, slice_mm: float) -> tuple[Volume, Volume]:
     """CT (linear) and labels (nearest) resampled to (inplane, inplane, slice_mm) mm."""
-    from ..preprocess import resample_to
+    from ..crops.recipe import resample_to
 
     spacing = (inplane_mm or ct.spacing[0], inplane_mm or ct.spacing[1], slice_mm)
     if np.allclose(spacing, ct.spacing):
@@ -252,7 +253,7 @@ def organ_sentences(organ: str, records: list[lesions.LesionRecord], split: str,
 
 def whole_volume_crop(ct: Volume, seg: Volume, crop_size: int, frames: int) -> torch.Tensor:
     """(3, S, S, F) crop of the box around all labelled structures, with the organ recipe."""
-    from ..preprocess import crop_box, crop_tensor, labelled_box, resample_case
+    from ..crops.recipe import crop_box, crop_tensor, labelled_box, resample_case
 
     r_ct, r_seg = resample_case(ct, seg)
     box = labelled_box(r_seg.array)
@@ -264,7 +265,7 @@ def whole_volume_crop(ct: Volume, seg: Volume, crop_size: int, frames: int) -> t
 
 def make_case(ct: Volume, seg: Volume, base: BaseCT, index: int, cfg: BenchmarkConfig) -> dict:
     """One augmented case with inserted findings, as the shard dict described above."""
-    from ..preprocess import organ_crops
+    from ..crops.organ_crops import organ_crops
 
     base_index = [b.name for b in BASES].index(base.name)
     rng = np.random.default_rng([cfg.seed, base_index, index])

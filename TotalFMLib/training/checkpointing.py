@@ -1,6 +1,6 @@
 """Checkpoints of training: the final model file and resumable training state.
 
-Final model (read by ``TotalFMLib.checkpoint.read_checkpoint`` / ``TotalFM.load``)::
+Final model (read by ``TotalFMLib.models.checkpoint.read_checkpoint`` / ``TotalFM.load``)::
 
     torch.save({"format": "totalfm-slicer/1",
                 "model_state_dict": {vit.*, image_proj.*, text_encoder.*, text_proj.*,
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..atomic import save_torch
-from ..checkpoint import write_checkpoint
+from ..models.checkpoint import write_checkpoint
 from ..config import ModelConfig
 from ..errors import ModelError
 
@@ -61,7 +61,7 @@ def save_image_tower(path: str | Path, tower: torch.nn.Module, config: ModelConf
 
 def load_image_tower_weights(tower: torch.nn.Module, path: str | Path):
     """Load the ``vit.*``/``image_proj.*`` part of any of our checkpoints into ``tower`` strictly."""
-    from ..checkpoint import read_checkpoint
+    from ..models.checkpoint import read_checkpoint
     from ..models.image_tower import load_image_state
 
     state, _ = read_checkpoint(path)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import catalogue
+from ..vocabulary import catalogue
 from ..atomic import atomic_path
 from ..errors import InputError
 from ..progress import Progress
@@ -92,8 +92,8 @@ def _plain_texts(finding: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 def score_rows(cases: list[CaseEmbeddings], encode_text, logit_scale: float, style: str = "organ") -> list[dict]:
     """One row per (case, organ, task): task is ANY_LESION or an inserted finding the organ can
     carry. Columns: case, split, organ, finding, label (0/1), score."""
-    from ..prompts import encode_texts
-    from ..scoring import score_case
+    from ..zeroshot.text_embeddings import encode_texts
+    from ..zeroshot.scoring import score_case
 
     if style not in STYLES:
         raise InputError(None, f"unknown prompt style {style!r}; use one of {', '.join(STYLES)}")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
-from ..speed import torch_dtype
+from ..models.precision import torch_dtype
 from . import distributed as D
 from .checkpointing import restore_train_state, save_train_state
 from .curves import MetricsLog, plot_curves

@@ -1,5 +1,5 @@
 """Evaluation metrics: AUROC, ROC curves, Youden's J, F1, bootstrap intervals, tables, plots,
-and the calibration file (finding -> threshold) whose thresholds ``TotalFMLib.scoring`` uses.
+and the calibration file (finding -> threshold) whose thresholds ``TotalFMLib.zeroshot.scoring`` uses.
 
 Everything takes plain arrays: ``labels`` (0/1) and ``scores`` (higher = more abnormal).
 A prediction is positive when ``score >= threshold``. Metrics that need both classes

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..prompts import organ_phrase
+from ..vocabulary.prompts import organ_phrase
 from .reports import assign_organs
 
 # Phrasings listed after "|" are held out: they appear only in the test split.
@@ -224,7 +224,7 @@ def _usable(template: str, slots: dict[str, str]) -> bool:
 @functools.lru_cache(maxsize=1)
 def dictionary_synonyms() -> dict[str, tuple[str, ...]]:
     """finding -> synonyms taken from radiology-semantic-dict (empty when it cannot be fetched)."""
-    from ..sample_data import SampleDataUnavailable, fetch
+    from ..inputs.sample_data import SampleDataUnavailable, fetch
 
     try:
         folder = Path(fetch("radiology_semantic"))
@@ -244,7 +244,7 @@ def dictionary_synonyms() -> dict[str, tuple[str, ...]]:
 def finding_terms(finding: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(train, test) names of a finding: catalogue name and synonyms plus dictionary
     synonyms; every third one (by a stable hash) is held out for the test split."""
-    from ..findings import find
+    from ..vocabulary.findings import find
 
     f = find(finding)
     names = list(dict.fromkeys([n.lower() for n in f.names] + list(dictionary_synonyms().get(finding, ()))))

@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
-from .. import catalogue
+from ..vocabulary import catalogue
 from ..errors import InputError, ModelError
 
 LABELS = ("abnormal", "normal", "uncertain")

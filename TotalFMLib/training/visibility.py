@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..ct_windows import WINDOWS
+from ..crops.ct_windows import WINDOWS
 from . import lesions
 from .benchmark_data import BenchmarkConfig, base_on_grid
 
@@ -41,7 +41,7 @@ def measure(finding: str, organ: str, cases: int = 16, base: str = "example_ct_d
             min_hu: float = 10.0, cfg: BenchmarkConfig | None = None, cache=None) -> list[Visibility]:
     """``cases`` independent insertions of ``finding`` into ``organ`` of the base CT ``base``."""
     from ..errors import InputError
-    from ..preprocess import organ_crops
+    from ..crops.organ_crops import organ_crops
 
     if cases < 1:
         raise InputError(None, f"cases must be at least 1, got {cases}")

@@ -1,4 +1,4 @@
-"""Prompt texts for zero-shot scoring and search, and the one door through which text is encoded.
+"""Prompt texts for zero-shot scoring and search.
 
 Prompts name the organ, as the TotalFM authors advise ("Liver with metastasis"). Each
 abnormal template has a normal partner that differs only by the negation, CT-CLIP style,
@@ -21,14 +21,10 @@ the catalogue's canonical finding name. Search phrases a query per organ as
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable
 
-import numpy as np
-
+from ..errors import InputError
 from . import catalogue
-from .errors import InputError, ModelError
 
 FINDING_ABNORMAL = ("{Organ} with {finding}.", "{Finding} in the {organ}.", "{Organ}: {finding} is present.")
 FINDING_NORMAL = ("{Organ} without {finding}.", "No {finding} in the {organ}.", "{Organ}: {finding} is not present.")
@@ -37,8 +33,6 @@ LESION_ABNORMAL = ("{Organ} with a lesion.", "Abnormal {organ}.", "{Organ} is ab
 LESION_NORMAL = ("{Organ} without a lesion.", "Normal {organ}.", "{Organ} is normal.",
                  "{Organ}: no abnormality is present.")
 QUERY_STYLES = ("organ", "plain")
-
-TextEncoder = Callable[[list[str]], "np.ndarray | Mapping[str, np.ndarray]"]
 
 
 @dataclass(frozen=True)
@@ -79,32 +73,3 @@ def query_text(organ, query: str, style: str = "organ") -> str:
     if style == "organ":
         return f"{organ_phrase(organ, True)}: {query}"
     raise InputError(None, f"unknown query style {style!r}; use one of {', '.join(QUERY_STYLES)}")
-
-
-def encode_texts(encode_text: TextEncoder, texts: list[str]) -> np.ndarray:
-    """Encode ``texts`` in one call; (N, D) float unit vectors in the order given.
-
-    A text given more than once is encoded once (``encode_text`` sees each distinct text
-    once, in first-seen order). ``encode_text`` may return an (N, D) array or a {text:
-    vector} mapping (the facade's ``TotalFM.encode_text``). Rows are re-normalised so dot
-    products are cosines.
-    """
-    texts = list(texts)
-    distinct = list(dict.fromkeys(texts))
-    out = encode_text(distinct)
-    if isinstance(out, Mapping):
-        try:
-            out = [out[t] for t in distinct]
-        except KeyError as e:
-            raise ModelError(f"text encoder returned no vector for {e.args[0]!r}") from None
-    vectors = np.asarray(out, dtype=np.float64)
-    if vectors.ndim != 2 or vectors.shape[0] != len(distinct):
-        raise ModelError(f"text encoder returned shape {vectors.shape} for {len(distinct)} texts")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    if not np.all(np.isfinite(vectors)) or np.any(norms == 0):
-        raise ModelError("text encoder returned a zero or non-finite vector")
-    vectors = vectors / norms
-    if len(distinct) == len(texts):
-        return vectors
-    row = {t: i for i, t in enumerate(distinct)}
-    return vectors[[row[t] for t in texts]]

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import InputError
-from .results import SCORE_COLUMNS, ScoreRow
+from ..atomic import atomic_path
+from ..errors import InputError
+from ..results import SCORE_COLUMNS, ScoreRow
 
 _FLOATS = ("score", "similarity", "threshold")
 

@@ -19,8 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import file_sha256
-from .errors import TotalFMError
+from ..atomic import file_sha256
+from ..errors import TotalFMError
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from importlib import resources
 from pathlib import Path
 
 from . import catalogue
-from .errors import InputError
-from .results import ANY_LESION
+from ..errors import InputError
+from ..results import ANY_LESION
 
 ENV_VAR = "TOTALFM_FINDINGS"
 COLUMNS = ("finding", "organs", "synonyms", "kind", "source")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .atomic import save_torch
-from .config import ModelConfig, official_config
-from .errors import ModelError
+from ..atomic import save_torch
+from ..config import ModelConfig, official_config
+from ..errors import ModelError
 
 FORMAT = "totalfm-slicer/1"
 

@@ -20,10 +20,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .errors import InputError
-from .findings import load_findings
-from .prompts import QUERY_STYLES, TextEncoder, encode_texts, query_text
-from .results import SearchHit
+from ..errors import InputError
+from ..vocabulary.findings import load_findings
+from ..vocabulary.prompts import QUERY_STYLES, query_text
+from .text_embeddings import TextEncoder, encode_texts
+from ..results import SearchHit
 from .scoring import check_same_width, organ_matrix
 
 DEFAULT_TOP_K = 3

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import catalogue
-from .errors import InputError
+from ..vocabulary import catalogue
+from ..errors import InputError
 from .image_files import short_list
-from .terminology import organ_from_terminology
+from ..vocabulary.terminology import organ_from_terminology
 from .volume import Volume
 
 

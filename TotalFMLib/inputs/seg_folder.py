@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import catalogue
-from .errors import InputError
+from ..vocabulary import catalogue
+from ..errors import InputError
 from .image_files import MASK_SUFFIXES, read_image, short_list
 from .label_maps import integer_array, onto_ct_grid
 from .volume import Volume

@@ -1,4 +1,5 @@
-"""Text embeddings cached per model: every distinct string is encoded once.
+"""Text embeddings: the one door through which text is encoded (``encode_texts``), and the
+per-model cache behind it, where every distinct string is encoded once.
 
 Prompt ensembles of the finding catalogue are the same for every case, so after the
 first case they come from memory, and across sessions from a small ``.npz`` file
@@ -8,12 +9,16 @@ bounded by ``max_texts`` (the oldest texts are dropped first).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
+from ..errors import ModelError
+
+TextEncoder = Callable[[list[str]], "np.ndarray | Mapping[str, np.ndarray]"]
 
 
 class TextEmbeddingCache:
@@ -54,3 +59,32 @@ class TextEmbeddingCache:
                 np.savez(tmp, texts=np.array(texts), vectors=np.stack([self._vectors[t] for t in texts]))
         except OSError:
             pass  # a read-only cache folder only costs speed
+
+
+def encode_texts(encode_text: TextEncoder, texts: list[str]) -> np.ndarray:
+    """Encode ``texts`` in one call; (N, D) float unit vectors in the order given.
+
+    A text given more than once is encoded once (``encode_text`` sees each distinct text
+    once, in first-seen order). ``encode_text`` may return an (N, D) array or a {text:
+    vector} mapping (the facade's ``TotalFM.encode_text``). Rows are re-normalised so dot
+    products are cosines.
+    """
+    texts = list(texts)
+    distinct = list(dict.fromkeys(texts))
+    out = encode_text(distinct)
+    if isinstance(out, Mapping):
+        try:
+            out = [out[t] for t in distinct]
+        except KeyError as e:
+            raise ModelError(f"text encoder returned no vector for {e.args[0]!r}") from None
+    vectors = np.asarray(out, dtype=np.float64)
+    if vectors.ndim != 2 or vectors.shape[0] != len(distinct):
+        raise ModelError(f"text encoder returned shape {vectors.shape} for {len(distinct)} texts")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if not np.all(np.isfinite(vectors)) or np.any(norms == 0):
+        raise ModelError("text encoder returned a zero or non-finite vector")
+    vectors = vectors / norms
+    if len(distinct) == len(texts):
+        return vectors
+    row = {t: i for i, t in enumerate(distinct)}
+    return vectors[[row[t] for t in texts]]

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .ct_windows import window_range
-from .results import ANY_LESION
-from .volume import Volume
+from ..atomic import atomic_path
+from ..crops.ct_windows import window_range
+from ..results import ANY_LESION
+from ..inputs.volume import Volume
 
 
 def lps_array(vol: Volume) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -46,7 +46,7 @@ def render_scores(ct: Volume, seg: Volume, rows, path: str | os.PathLike, findin
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
 
-    from .catalogue import organ as organ_info
+    from ..vocabulary.catalogue import organ as organ_info
 
     chosen = [r for r in rows if r.finding == finding]
     scores = {r.organ: r for r in chosen}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import InputError, ModelError
+from ..errors import InputError, ModelError
 
 
 def totalsegmentator_device(device=None) -> str:
@@ -18,7 +18,7 @@ def totalsegmentator_device(device=None) -> str:
     TotalSegmentator's own names ("gpu", "gpu:1") pass through."""
     import re
 
-    from .speed import pick_device
+    from ..runtime import pick_device
 
     if isinstance(device, str) and re.fullmatch(r"gpu(:\d+)?", device.strip()):
         return device.strip()

@@ -1,4 +1,4 @@
-"""Inference speed settings: CPU threads and the image encoder's precision modes.
+"""Precision of inference: the image encoder's modes and the search-query text path.
 
 Precision modes (``TotalFM.load(..., precision=...)``):
 
@@ -16,7 +16,7 @@ Testing/benchmarks/run_benchmarks.py; only modes that reach 0.999 there should b
 as defaults.
 
 Text: prompts for scoring are encoded in fp32 through the backbone's own forward (once
-per model, then cached; see text_cache). Search queries are encoded while the user waits
+per model, then cached; see zeroshot.text_embeddings). Search queries are encoded while the user waits
 (the organ-phrased style sends one string per organ, ~20), so ``TotalFM.search`` runs the
 backbone on packed tokens (``models.packed_text``, no padding) with its matrix products in
 bf16 where bf16 is native (``query_precision``, ``prepare_text_tower``): about 1.7x faster
@@ -25,49 +25,10 @@ on an AVX512-BF16 CPU, cosine to fp32 >= 0.9999 (benchmark (e) reports it).
 from __future__ import annotations
 
 import contextlib
-import os
-from pathlib import Path
 
-from .errors import ModelError
+from ..errors import ModelError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-
-# OpenMP threads that wait by spinning steal the cores from each other as soon as anything
-# else runs (a shared machine, Slicer's own threads): on a loaded 2-core machine the demo
-# encoder ran 7x slower at 2 threads than with passive waiting. The OpenMP runtime reads
-# this when torch is first imported, so it only takes effect when TotalFMLib comes first
-# (TotalFMLib.totalfm imports this module); a value the user set is kept.
-# (Huge-page-backed torch buffers, THP_MEM_ALLOC_ENABLE=1, were tried and left out: they
-# saved a fifth of preprocessing in isolation but cost a third right after other
-# memory-hungry work, when the kernel must compact memory to find huge pages.)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-def physical_cores() -> int:
-    """Physical cores this process may run on (SMT siblings counted once); >= 1."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return max(1, (os.cpu_count() or 2) // 2)
-    cores = set()
-    for cpu in cpus:
-        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            cores.add((topology.joinpath("physical_package_id").read_text().strip(),
-                       topology.joinpath("core_id").read_text().strip()))
-        except OSError:
-            cores.add(("cpu", str(cpu)))
-    return max(1, len(cores))
-
-
-def set_cpu_threads(threads: int | None = None) -> int:
-    """Use ``threads`` (default: the physical cores) intra-op threads; returns the number."""
-    import torch
-
-    n = int(threads) if threads else physical_cores()
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
-    return n
 
 
 def bf16_supported(device) -> bool:
@@ -135,15 +96,6 @@ def prepare_image_tower(tower, precision: str):
     return quantized
 
 
-def pick_device(device=None):
-    """``device`` as a ``torch.device``; None: the GPU where there is one, else the CPU."""
-    import torch
-
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
 def torch_dtype(precision: str):
     """The torch dtype of a floating-point precision name: "fp32", "bf16" or "fp16"."""
     import torch
@@ -162,7 +114,7 @@ def precision_context(precision: str, device):
 
 def _runs_packed(tower) -> bool:
     """Whether the text tower's backbone runs on packed tokens (``models.packed_text``)."""
-    from .models.packed_text import PackedSentenceEncoder
+    from .packed_text import PackedSentenceEncoder
 
     return PackedSentenceEncoder.supports(getattr(tower, "text_encoder", None))
 
@@ -193,11 +145,11 @@ def prepare_text_tower(tower, precision: str):
     """``texts -> (B, embed_dim)`` unit vectors for search queries: the backbone on packed
     tokens (``models.packed_text``: no padding; "bf16": its matrix products in bfloat16)
     and the tower's ``project``. Backbones it does not reproduce keep the tower itself (fp32)."""
-    from .models.packed_text import PackedSentenceEncoder
+    from .packed_text import PackedSentenceEncoder
 
     packed = _runs_packed(tower)
     _check_query_tower(precision, packed)
     if not packed:
         return tower
-    packed = PackedSentenceEncoder(tower.text_encoder, precision)
+    packed = PackedSentenceEncoder(tower.text_encoder, torch_dtype(precision))
     return lambda texts: tower.project(packed(texts))

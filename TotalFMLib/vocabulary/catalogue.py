@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .errors import InputError
+from ..errors import InputError
 
 # Organs scored when the caller names none: parenchymal organs, hollow viscera, lungs,
 # heart and the large vessels. Bones (ribs, vertebrae) and muscles are left out unless

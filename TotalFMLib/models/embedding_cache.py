@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .volume import Volume
+from ..inputs.volume import Volume
 
 
 def _path_key(path) -> str:

@@ -23,12 +23,13 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from . import catalogue
-from .config import CLIP_LOGIT_SCALE
-from .errors import InputError, ModelError
-from .findings import Finding, find, load_findings
-from .prompts import PromptPair, TextEncoder, encode_texts, finding_prompts, lesion_prompts
-from .results import ANY_LESION, ScoreRow
+from ..vocabulary import catalogue
+from ..config import CLIP_LOGIT_SCALE
+from ..errors import InputError, ModelError
+from ..vocabulary.findings import Finding, find, load_findings
+from ..vocabulary.prompts import PromptPair, finding_prompts, lesion_prompts
+from .text_embeddings import TextEncoder, encode_texts
+from ..results import ANY_LESION, ScoreRow
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_LOGIT_SCALE = CLIP_LOGIT_SCALE  # the model config's default

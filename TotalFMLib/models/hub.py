@@ -79,7 +79,7 @@ def official_checkpoint(cache_dir: str | os.PathLike | None = None, progress: Pr
     token from ``huggingface_hub`` (HF_TOKEN, ``hf auth login``) is sent to that host only.
     Raises ModelError with one line of advice when the file cannot be fetched.
     """
-    from .errors import Cancelled, ModelError
+    from ..errors import Cancelled, ModelError
 
     folder = _folder(cache_dir)
     target = folder / OFFICIAL_FILE
@@ -167,8 +167,8 @@ def _stream_to_file(url: str, target: Path, report: _Progress, cancel, token: st
     """GET ``url`` (redirects followed) into ``target`` atomically, checking the announced size."""
     import urllib.request
 
-    from .atomic import atomic_path
-    from .errors import Cancelled
+    from ..atomic import atomic_path
+    from ..errors import Cancelled
 
     request = urllib.request.Request(url, headers={"User-Agent": "TotalFMLib"})
     if token:  # an unredirected header: the signed CDN address the Hub redirects to gets none
