@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from TotalFMLib.config import ModelConfig
 
 HERE = Path(__file__).parent
 DATA = HERE / "Data"
+# the Slicer module's own package (TotalFMSlicerLib), importable as Slicer makes it: the module's folder on sys.path
+sys.path.insert(0, str(HERE.resolve().parent / "TotalFMSlicer"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

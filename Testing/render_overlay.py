@@ -1,5 +1,5 @@
 """Render the Slicer overlay offscreen with VTK: organ surfaces and an axial CT slice, each organ
-coloured by its TotalFM score exactly as the Slicer module colours it (``slicer_scene.apply_scores``
+coloured by its TotalFM score exactly as the Slicer module colours it (``colouring.apply_scores``
 on real MRML nodes), with a colour bar. Used for the README picture:
 
     python Testing/render_overlay.py --out Screenshots/overlay.png            # demo model scores
@@ -22,13 +22,13 @@ BACKGROUND = (0.08, 0.10, 0.16)
 def _scene_with_scores(ct, seg, rows, finding: str):
     import slicer
 
-    from TotalFMLib import slicer_scene
+    from TotalFMSlicerLib import colouring, geometry, segments
 
     scene = slicer.vtkMRMLScene()
-    ct_node = slicer_scene.volume_node_from_volume(scene, ct, "CT")
-    seg_node = slicer_scene.segmentation_from_labelmap(scene, seg, ct_node, "organs")
-    legend = slicer_scene.apply_scores(seg_node, rows, finding)
-    if not slicer_scene.ensure_closed_surfaces(seg_node):
+    ct_node = geometry.volume_node_from_volume(scene, ct, "CT")
+    seg_node = segments.segmentation_from_labelmap(scene, seg, ct_node, "organs")
+    legend = colouring.apply_scores(seg_node, rows, finding)
+    if not segments.ensure_closed_surfaces(seg_node):
         raise RuntimeError("closed surfaces could not be made from the segmentation")
     return scene, seg_node, legend  # the caller keeps the scene alive while it renders
 
@@ -254,5 +254,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    ROOT = Path(__file__).resolve().parents[1]
+    sys.path[:0] = [str(ROOT), str(ROOT / "TotalFMSlicer")]  # TotalFMLib, and the module's TotalFMSlicerLib
     sys.exit(main())

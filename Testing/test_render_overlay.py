@@ -19,7 +19,7 @@ from pathlib import Path  # noqa: E402
 
 from test_slicer_scene import DEFAULT_PRESENT, make_rows, present_organs  # noqa: E402
 
-from TotalFMLib import slicer_scene  # noqa: E402
+from TotalFMSlicerLib import colouring  # noqa: E402
 from TotalFMLib.outputs.export import write_csv  # noqa: E402
 
 SCRIPT = Path(__file__).parent / "render_overlay.py"
@@ -72,7 +72,7 @@ def test_overlay_png_shows_the_scores(offscreen, case, tmp_path, example_ct_path
     assert path.stat().st_size < 500_000
     pixels = read_png(path)
     assert pixels.shape == (420, 800, 3)
-    liver_color = slicer_scene.score_color(0.83)
+    liver_color = colouring.score_color(0.83)
     hot = near(pixels, liver_color)
     assert hot > 2000, hot  # the flagged liver, in 3D and in the slice
     # the same case with a low liver score: the liver's bright colour disappears

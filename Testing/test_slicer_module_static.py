@@ -123,35 +123,54 @@ def test_module_imports_nothing_heavy_at_module_level():
     assert not bad, f"module-level imports of {bad} in {MODULE_PY.name}"
 
 
+MRML_LAYER = ROOT / "TotalFMSlicer" / "TotalFMSlicerLib"
+MRML_MODULES = ("geometry", "segments", "score_store", "colouring", "scores_table")
+
+
 def test_library_door_to_mrml_is_light_and_free_of_app_singletons():
-    source = (ROOT / "TotalFMLib" / "slicer_scene.py").read_text(encoding="utf-8")
-    tree = ast.parse(source)
-    for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            assert not any(n.split(".")[0] in {"torch", "transformers", "sentence_transformers", "SimpleITK",
-                                                "qt", "ctk"} for n in names)
-    used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
-            and isinstance(node.value, ast.Name) and node.value.id == "slicer"}
-    assert used, "slicer_scene.py should use MRML classes from the slicer package"
+    used = set()
+    for path in sorted(MRML_LAYER.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not any(n.split(".")[0] in {"torch", "transformers", "sentence_transformers", "SimpleITK",
+                                                    "qt", "ctk"} for n in names), path.name
+        used |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                 and isinstance(node.value, ast.Name) and node.value.id == "slicer"}
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not imported & {"qt", "ctk"}, path.name
+    assert used, "the MRML layer should use MRML classes from the slicer package"
     assert not used & {"app", "mrmlScene", "modules", "util"}, sorted(used & {"app", "mrmlScene", "modules", "util"})
-    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert not imported & {"qt", "ctk"}
+
+
+def test_totalfmlib_imports_no_slicer_vtk_or_qt():
+    """TotalFMLib runs without Slicer: no file of it imports slicer, vtk, qt or ctk, even lazily."""
+    found = []
+    for path in sorted((ROOT / "TotalFMLib").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                found += [f"{path.relative_to(ROOT)}: {n}" for n in names
+                          if n.split(".")[0] in {"slicer", "vtk", "vtkmodules", "qt", "ctk", "PythonQt"}]
+    assert not found, found
 
 
 def test_logic_delegates_to_the_tested_mrml_layer():
-    """The module's Logic calls slicer_scene functions, and each of them exists."""
-    from TotalFMLib import slicer_scene  # noqa: F401  (needs slicer-core only for attribute lookup)
+    """The module's Logic calls the MRML layer's functions, and each of them exists."""
+    import importlib
 
-    called = {node.attr for node in ast.walk(module_tree())
+    modules = {name: importlib.import_module(f"TotalFMSlicerLib.{name}") for name in MRML_MODULES}
+    called = {(node.value.id, node.attr) for node in ast.walk(module_tree())
               if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-              and node.value.id == "slicer_scene"}
+              and node.value.id in MRML_MODULES}
     expected = {"volume_from_volume_node", "labelmap_from_segmentation", "segmentation_from_labelmap",
                 "apply_scores", "scores_table", "highlight", "restore_colors", "scored_rows", "set_review",
                 "table_organs", "organ_center_ras", "export_csv", "ensure_closed_surfaces"}
-    assert expected <= called, f"Logic does not use {sorted(expected - called)}"
-    assert all(hasattr(slicer_scene, name) for name in called), sorted(n for n in called if not hasattr(slicer_scene, n))
+    assert expected <= {name for _, name in called}, f"Logic does not use {sorted(expected - {n for _, n in called})}"
+    missing = sorted(f"{m}.{n}" for m, n in called if not hasattr(modules[m], n))
+    assert not missing, missing
 
 
 def test_module_has_module_widget_logic_and_test_classes():
@@ -213,6 +232,8 @@ def test_module_cmake_lists_the_module_files_and_ships_the_library():
         assert resource in text
         assert (MODULE_DIR / resource.replace("${MODULE_NAME}", "TotalFMSlicer")).is_file()
     assert "TotalFMLib/*.py" in text and "TotalFMLib/data/*.csv" in text
+    listed = set(re.findall(r"\$\{MODULE_NAME\}Lib/(\w+\.py)", text))
+    assert listed == {p.name for p in MRML_LAYER.glob("*.py")}, "every file of TotalFMSlicerLib is installed"
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
 
 

@@ -1,4 +1,4 @@
-"""The MRML layer (TotalFMLib.slicer_scene) against real slicer-core nodes and the real example CT."""
+"""The MRML layer (TotalFMSlicer/TotalFMSlicerLib) against real slicer-core nodes and the real example CT."""
 from __future__ import annotations
 
 import csv
@@ -12,11 +12,12 @@ slicer = pytest.importorskip("slicer", reason="slicer-core wheel (pip install sl
 sitk = pytest.importorskip("SimpleITK")
 vtk = pytest.importorskip("vtk")
 
-from TotalFMLib.vocabulary import catalogue
-from TotalFMLib import slicer_scene as ss  # noqa: E402
+from TotalFMLib.vocabulary import catalogue  # noqa: E402
 from TotalFMLib.errors import InputError  # noqa: E402
 from TotalFMLib.results import ANY_LESION, ScoreRow, SearchHit  # noqa: E402
 from TotalFMLib.inputs.volume import Volume  # noqa: E402
+from TotalFMLib.vocabulary import terminology  # noqa: E402
+from TotalFMSlicerLib import colouring, geometry, score_store, scores_table, segments  # noqa: E402
 
 CREATED = "2026-01-02T03:04:05+00:00"
 
@@ -35,8 +36,8 @@ def seg(example_seg_path):
 def case(ct, seg):
     """A fresh scene with the CT node and the TotalSegmentator segmentation imported."""
     scene = slicer.vtkMRMLScene()
-    ct_node = ss.volume_node_from_volume(scene, ct, "example_ct")
-    seg_node = ss.segmentation_from_labelmap(scene, seg, ct_node, "example_seg")
+    ct_node = geometry.volume_node_from_volume(scene, ct, "example_ct")
+    seg_node = segments.segmentation_from_labelmap(scene, seg, ct_node, "example_seg")
     return scene, ct_node, seg_node
 
 
@@ -68,8 +69,8 @@ DEFAULT_PRESENT = ["liver", "spleen", "kidney_left", "kidney_right", "pancreas",
 # ------------------------------------------------------------------------- geometry
 def test_volume_node_round_trip_real_ct(ct):
     scene = slicer.vtkMRMLScene()
-    node = ss.volume_node_from_volume(scene, ct, "ct")
-    back = ss.volume_from_volume_node(node)
+    node = geometry.volume_node_from_volume(scene, ct, "ct")
+    back = geometry.volume_from_volume_node(node)
     assert back.same_grid(ct, tol=1e-6)
     assert back.array.dtype == ct.array.dtype and np.array_equal(back.array, ct.array)
     # the node's IJK->RAS maps voxels where SimpleITK puts them (LPS), with x and y negated
@@ -91,8 +92,8 @@ def test_oblique_geometry_round_trip():
         vol = Volume(array, spacing=(0.7, 0.8, 2.5), origin=(-12.5, 40.25, 3.0),
                      direction=tuple(direction.ravel()))
         scene = slicer.vtkMRMLScene()
-        node = ss.volume_node_from_volume(scene, vol, "oblique")
-        back = ss.volume_from_volume_node(node)
+        node = geometry.volume_node_from_volume(scene, vol, "oblique")
+        back = geometry.volume_from_volume_node(node)
         assert np.allclose(back.spacing, vol.spacing) and np.allclose(back.origin, vol.origin)
         assert np.allclose(back.direction, vol.direction)
         assert np.array_equal(back.array, array)
@@ -108,11 +109,11 @@ def test_oblique_geometry_round_trip():
 
 def test_transformed_node_is_refused(ct):
     scene = slicer.vtkMRMLScene()
-    node = ss.volume_node_from_volume(scene, ct, "moved")
+    node = geometry.volume_node_from_volume(scene, ct, "moved")
     transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
     node.SetAndObserveTransformNodeID(transform.GetID())
     with pytest.raises(InputError, match="moved: .*transform"):
-        ss.volume_from_volume_node(node)
+        geometry.volume_from_volume_node(node)
 
 
 # ---------------------------------------------------------------- segmentation import
@@ -151,7 +152,7 @@ def test_segmentation_has_names_colours_and_terminology(case, seg):
 
 def test_labelmap_round_trip_is_voxel_identical(case, seg, ct):
     scene, ct_node, seg_node = case
-    back = ss.labelmap_from_segmentation(seg_node, ct_node)
+    back = segments.labelmap_from_segmentation(seg_node, ct_node)
     assert back.same_grid(ct, tol=1e-6)
     assert back.array.dtype == np.int16
     assert np.array_equal(back.array, seg.array.astype(np.int16))
@@ -163,12 +164,12 @@ def test_labelmap_from_segments_named_by_other_tools(ct, seg):
     then named as TotalSegmentator's extension names segments, or given terminology only;
     segments that are no organ are ignored."""
     scene = slicer.vtkMRMLScene()
-    ct_node = ss.volume_node_from_volume(scene, ct, "ct")
+    ct_node = geometry.volume_node_from_volume(scene, ct, "ct")
     named = {"liver": "Liver", "kidney_left": "Kidney left", "spleen": "spleen"}
     coded = ["kidney_right", "aorta"]
     keep = [catalogue.organ(o).label_id for o in [*named, *coded]]
     subset = seg.with_array(np.where(np.isin(seg.array, keep), seg.array, 0).astype(np.int16))
-    label_node = ss.volume_node_from_volume(scene, subset, "labels", "vtkMRMLLabelMapVolumeNode")
+    label_node = geometry.volume_node_from_volume(scene, subset, "labels", "vtkMRMLLabelMapVolumeNode")
     seg_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "imported")
     assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(label_node, seg_node, "")
     segmentation = seg_node.GetSegmentation()
@@ -176,17 +177,17 @@ def test_labelmap_from_segments_named_by_other_tools(ct, seg):
     for i in range(segmentation.GetNumberOfSegments()):
         sid = segmentation.GetNthSegmentID(i)
         segment = segmentation.GetSegment(sid)
-        assert ss.segment_organ(segment, sid) is None  # "Label_5" and a random ID say nothing
+        assert segments.segment_organ(segment, sid) is None  # "Label_5" and a random ID say nothing
         organ = catalogue.organ(segment.GetLabelValue())
         if organ.name in named:
             segment.SetName(named[organ.name])
         else:
-            segment.SetTerminology(ss.terminology_entry(organ))
+            segment.SetTerminology(terminology.terminology_entry(organ))
     segmentation.AddEmptySegment("lesion1", "Lesion 1")
-    matched = ss.organ_segments(seg_node)
+    matched = segments.organ_segments(seg_node)
     assert sorted(matched) == sorted([*named, *coded])
     assert not any(sid in named or sid in coded for sid in matched.values())
-    back = ss.labelmap_from_segmentation(seg_node, ct_node)
+    back = segments.labelmap_from_segmentation(seg_node, ct_node)
     assert back.same_grid(ct, tol=1e-6)
     assert np.array_equal(back.array, subset.array)
 
@@ -197,20 +198,20 @@ def test_segments_matched_by_terminology_alone(case):
     for tag in ("TotalFM.structure", "TotalFM.labelId"):
         segment.RemoveTag(tag)
     segment.SetName("Segment_7")
-    assert ss.segment_organ(segment, "Segment_7").name == "kidney_left"
+    assert segments.segment_organ(segment, "Segment_7").name == "kidney_left"
     # a kidney cyst differs from a kidney only by its category and anatomic region
     cyst = slicer.vtkSegment()
-    cyst.SetTerminology(ss.terminology_entry("kidney_cyst_right"))
-    assert ss.segment_organ(cyst, "x").name == "kidney_cyst_right"
+    cyst.SetTerminology(terminology.terminology_entry("kidney_cyst_right"))
+    assert segments.segment_organ(cyst, "x").name == "kidney_cyst_right"
 
 
 def test_no_organ_segment_is_an_input_error(ct):
     scene = slicer.vtkMRMLScene()
-    ct_node = ss.volume_node_from_volume(scene, ct, "ct")
+    ct_node = geometry.volume_node_from_volume(scene, ct, "ct")
     seg_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my drawing")
     seg_node.GetSegmentation().AddEmptySegment("blob", "Blob")
     with pytest.raises(InputError, match="my drawing: no segment"):
-        ss.labelmap_from_segmentation(seg_node, ct_node)
+        segments.labelmap_from_segmentation(seg_node, ct_node)
 
 
 def test_unknown_labels_are_an_input_error(seg):
@@ -218,21 +219,21 @@ def test_unknown_labels_are_an_input_error(seg):
     bad = seg.with_array(np.where(seg.array == 5, 200, seg.array).astype(np.int16))
     bad.source = "odd_seg.nii.gz"
     with pytest.raises(InputError, match=r"odd_seg.nii.gz: label values \[200\]"):
-        ss.segmentation_from_labelmap(scene, bad, None)
+        segments.segmentation_from_labelmap(scene, bad, None)
 
 
 def test_organ_center_is_the_segment_box_centre(case, seg):
     scene, ct_node, seg_node = case
-    center = ss.organ_center_ras(seg_node, "liver")
+    center = segments.organ_center_ras(seg_node, "liver")
     z, y, x = np.nonzero(seg.array == catalogue.organ("liver").label_id)
     image = seg.to_sitk()
     corners = [image.TransformContinuousIndexToPhysicalPoint((float(i), float(j), float(k)))
                for i, j, k in [(x.min(), y.min(), z.min()), (x.max(), y.max(), z.max())]]
     lps = np.mean(corners, axis=0)
     assert np.allclose(center, (-lps[0], -lps[1], lps[2]), atol=3.1)  # within one voxel (3 mm)
-    assert np.allclose(ss.organ_center_ras(seg_node, "Liver"), center)
+    assert np.allclose(segments.organ_center_ras(seg_node, "Liver"), center)
     with pytest.raises(InputError, match="no segment for organ 'brain'"):
-        ss.organ_center_ras(seg_node, "brain")
+        segments.organ_center_ras(seg_node, "brain")
 
 
 # ----------------------------------------------------------------------- colouring
@@ -240,35 +241,35 @@ def test_apply_scores_colours_dims_and_stores(case, seg):
     scene, ct_node, seg_node = case
     organs = [o for o in DEFAULT_PRESENT if o in present_organs(seg)]
     rows = make_rows(organs)
-    legend = ss.apply_scores(seg_node, rows, ANY_LESION, colormap="viridis")
+    legend = colouring.apply_scores(seg_node, rows, ANY_LESION, colormap="viridis")
     segmentation = seg_node.GetSegmentation()
     display = seg_node.GetDisplayNode()
     shown = {r.organ: r for r in rows if r.finding == ANY_LESION}
     assert any(r.flagged for r in shown.values()) and any(not r.flagged for r in shown.values())
     for organ, row in shown.items():
         color = segmentation.GetSegment(organ).GetColor()
-        assert np.allclose(color, ss.score_color(row.score, "viridis"))
+        assert np.allclose(color, colouring.score_color(row.score, "viridis"))
         assert np.allclose(color, legend.color(row.score))
-        expected = 1.0 if row.flagged else ss.DIM_OPACITY
+        expected = 1.0 if row.flagged else colouring.DIM_OPACITY
         assert display.GetSegmentOpacity3D(organ) == pytest.approx(expected)
         assert display.GetSegmentOpacity2DFill(organ) == pytest.approx(expected)
     # organs with no score: grey and dim
-    assert np.allclose(segmentation.GetSegment("vertebrae_L1").GetColor(), ss.UNSCORED_COLOR)
-    assert display.GetSegmentOpacity3D("vertebrae_L1") == pytest.approx(ss.DIM_OPACITY)
+    assert np.allclose(segmentation.GetSegment("vertebrae_L1").GetColor(), colouring.UNSCORED_COLOR)
+    assert display.GetSegmentOpacity3D("vertebrae_L1") == pytest.approx(colouring.DIM_OPACITY)
     assert seg_node.GetAttribute("TotalFM.shown") == f"scores:{ANY_LESION}"
     assert legend.thresholds["liver"] == 0.5 and legend.stops[0][0] == 0.0 and legend.stops[-1][0] == 1.0
     # the colour ramp runs dark to bright, so higher scores stand out
-    lum = [0.2126 * r + 0.7152 * g + 0.0722 * b for r, g, b in (ss.score_color(v) for v in np.linspace(0, 1, 11))]
+    lum = [0.2126 * r + 0.7152 * g + 0.0722 * b for r, g, b in (colouring.score_color(v) for v in np.linspace(0, 1, 11))]
     assert all(a < b for a, b in zip(lum, lum[1:]))
 
     # showing another finding recolours from the same stored rows
-    ss.apply_scores(seg_node, rows, "hepatic steatosis")
-    assert np.allclose(segmentation.GetSegment("liver").GetColor(), ss.score_color(0.83))
-    assert np.allclose(segmentation.GetSegment("spleen").GetColor(), ss.UNSCORED_COLOR)
+    colouring.apply_scores(seg_node, rows, "hepatic steatosis")
+    assert np.allclose(segmentation.GetSegment("liver").GetColor(), colouring.score_color(0.83))
+    assert np.allclose(segmentation.GetSegment("spleen").GetColor(), colouring.UNSCORED_COLOR)
     with pytest.raises(InputError, match="no score for finding 'ascites'"):
-        ss.apply_scores(seg_node, rows, "ascites")
+        colouring.apply_scores(seg_node, rows, "ascites")
     with pytest.raises(InputError, match="unknown colour map"):
-        ss.apply_scores(seg_node, rows, ANY_LESION, colormap="jet")
+        colouring.apply_scores(seg_node, rows, ANY_LESION, colormap="jet")
 
 
 def test_restore_colors_is_exact(case, seg):
@@ -280,18 +281,18 @@ def test_restore_colors_is_exact(case, seg):
     before = {sid: (segmentation.GetSegment(sid).GetColor(), display.GetSegmentOpacity3D(sid),
                     display.GetSegmentOpacity2DFill(sid), display.GetSegmentOpacity2DOutline(sid)) for sid in ids}
     rows = make_rows([o for o in DEFAULT_PRESENT if o in present_organs(seg)])
-    ss.apply_scores(seg_node, rows)
-    ss.highlight(seg_node, [SearchHit("kidney_left", 2, 0.4, 1, True)])
-    ss.apply_scores(seg_node, rows, "hepatic steatosis")
+    colouring.apply_scores(seg_node, rows)
+    colouring.highlight(seg_node, [SearchHit("kidney_left", 2, 0.4, 1, True)])
+    colouring.apply_scores(seg_node, rows, "hepatic steatosis")
     assert segmentation.GetSegment("spleen").GetColor() != before["spleen"][0]
-    assert ss.restore_colors(seg_node) == len(ids)
+    assert colouring.restore_colors(seg_node) == len(ids)
     after = {sid: (segmentation.GetSegment(sid).GetColor(), display.GetSegmentOpacity3D(sid),
                    display.GetSegmentOpacity2DFill(sid), display.GetSegmentOpacity2DOutline(sid)) for sid in ids}
     assert after == before
     assert seg_node.GetAttribute("TotalFM.shown") is None
     assert not segmentation.GetSegment("liver").HasTag("TotalFM.originalColor")
-    assert ss.read_scores(seg_node)["liver"][ANY_LESION].score == pytest.approx(0.83)  # scores stay
-    assert ss.restore_colors(seg_node) == 0
+    assert score_store.read_scores(seg_node)["liver"][ANY_LESION].score == pytest.approx(0.83)  # scores stay
+    assert colouring.restore_colors(seg_node) == 0
 
 
 def test_highlight_search_hits(case):
@@ -300,14 +301,14 @@ def test_highlight_search_hits(case):
     display = seg_node.GetDisplayNode()
     hits = [SearchHit("kidney_right", 3, 0.41, 2, True), SearchHit("kidney_left", 2, 0.43, 1, True),
             SearchHit("liver", 5, 0.12, 3, False), SearchHit("brain", 90, 0.30, 4, True)]
-    shown = ss.highlight(seg_node, hits)
+    shown = colouring.highlight(seg_node, hits)
     assert shown == ["kidney_left", "kidney_right"]  # best first; brain has no segment here
     for organ in shown:
-        assert np.allclose(segmentation.GetSegment(organ).GetColor(), ss.HIGHLIGHT_COLOR)
+        assert np.allclose(segmentation.GetSegment(organ).GetColor(), colouring.HIGHLIGHT_COLOR)
         assert display.GetSegmentOpacity3D(organ) == 1.0
     liver = segmentation.GetSegment("liver")
     assert np.allclose(liver.GetColor(), np.array(catalogue.organ("liver").color) / 255.0)
-    assert display.GetSegmentOpacity3D("liver") == pytest.approx(ss.DIM_OPACITY)
+    assert display.GetSegmentOpacity3D("liver") == pytest.approx(colouring.DIM_OPACITY)
     assert seg_node.GetAttribute("TotalFM.shown") == "search"
 
 
@@ -315,25 +316,25 @@ def test_highlight_search_hits(case):
 def test_read_scores_returns_the_stored_rows(case, seg):
     scene, ct_node, seg_node = case
     rows = make_rows([o for o in DEFAULT_PRESENT if o in present_organs(seg)])
-    assert ss.store_scores(seg_node, rows) == len({r.organ for r in rows})
-    stored = ss.read_scores(seg_node)
+    assert score_store.store_scores(seg_node, rows) == len({r.organ for r in rows})
+    stored = score_store.read_scores(seg_node)
     assert stored["liver"]["hepatic steatosis"] == next(r for r in rows if r.finding == "hepatic steatosis")
-    assert sorted(ss.scored_rows(seg_node), key=lambda r: (r.organ, r.finding)) == \
+    assert sorted(score_store.scored_rows(seg_node), key=lambda r: (r.organ, r.finding)) == \
         sorted(rows, key=lambda r: (r.organ, r.finding))
     # a new run replaces the old scores, findings it did not score disappear
-    ss.store_scores(seg_node, [r for r in rows if r.finding == ANY_LESION])
-    assert list(ss.read_scores(seg_node)["liver"]) == [ANY_LESION]
+    score_store.store_scores(seg_node, [r for r in rows if r.finding == ANY_LESION])
+    assert list(score_store.read_scores(seg_node)["liver"]) == [ANY_LESION]
 
 
 def test_scores_table_rows_columns_and_review(case, seg):
     scene, ct_node, seg_node = case
     organs = [o for o in DEFAULT_PRESENT if o in present_organs(seg)]
     rows = make_rows(organs)
-    table = ss.scores_table(scene, rows, review={"spleen": "Agree"})
+    table = scores_table.scores_table(scene, rows, review={"spleen": "Agree"})
     assert table.GetNumberOfRows() == len(organs)
     names = [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())]
     assert names == ["organ", "segment", "label_id", ANY_LESION, "hepatic steatosis", "flagged", "review"]
-    listed = ss.table_organs(table)
+    listed = scores_table.table_organs(table)
     scores = {r.organ: r.score for r in rows if r.finding == ANY_LESION}
     assert listed == sorted(organs, key=lambda o: -scores[o])  # most suspicious first
     liver_row = listed.index("liver")
@@ -343,34 +344,34 @@ def test_scores_table_rows_columns_and_review(case, seg):
     assert table.GetCellText(liver_row, 5) == f"{ANY_LESION}; hepatic steatosis"
     spleen_row = listed.index("spleen")
     assert np.isnan(float(table.GetCellText(spleen_row, 4)))  # not scored for steatosis
-    assert ss.review_marks(table) == {"spleen": "agree"}
+    assert scores_table.review_marks(table) == {"spleen": "agree"}
 
-    ss.set_review(table, "liver", "disagree")
-    ss.set_review(table, "Left kidney", "unsure")
-    ss.set_review(table, "spleen", "")
-    assert ss.review_marks(table) == {"liver": "disagree", "kidney_left": "unsure"}
+    scores_table.set_review(table, "liver", "disagree")
+    scores_table.set_review(table, "Left kidney", "unsure")
+    scores_table.set_review(table, "spleen", "")
+    assert scores_table.review_marks(table) == {"liver": "disagree", "kidney_left": "unsure"}
     with pytest.raises(InputError, match="review mark 'maybe'"):
-        ss.set_review(table, "liver", "maybe")
+        scores_table.set_review(table, "liver", "maybe")
     with pytest.raises(InputError, match="'brain' is not in the scores table"):
-        ss.set_review(table, "brain", "agree")
+        scores_table.set_review(table, "brain", "agree")
 
     # refilling (a new run, a search order) keeps the marks; the order puts hits first
-    again = ss.scores_table(scene, rows, table_node=table, order=["kidney_right", "kidney_left"])
+    again = scores_table.scores_table(scene, rows, table_node=table, order=["kidney_right", "kidney_left"])
     assert again is table
-    assert ss.table_organs(table)[:2] == ["kidney_right", "kidney_left"]
-    assert ss.review_marks(table) == {"liver": "disagree", "kidney_left": "unsure"}
+    assert scores_table.table_organs(table)[:2] == ["kidney_right", "kidney_left"]
+    assert scores_table.review_marks(table) == {"liver": "disagree", "kidney_left": "unsure"}
     # another case in the same table starts without marks
     other = [dataclasses.replace(r, case_id="another case") for r in rows]
-    ss.scores_table(scene, other, table_node=table)
-    assert ss.review_marks(table) == {}
+    scores_table.scores_table(scene, other, table_node=table)
+    assert scores_table.review_marks(table) == {}
 
 
 def test_scene_save_and_reload_keeps_scores_colours_and_marks(case, seg, tmp_path):
     scene, ct_node, seg_node = case
     rows = make_rows([o for o in DEFAULT_PRESENT if o in present_organs(seg)])
-    ss.apply_scores(seg_node, rows)
-    table = ss.scores_table(scene, rows)
-    ss.set_review(table, "liver", "agree")
+    colouring.apply_scores(seg_node, rows)
+    table = scores_table.scores_table(scene, rows)
+    scores_table.set_review(table, "liver", "agree")
     colors = {o: seg_node.GetSegmentation().GetSegment(o).GetColor() for o in ("liver", "spleen")}
 
     # what Slicer's "Save scene as .mrb" does: write the scene and its storage nodes to a folder
@@ -389,32 +390,32 @@ def test_scene_save_and_reload_keeps_scores_colours_and_marks(case, seg, tmp_pat
     seg2 = reloaded.GetFirstNodeByName("example_seg")
     table2 = reloaded.GetFirstNodeByName("TotalFM scores")
     ct2 = reloaded.GetFirstNodeByName("example_ct")
-    stored = ss.read_scores(seg2)
+    stored = score_store.read_scores(seg2)
     assert stored["liver"][ANY_LESION] == next(r for r in rows if r.organ == "liver" and r.finding == ANY_LESION)
-    assert sorted(ss.scored_rows(seg2), key=lambda r: (r.organ, r.finding)) == \
+    assert sorted(score_store.scored_rows(seg2), key=lambda r: (r.organ, r.finding)) == \
         sorted(rows, key=lambda r: (r.organ, r.finding))
     for organ, color in colors.items():
         assert np.allclose(seg2.GetSegmentation().GetSegment(organ).GetColor(), color, atol=1e-5)
     assert seg2.GetAttribute("TotalFM.shown") == f"scores:{ANY_LESION}"
-    assert ss.review_marks(table2) == {"liver": "agree"}
-    assert ss.table_organs(table2) == ss.table_organs(table)
+    assert scores_table.review_marks(table2) == {"liver": "agree"}
+    assert scores_table.table_organs(table2) == scores_table.table_organs(table)
     # the original colours come back after a reload as well
-    ss.restore_colors(seg2)
+    colouring.restore_colors(seg2)
     assert np.allclose(seg2.GetSegmentation().GetSegment("liver").GetColor(),
                        np.array(catalogue.organ("liver").color) / 255.0, atol=1e-5)
-    assert np.array_equal(ss.labelmap_from_segmentation(seg2, ct2).array, seg.array)
+    assert np.array_equal(segments.labelmap_from_segmentation(seg2, ct2).array, seg.array)
 
 
 def test_csv_export_with_reviewer_marks(case, seg, tmp_path):
     pytest.importorskip("TotalFMLib.outputs.export")
     scene, ct_node, seg_node = case
     rows = make_rows([o for o in DEFAULT_PRESENT if o in present_organs(seg)])
-    ss.apply_scores(seg_node, rows)
-    table = ss.scores_table(scene, rows)
-    ss.set_review(table, "liver", "agree")
-    ss.set_review(table, "spleen", "disagree")
+    colouring.apply_scores(seg_node, rows)
+    table = scores_table.scores_table(scene, rows)
+    scores_table.set_review(table, "liver", "agree")
+    scores_table.set_review(table, "spleen", "disagree")
     path = tmp_path / "out" / "scores.csv"
-    ss.export_csv(ss.scored_rows(seg_node), path, table)
+    scores_table.export_csv(score_store.scored_rows(seg_node), path, table)
     with open(path, newline="", encoding="utf-8") as f:
         records = list(csv.DictReader(f))
     from TotalFMLib.results import SCORE_COLUMNS
@@ -439,21 +440,21 @@ def test_model_scores_and_search_on_volumes_read_from_nodes(case, tiny_checkpoin
     monkeypatch.setenv("TOTALFM_HOME", str(tmp_path))
     model = TotalFM.load(tiny_checkpoint, device="cpu")
     scene, ct_node, seg_node = case
-    ct = ss.volume_from_volume_node(ct_node)
-    seg = ss.labelmap_from_segmentation(seg_node, ct_node)
+    ct = geometry.volume_from_volume_node(ct_node)
+    seg = segments.labelmap_from_segmentation(seg_node, ct_node)
     embeddings = model.encode_image(ct, seg, organs=["liver", "spleen", "kidneys", "pancreas"])
     assert sorted(embeddings) == sorted(["liver", "spleen", "kidney_left", "kidney_right", "pancreas"])
     rows = model.score(embeddings, case_id="example")
     assert {r.finding for r in rows} >= {ANY_LESION}
-    legend = ss.apply_scores(seg_node, rows)
+    legend = colouring.apply_scores(seg_node, rows)
     segmentation = seg_node.GetSegmentation()
     for row in (r for r in rows if r.finding == ANY_LESION):
         assert np.allclose(segmentation.GetSegment(row.organ).GetColor(), legend.color(row.score))
-    table = ss.scores_table(scene, rows)
-    assert sorted(ss.table_organs(table)) == sorted(embeddings)
-    assert ss.scored_rows(seg_node) == sorted(rows, key=lambda r: catalogue.organ(r.organ).label_id)
+    table = scores_table.scores_table(scene, rows)
+    assert sorted(scores_table.table_organs(table)) == sorted(embeddings)
+    assert score_store.scored_rows(seg_node) == sorted(rows, key=lambda r: catalogue.organ(r.organ).label_id)
 
     hits = model.search(embeddings, "kidney stone")
     matched = [h.organ for h in sorted(hits, key=lambda h: h.rank) if h.matched]
-    assert matched and ss.highlight(seg_node, hits) == matched
-    assert np.allclose(segmentation.GetSegment(matched[0]).GetColor(), ss.HIGHLIGHT_COLOR)
+    assert matched and colouring.highlight(seg_node, hits) == matched
+    assert np.allclose(segmentation.GetSegment(matched[0]).GetColor(), colouring.HIGHLIGHT_COLOR)

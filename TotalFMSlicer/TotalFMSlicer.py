@@ -1,7 +1,7 @@
 """TotalFM in 3D Slicer: organ-wise lesion scores, finding search and organ-by-organ review.
 
 The widget only wires the .ui to the logic; the logic delegates to TotalFMLib, whose one
-door to MRML is ``TotalFMLib.slicer_scene`` (tested in plain pytest). Heavy packages
+door to MRML is the module's own package ``TotalFMSlicerLib`` (tested in plain pytest). Heavy packages
 (torch, transformers, TotalFMLib's model code) are imported inside functions only.
 """
 import logging
@@ -530,12 +530,12 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def caseVolumes(ctNode, segmentationInput):
         """(CT, label map) as TotalFMLib Volumes, read on the main thread."""
-        from TotalFMLib import slicer_scene
+        from TotalFMSlicerLib import geometry, segments
 
-        ct = slicer_scene.volume_from_volume_node(ctNode)
+        ct = geometry.volume_from_volume_node(ctNode)
         if segmentationInput.IsA("vtkMRMLLabelMapVolumeNode"):
-            return ct, slicer_scene.volume_from_volume_node(segmentationInput)
-        return ct, slicer_scene.labelmap_from_segmentation(segmentationInput, ctNode)
+            return ct, geometry.volume_from_volume_node(segmentationInput)
+        return ct, segments.labelmap_from_segmentation(segmentationInput, ctNode)
 
     # ---------------------------------------------------------------- analysis
     def analyze(self, ct, seg, source: str = "demo", device=None, caseId: str = "case", progress=None, cancel=None):
@@ -598,7 +598,7 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
         return self.showResults(run.ctNode, run.segmentationInput, rows, embeddings, tableNode)
 
     def showResults(self, ctNode, segmentationInput, rows, embeddings, tableNode=None, finding: str = ANY_LESION):
-        from TotalFMLib import slicer_scene
+        from TotalFMSlicerLib import colouring, geometry, scores_table, segments
 
         segmentationNode = segmentationInput
         if segmentationInput.IsA("vtkMRMLLabelMapVolumeNode"):
@@ -606,13 +606,13 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
             for old in slicer.util.getNodesByClass("vtkMRMLSegmentationNode"):
                 if old.GetAttribute(SOURCE_LABELMAP_ATTRIBUTE) == segmentationInput.GetID():
                     slicer.mrmlScene.RemoveNode(old)
-            labelmap = slicer_scene.volume_from_volume_node(segmentationInput)
-            segmentationNode = slicer_scene.segmentation_from_labelmap(
+            labelmap = geometry.volume_from_volume_node(segmentationInput)
+            segmentationNode = segments.segmentation_from_labelmap(
                 slicer.mrmlScene, labelmap, ctNode, segmentationInput.GetName() + " organs")
             segmentationNode.SetAttribute(SOURCE_LABELMAP_ATTRIBUTE, segmentationInput.GetID())
-        legend = slicer_scene.apply_scores(segmentationNode, rows, finding)
-        tableNode = slicer_scene.scores_table(slicer.mrmlScene, rows, tableNode)
-        slicer_scene.ensure_closed_surfaces(segmentationNode)
+        legend = colouring.apply_scores(segmentationNode, rows, finding)
+        tableNode = scores_table.scores_table(slicer.mrmlScene, rows, tableNode)
+        segments.ensure_closed_surfaces(segmentationNode)
         self.embeddings = embeddings
         self.embeddingsSegmentationID = segmentationNode.GetID()
         return segmentationNode, tableNode, legend
@@ -627,21 +627,21 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
     # ------------------------------------------------------ display and search
     @staticmethod
     def scoredFindings(segmentationNode) -> list:
-        from TotalFMLib import slicer_scene
+        from TotalFMSlicerLib import score_store
 
-        return slicer_scene.row_findings(slicer_scene.scored_rows(segmentationNode))
+        return score_store.row_findings(score_store.scored_rows(segmentationNode))
 
     @staticmethod
     def showFinding(segmentationNode, finding: str):
-        from TotalFMLib import slicer_scene
+        from TotalFMSlicerLib import colouring, score_store
 
-        return slicer_scene.apply_scores(segmentationNode, slicer_scene.scored_rows(segmentationNode), finding)
+        return colouring.apply_scores(segmentationNode, score_store.scored_rows(segmentationNode), finding)
 
     @staticmethod
     def restoreColors(segmentationNode) -> int:
-        from TotalFMLib import slicer_scene
+        from TotalFMSlicerLib import colouring
 
-        return slicer_scene.restore_colors(segmentationNode)
+        return colouring.restore_colors(segmentationNode)
 
     @staticmethod
     def searchPresets() -> list:
@@ -651,38 +651,38 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
 
     def search(self, segmentationNode, query: str, tableNode=None):
         """Rank organs for a typed finding, highlight the matches; the table lists them first."""
-        from TotalFMLib import slicer_scene
+        from TotalFMSlicerLib import colouring, score_store, scores_table
         from TotalFMLib.errors import InputError
 
         if self._model is None or self.embeddingsSegmentationID != segmentationNode.GetID():
             raise InputError(None, "press Apply first: search needs this case's organ embeddings")
         hits = self._model.search(self.embeddings, query)
-        slicer_scene.highlight(segmentationNode, hits)
+        colouring.highlight(segmentationNode, hits)
         if tableNode is not None:
             order = [h.organ for h in sorted(hits, key=lambda h: h.rank) if h.matched]
-            slicer_scene.scores_table(slicer.mrmlScene, slicer_scene.scored_rows(segmentationNode), tableNode,
+            scores_table.scores_table(slicer.mrmlScene, score_store.scored_rows(segmentationNode), tableNode,
                                       order=order)
         return hits
 
     # ------------------------------------------------------------------ review
     @staticmethod
     def tableOrgans(tableNode) -> list:
-        from TotalFMLib import slicer_scene
+        from TotalFMSlicerLib import scores_table
 
-        return slicer_scene.table_organs(tableNode) if tableNode else []
+        return scores_table.table_organs(tableNode) if tableNode else []
 
     @staticmethod
     def setReview(tableNode, organ: str, mark: str) -> None:
-        from TotalFMLib import slicer_scene
+        from TotalFMSlicerLib import scores_table
 
-        slicer_scene.set_review(tableNode, organ, mark)
+        scores_table.set_review(tableNode, organ, mark)
 
     @staticmethod
     def centerViewsOnOrgan(segmentationNode, organ: str):
         """Jump the slice views to the organ's centre and aim the 3D views at it."""
-        from TotalFMLib import slicer_scene
+        from TotalFMSlicerLib import segments
 
-        r, a, s = slicer_scene.organ_center_ras(segmentationNode, organ)
+        r, a, s = segments.organ_center_ras(segmentationNode, organ)
         slicer.modules.markups.logic().JumpSlicesToLocation(r, a, s, True)
         cameras = slicer.modules.cameras.logic()
         for viewNode in slicer.util.getNodesByClass("vtkMRMLViewNode"):
@@ -693,9 +693,9 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def exportCsv(segmentationNode, tableNode, path):
-        from TotalFMLib import slicer_scene
+        from TotalFMSlicerLib import score_store, scores_table
 
-        return slicer_scene.export_csv(slicer_scene.scored_rows(segmentationNode), path, tableNode)
+        return scores_table.export_csv(score_store.scored_rows(segmentationNode), path, tableNode)
 
 
 def totalSegmentatorLogic():
@@ -744,7 +744,7 @@ class TotalFMSlicerTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         from TotalFMLib.vocabulary import catalogue
-        from TotalFMLib import slicer_scene
+        from TotalFMSlicerLib import colouring, score_store
 
         self.delayDisplay("Loading the example CT and its segmentation")
         ctNode, labelNode = self.loadExample()
@@ -752,7 +752,7 @@ class TotalFMSlicerTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Scoring with the demo model")
         segmentationNode, tableNode, legend = logic.process(ctNode, labelNode, "demo", cpu=True)
 
-        rows = slicer_scene.scored_rows(segmentationNode)
+        rows = score_store.scored_rows(segmentationNode)
         organs = {r.organ for r in rows}
         self.assertGreater(len(organs), 5)
         self.assertEqual(tableNode.GetNumberOfRows(), len(organs))
@@ -764,7 +764,7 @@ class TotalFMSlicerTest(ScriptedLoadableModuleTest):
                 continue
             segment = segmentation.GetSegment(row.organ)
             self.assertTrue(np.allclose(segment.GetColor(), legend.color(row.score), atol=1e-6))
-            expected = 1.0 if row.flagged else slicer_scene.DIM_OPACITY
+            expected = 1.0 if row.flagged else colouring.DIM_OPACITY
             self.assertAlmostEqual(display.GetSegmentOpacity3D(row.organ), expected)
 
         self.delayDisplay("Finding search")
@@ -772,7 +772,7 @@ class TotalFMSlicerTest(ScriptedLoadableModuleTest):
         matched = [h.organ for h in sorted(hits, key=lambda h: h.rank) if h.matched]
         self.assertTrue(matched)
         self.assertEqual(logic.tableOrgans(tableNode)[: len(matched)], matched)
-        self.assertTrue(np.allclose(segmentation.GetSegment(matched[0]).GetColor(), slicer_scene.HIGHLIGHT_COLOR))
+        self.assertTrue(np.allclose(segmentation.GetSegment(matched[0]).GetColor(), colouring.HIGHLIGHT_COLOR))
 
         self.delayDisplay("Review and export")
         logic.setReview(tableNode, matched[0], "agree")
