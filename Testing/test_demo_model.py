@@ -57,8 +57,8 @@ def test_bundle_matches_the_configs_that_reproduce_it(demo, training_dir):
     for name in ("demo_pretrain.json", "demo_contrastive.json"):
         model = load_train_config(configs / name).model_config()
         assert model.version == demo.config.version, name
-        for key, value in model.arch.items():
-            assert demo.config.arch[key] == value, (name, key)
+        for key, value in model.arch.to_dict().items():
+            assert getattr(demo.config.arch, key) == value, (name, key)
     assert f"`{demo.config.version}`" in card
 
 

@@ -7,7 +7,8 @@ import torch
 
 from TotalFMLib.config import OFFICIAL_ARCH, OFFICIAL_EMBED_DIM
 from TotalFMLib.errors import Cancelled, InputError, ModelError
-from TotalFMLib.models.image_tower import adapt_image_state_dict, build_image_tower, encode_batches, load_image_state
+from TotalFMLib.models.checkpoint import load_image_state, released_layout
+from TotalFMLib.models.image_tower import build_image_tower, encode_batches
 
 DATA = Path(__file__).parent / "Data"
 
@@ -32,7 +33,7 @@ def test_state_without_k_bias_loads_as_zeros(tower_fixture):
     state = dict(tower_fixture["model_state_dict"])
     del state["vit.pool.cross_attn.k_bias"]
     tower = tiny_tower(tower_fixture, state)
-    assert torch.all(tower.vit.attn_pool.cross_attn.k_bias == 0)
+    assert torch.all(tower.vit.pool.cross_attn.k_bias == 0)
     zeroed = dict(tower_fixture["model_state_dict"])
     zeroed["vit.pool.cross_attn.k_bias"] = torch.zeros_like(zeroed["vit.pool.cross_attn.k_bias"])
     torch.testing.assert_close(tower(tower_fixture["input"]),
@@ -42,7 +43,7 @@ def test_state_without_k_bias_loads_as_zeros(tower_fixture):
 @torch.no_grad()
 def test_ddp_prefix_is_stripped(tower_fixture):
     state = {"module." + k: v for k, v in tower_fixture["model_state_dict"].items()}
-    assert set(adapt_image_state_dict(state)) == set(tower_fixture["model_state_dict"])
+    assert set(released_layout(state)) == set(tower_fixture["model_state_dict"])
     torch.testing.assert_close(tiny_tower(tower_fixture, state)(tower_fixture["input"]), tower_fixture["expected"],
                                atol=1e-5, rtol=0)
 
@@ -108,7 +109,7 @@ def test_vit_helpers(tower_fixture):
     perm = torch.stack([torch.randperm(8) for _ in range(2)])
     torch.testing.assert_close(vit.encode_tokens(x, perm),
                                torch.gather(tokens, 1, perm[..., None].expand(-1, -1, 48)))
-    assert vit.pool(tokens).shape == (2, 32)
+    assert vit.head(tokens).shape == (2, 32)
 
 
 def test_encode_batches_matches_forward_and_cancels(tower_fixture):

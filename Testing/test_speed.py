@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from TotalFMLib import TotalFM
-from TotalFMLib.models.embedding_cache import EmbeddingCache, case_key, input_key
+from TotalFMLib.inputs.fingerprint import input_key
+from TotalFMLib.models.embedding_cache import EmbeddingCache, case_key
 from TotalFMLib.errors import ModelError
 from TotalFMLib.inputs.case import load_case
-from TotalFMLib.models.image_tower import build_image_tower, load_image_state
+from TotalFMLib.models.checkpoint import load_image_state
+from TotalFMLib.models.image_tower import build_image_tower
 from TotalFMLib.models.precision import PRECISIONS, bf16_supported, check_precision, precision_context, prepare_image_tower, prepare_text_tower, torch_dtype
 from TotalFMLib.runtime import physical_cores, set_cpu_threads
 from TotalFMLib.inputs.volume import Volume

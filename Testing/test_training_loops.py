@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from TotalFMLib.models.checkpoint import read_checkpoint
-from TotalFMLib.config import ModelConfig
+from TotalFMLib.config import ImageArch, ModelConfig
 from TotalFMLib.errors import InputError
 from TotalFMLib.models.image_tower import build_image_tower
 from TotalFMLib.training.checkpointing import load_image_tower_weights, save_image_tower
@@ -228,10 +228,10 @@ def test_config_files_overrides_and_errors(tmp_path, training_dir):
         cfg = load_train_config(training_dir / "configs" / name)
         mc = cfg.model_config()
         arch = mc.arch
-        assert arch["dim"] % 3 == 0 and arch["image_size"] % arch["image_patch_size"] == 0
-        assert arch["frames"] % arch["frame_patch_size"] == 0
+        assert arch.dim % 3 == 0 and arch.image_size % arch.image_patch_size == 0
+        assert arch.frames % arch.frame_patch_size == 0
     full = load_train_config(training_dir / "configs" / "full_contrastive.json").model_config()
-    assert full.text.kind == "modernbert" and full.arch["dim"] == 1008 and full.embed_dim == 768
+    assert full.text.kind == "modernbert" and full.arch.dim == 1008 and full.embed_dim == 768
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("task: videomae\nsteps: 7\noptim:\n  lr: 0.01\nmodel:\n  embed_dim: 64\n")
     cfg = load_train_config(yaml_file, ["optim.warmup_steps=3", "model.arch.depth=2"])
@@ -271,7 +271,7 @@ def test_videomae_task_trains_and_writes_an_image_encoder(cache, tmp_path):
     seed_everything(0)
     result = train(VideoMAETask(cfg, cache), cfg, tmp_path, progress=False)
     state, config = read_checkpoint(result["final"])
-    assert all(k.startswith(("vit.", "image_proj.")) for k in state) and config.arch == TINY_ARCH
+    assert all(k.startswith(("vit.", "image_proj.")) for k in state) and config.arch == ImageArch.from_dict(TINY_ARCH)
     tower = build_image_tower(TINY_ARCH, 24)
     load_image_tower_weights(tower, result["final"])
 
@@ -298,7 +298,7 @@ def test_resume_continues_exactly_and_final_model_loads_strictly(cache, tmp_path
     blob = torch.load(full["final"], weights_only=True)
     assert blob["format"] == "totalfm-slicer/1" and set(blob) >= {"model_state_dict", "config"}
     state, config = read_checkpoint(full["final"])
-    assert config.arch == TINY_ARCH and config.model_id == "tiny-test"
+    assert config.arch == ImageArch.from_dict(TINY_ARCH) and config.model_id == "tiny-test"
     assert config.logit_scale == pytest.approx(float(state["logit_scale"]))
     fresh = ContrastiveModel(config)
     fresh.load_state_dict(state, strict=True)

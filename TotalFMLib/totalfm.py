@@ -14,11 +14,11 @@ from typing import Iterable
 
 import numpy as np
 
-from .models import precision as modes
 from .atomic import file_sha256
-from .models.checkpoint import describe_mismatch, read_checkpoint
 from .config import ModelConfig
 from .errors import ModelError
+from .models import precision as modes
+from .models.checkpoint import read_checkpoint
 from .progress import Progress, sub_progress
 from .runtime import pick_device
 
@@ -71,30 +71,24 @@ class TotalFM:
     @classmethod
     def load(cls, source: str | os.PathLike = "demo", device=None, precision: str = "fp32",
              cache_cases: int = 8, query_precision: str | None = None) -> "TotalFM":
-        """``precision``: "fp32" (reference), "bf16", "fp16" (CUDA) or "int8" (CPU) for the image encoder (see
-        ``models.precision``; CPU threads are set once by ``runtime.setup``); ``cache_cases``:
-        how many cases' organ embeddings stay in memory; ``query_precision``: "fp32" or
-        "bf16" for the search-query text encoder (default: bf16 where native)."""
-        from .models.image_tower import adapt_image_state_dict
+        """``source``: "demo", "official" or a checkpoint path; ``precision``: "fp32"
+        (reference), "bf16", "fp16" (CUDA) or "int8" (CPU) for the image encoder (see
+        ``models.precision``); ``cache_cases``: how many cases' organ embeddings stay in
+        memory; ``query_precision``: "fp32" or "bf16" for the search-query text encoder
+        (default: bf16 where native). CPU threads are the entry point's choice
+        (``runtime.setup``)."""
         from .models.totalfm_model import TotalFMModel
-
-        path = resolve_source(source)
-        state, config, meta = read_checkpoint(path, with_meta=True)
-        state = adapt_image_state_dict(state)
-        # a sentence-transformers backbone is built from its own package; a ModernBERT one
-        # only from its config, since the released checkpoint carries its weights
-        model = TotalFMModel(config, load_text_backbone_weights=config.text.kind != "modernbert")
-        result = model.load_state_dict(state, strict=False)
-        # a file may leave out the frozen text backbone: those weights are its package's own
-        partial_text = bool(meta.get("text_encoder_partial")) and config.text.kind != "modernbert"
-        missing = [k for k in result.missing_keys if not k.endswith("position_ids")
-                   and not (partial_text and k.startswith("text_encoder."))]
-        unexpected = [k for k in result.unexpected_keys if not k.endswith("position_ids")]
-        if missing or unexpected:
-            raise ModelError(f"{path}: checkpoint does not fit the model ({describe_mismatch(missing, unexpected)})")
 
         device = pick_device(device)
         modes.check_precision(precision, device)
+        path = resolve_source(source)
+        state, config, meta = read_checkpoint(path, with_meta=True)
+        # a sentence-transformers backbone is built from its own package; a ModernBERT one
+        # only from its config, since the released checkpoint carries its weights
+        model = TotalFMModel(config, load_text_backbone_weights=config.text.kind != "modernbert")
+        # a file may leave out the frozen text backbone: those weights are its package's own
+        model.load_checkpoint_state(state, path, text_backbone_optional=bool(meta.get("text_encoder_partial"))
+                                    and config.text.kind != "modernbert")
         if query_precision is not None:
             modes.check_query_precision(query_precision, device, model.text_tower)
         model.to(device).eval()
@@ -102,14 +96,14 @@ class TotalFM:
                    query_precision=query_precision)
 
     # --------------------------------------------------------------- encoding
-    def crops(self, ct, seg, organs=None, progress: Progress | None = None, cancel=None):
-        """Organ crops of a case (``preprocess.OrganCrops``), sized for this model."""
+    def crops(self, ct, seg=None, organs=None, progress: Progress | None = None, cancel=None):
+        """Organ crops (``crops.organ_crops.OrganCrops``) sized for this model, of a ``Case`` or
+        of a CT and segmentation (paths or Volumes, which pass ``inputs.load_case`` first)."""
+        from .crops.organ_crops import crop_case
         from .inputs.case import load_case
-        from .crops.organ_crops import organ_crops
 
-        ct, seg = load_case(ct, seg)
-        return organ_crops(ct, seg, organs, crop_size=self.config.crop_size, frames=self.config.frames,
-                           progress=progress, cancel=cancel)
+        return crop_case(load_case(ct, seg), organs, crop_size=self.config.crop_size, frames=self.config.frames,
+                         progress=progress, cancel=cancel)
 
     def encode_crops(self, images, batch_size: int | None = None, progress: Progress | None = None,
                      cancel=None) -> np.ndarray:
@@ -124,14 +118,15 @@ class TotalFM:
             return encode_batches(self._image_encoder, images, batch_size=batch_size, device=self.device,
                                   progress=progress, cancel=cancel)
 
-    def encode_image(self, ct, seg, organs=None, progress: Progress | None = None, cancel=None,
+    def encode_image(self, ct, seg=None, organs=None, progress: Progress | None = None, cancel=None,
                      batch_size: int | None = None) -> dict[str, np.ndarray]:
-        """{structure name: unit vector} for the requested organs present in ``seg``.
+        """{structure name: unit vector} for the requested organs present in the case: a
+        ``Case``, or a CT and segmentation (paths or Volumes).
 
-        A case encoded before (same content, organs and model; see ``embedding_cache``) is
-        answered from ``self.image_cache`` without running the encoder."""
-        from .vocabulary import catalogue
+        A case encoded before (same inputs, organs and model; see ``models.embedding_cache``)
+        is answered from ``self.image_cache`` without reading it again or running the encoder."""
         from .models.embedding_cache import case_key
+        from .vocabulary import catalogue
 
         names = [o.name for o in catalogue.resolve(organs)]
         key = case_key(ct, seg, names, f"{self.checksum}:{self.precision}:{self.config.crop_size}:"
@@ -169,7 +164,7 @@ class TotalFM:
         return self._queries.encode(list(texts))
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        """(N, D) unit vectors, cached per model (see ``text_cache``)."""
+        """(N, D) unit vectors, cached per model (see ``zeroshot.text_embeddings``)."""
         return self._text.encode(list(texts))
 
     def encode_text(self, texts: str | Iterable[str]) -> dict[str, np.ndarray]:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from TotalFMLib.config import ImageArch
+
 # the demo model's size (issue 5), from the config it is trained with; weights do not change timings
 _DEMO_MODEL = json.loads((Path(__file__).resolve().parents[2] / "Training" / "configs"
                           / "demo_contrastive.json").read_text())["model"]
-DEMO_ARCH = dict(_DEMO_MODEL["arch"])
+DEMO_ARCH = ImageArch.from_dict(_DEMO_MODEL["arch"])
 DEMO_EMBED = int(_DEMO_MODEL["embed_dim"])
 
 # full-resolution grid: 512 x 512 at 0.7421875 mm (a 380 mm field of view), 1 mm slices
@@ -74,7 +76,7 @@ def random_model(path: Path, arch: dict, embed_dim: int, seed: int = 0) -> Path:
     from TotalFMLib.training.checkpointing import save_model_checkpoint
 
     torch.manual_seed(seed)
-    config = ModelConfig(model_id=f"random-{arch['dim']}", arch=dict(arch), embed_dim=embed_dim)
+    config = ModelConfig(model_id=f"random-{arch.dim}", arch=arch, embed_dim=embed_dim)
     model = TotalFMModel(config)
     model.text_tower.freeze_backbone(0)
     return save_model_checkpoint(path, model, config, drop_frozen_text=True)

@@ -27,10 +27,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
 
-    from TotalFMLib import TotalFM
+    from TotalFMLib import TotalFM, runtime
 
+    runtime.setup(args.threads)
     t = time.perf_counter()
-    model = TotalFM.load(args.model, device="cpu", threads=args.threads)
+    model = TotalFM.load(args.model, device="cpu")
     if args.one_batch:
         crops = model.crops(args.ct, args.seg)
         model.encode_crops(crops.images[:8], batch_size=8)

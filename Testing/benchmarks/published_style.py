@@ -113,7 +113,7 @@ def naive_forward(tower, x):
     for attn, ff in vit.transformer.layers:
         tokens = tokens + _attention(attn.fn, attn.norm(tokens))
         tokens = tokens + ff(tokens)
-    pooled = vit.proj(_pool(vit.attn_pool, tokens))
+    pooled = vit.proj(_pool(vit.pool, tokens))
     return F.normalize(tower.image_proj(pooled), dim=-1, eps=1e-6)
 
 

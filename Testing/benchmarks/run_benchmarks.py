@@ -45,7 +45,6 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-import TotalFMLib  # noqa: E402,F401  (first, as users import it: its OpenMP setting precedes torch)
 
 QUERIES = ["kidney stone", "hypodense liver lesion", "pleural effusion", "splenomegaly", "gallstones",
            "aortic aneurysm", "renal cyst", "hepatic steatosis", "ascites", "lymphadenopathy", "bowel obstruction",
@@ -111,11 +110,11 @@ def section_encoder(label, arch, embed_dim, images, repeats, batch_sizes, modes,
     flops = bench_parts.encoder_flops(tower, images[:1])  # on the CPU; bench_parts.encoder moves both
     r = bench_parts.encoder(tower, images, repeats, batch_sizes, modes,
                             default_batch=max(batch_sizes), compile_model=compile_model, device=device)
-    tokens = (arch["image_size"] // arch["image_patch_size"]) ** 2 * (arch["frames"] // arch["frame_patch_size"])
+    tokens = (arch.image_size // arch.image_patch_size) ** 2 * (arch.frames // arch.frame_patch_size)
     n, batch = len(images), min(max(batch_sizes), len(images))
 
     def peak(b: int, dtype: str) -> float:
-        return bench_parts.matmul_gflops(min(b, n) * tokens, arch["dim"], arch["mlp_dim"], repeats=3,
+        return bench_parts.matmul_gflops(min(b, n) * tokens, arch.dim, arch.mlp_dim, repeats=3,
                                          dtype=torch_dtype(dtype), device=device)
 
     peaks = {f"fp32 batch {b}": peak(b, "fp32") for b in sorted({1, *batch_sizes})}
@@ -132,7 +131,7 @@ def section_encoder(label, arch, embed_dim, images, repeats, batch_sizes, modes,
                      "-" if row["matmul_fraction"] is None else f"{100 * row['matmul_fraction']:.0f}%",
                      f"{row['cosine_min']:.6f}"])
     text = (f"  {label}: {flops / 1e9:.2f} GFLOP per organ (FlopCounterMode), {n} organs; torch.matmul "
-            f"(batch x {tokens} tokens) x {arch['dim']} x {arch['mlp_dim']}: "
+            f"(batch x {tokens} tokens) x {arch.dim} x {arch.mlp_dim}: "
             + ", ".join(f"{k}: {g:.0f}" for k, g in peaks.items()) + " GFLOP/s\n" + table(rows))
     if r["compile_s"] is not None:
         text += f"\n  torch.compile warm-up (compile) took {r['compile_s']:.1f} s"
@@ -210,13 +209,13 @@ def encoder_sections(args, example) -> dict:
     n_full = (4 if quick else 16) if cuda else (1 if quick else 4)
     if example is None:
         source = "synthetic crops (smooth random volumes in [0, 1], seed 0; timings do not depend on content)"
-        demo_crops = bench_cases.synthetic_crops(n_demo, demo["image_size"], demo["frames"])
-        full_crops = bench_cases.synthetic_crops(n_full, full["image_size"], full["frames"])
+        demo_crops = bench_cases.synthetic_crops(n_demo, demo.image_size, demo.frames)
+        full_crops = bench_cases.synthetic_crops(n_full, full.image_size, full.frames)
     else:
         from TotalFMLib.crops.organ_crops import organ_crops
 
         source = "crops of the real example CT"
-        demo_crops = organ_crops(*example, crop_size=demo["image_size"], frames=demo["frames"]).images
+        demo_crops = organ_crops(*example, crop_size=demo.image_size, frames=demo.frames).images
         full_crops = organ_crops(*example).images[:n_full]
     where = (f"CUDA ({torch.cuda.get_device_name(args.device)}; fp32 matmuls without TF32, torch's default)"
              if cuda else f"CPU, {torch.get_num_threads()} threads")
@@ -240,12 +239,12 @@ def encoder_sections(args, example) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from TotalFMLib import runtime
+
+    threads = runtime.setup(args.threads)["threads"]  # before torch loads: OpenMP threads wait passively
     import bench_cases
     import torch
 
-    from TotalFMLib.runtime import set_cpu_threads
-
-    threads = set_cpu_threads(args.threads)
     quick, only = args.quick, set(args.only or SECTIONS) - ({"memory"} if args.skip_memory else set())
     workdir = Path(tempfile.mkdtemp(prefix="totalfm_bench_"))
     os.environ.setdefault("TOTALFM_HOME", str(workdir / "home"))  # text cache of this run only

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from .anatomy import orientation_warnings
 from .ct import check_ct, load_ct
+from .fingerprint import pair_key
 from .label_maps import check_same_grid
 from .segmentation import check_labels, load_segmentation
 from .volume import Volume
@@ -33,6 +34,7 @@ class Case:
     ct: Volume
     seg: Volume
     warnings: tuple[str, ...] = field(default=())
+    inputs_key: str = ""  # what the case was read from (``fingerprint``), "" for volumes built in memory
 
     def __iter__(self):
         return iter((self.ct, self.seg))
@@ -42,6 +44,11 @@ class Case:
 
     def __len__(self) -> int:
         return 2
+
+    def key(self) -> str:
+        """Identity of the case's inputs for caches: the files it was read from (path, size,
+        time), else the content of its volumes."""
+        return self.inputs_key or pair_key(self.ct, self.seg)
 
     @property
     def organs(self) -> dict[str, int]:
@@ -54,9 +61,11 @@ def load_case(ct, seg) -> Case:
     ``Case`` is returned as it is."""
     if isinstance(ct, Case):
         return ct
-    ct = checked_ct(ct)
-    seg = load_segmentation(seg, ct)
-    return Case(ct, seg, tuple(orientation_warnings(seg)))
+    ct_volume = checked_ct(ct)
+    seg_volume = load_segmentation(seg, ct_volume)
+    from_files = not isinstance(ct, Volume) and not isinstance(seg, Volume)
+    key = pair_key(ct, seg) if from_files else ""
+    return Case(ct_volume, seg_volume, tuple(orientation_warnings(seg_volume)), key)
 
 
 def checked_ct(ct) -> Volume:

@@ -1,7 +1,8 @@
 """TotalFM image encoder: a 3D ViT with factorised positions and attention pooling.
 
 Key names and shapes match the released checkpoint's ``vit.*`` and ``image_proj.*``
-(Testing/Data/totalfm_official_image_keys.txt); DESIGN.md "Image encoder" has the facts.
+(Testing/Data/totalfm_official_image_keys.txt); docs/published_facts.md, "Image encoder",
+has the facts.
 Input crops are (B, C, H, W, D) with D the slice (frame) axis; tokens are ordered
 (h w f) and each patch is flattened (p1 p2 pf c).
 """
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import describe_mismatch
+from ..config import ImageArch
 from ..errors import Cancelled, InputError, ModelError
 
 
@@ -167,14 +168,8 @@ class ViT3D(nn.Module):
         self.pos_embedding = FactorisedPosition(image_size // p, image_size // p, frames // pf, dim)
         self.dropout = nn.Dropout(emb_dropout)
         self.transformer = Transformer(dim, depth, heads, dim_head, mlp_dim, dropout)
-        # registered as "pool" (the checkpoint's name) while vit.pool() is the method below
-        self._modules["pool"] = AttentionPool(dim, heads)
+        self.pool = AttentionPool(dim, heads)
         self.proj = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, out_dim, bias=False))
-
-    @property
-    def attn_pool(self) -> AttentionPool:
-        """The pooling block (state-dict name "pool")."""
-        return self._modules["pool"]
 
     def grid(self, x_shape) -> tuple[int, int, int]:
         """Token grid (h, w, f) for an input of shape (B, C, H, W, D)."""
@@ -193,9 +188,9 @@ class ViT3D(nn.Module):
             tokens = torch.gather(tokens, 1, keep[..., None].expand(-1, -1, tokens.shape[-1]))
         return self.transformer(self.dropout(tokens))
 
-    def pool(self, tokens):
-        """(B, N, dim) tokens -> (B, out_dim): attention pooling then the head."""
-        return self.proj(self.attn_pool(tokens))
+    def head(self, tokens):
+        """(B, N, dim) tokens -> (B, out_dim): attention pooling, then LayerNorm and Linear."""
+        return self.proj(self.pool(tokens))
 
 
 class ImageTower(nn.Module):
@@ -207,39 +202,14 @@ class ImageTower(nn.Module):
         self.image_proj = nn.Linear(out_dim, embed_dim)
 
     def forward(self, x):
-        return F.normalize(self.image_proj(self.vit.pool(self.vit.encode_tokens(x))), dim=-1, eps=1e-6)
+        return F.normalize(self.image_proj(self.vit.head(self.vit.encode_tokens(x))), dim=-1, eps=1e-6)
 
 
-def build_image_tower(arch: dict, embed_dim: int) -> ImageTower:
-    """Build from the checkpoint's ``arch`` kwargs (optional ``dropout``, ``emb_dropout``)."""
-    arch = dict(arch)
-    arch.setdefault("dropout", 0.1)
-    try:
-        return ImageTower(ViT3D(**arch), arch["out_dim"], embed_dim)
-    except (TypeError, KeyError) as e:
-        raise ModelError(f"bad image encoder arch {arch}: {e}") from None
-
-
-def adapt_image_state_dict(state: dict) -> dict:
-    """Strip a DDP ``module.`` prefix and add a zero ``k_bias`` when the checkpoint has none."""
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
-    q_bias = state.get("vit.pool.cross_attn.q_bias")
-    if q_bias is not None and "vit.pool.cross_attn.k_bias" not in state:
-        state["vit.pool.cross_attn.k_bias"] = torch.zeros_like(q_bias)
-    return state
-
-
-def load_image_state(tower: ImageTower, state: dict, strict: bool = True):
-    """Load ``vit.*``/``image_proj.*`` weights; raise ModelError naming bad keys."""
-    state = adapt_image_state_dict(state)
-    try:
-        result = tower.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        raise ModelError(f"image encoder weights do not fit the architecture: {e}") from None
-    if strict and (result.missing_keys or result.unexpected_keys):
-        raise ModelError("image encoder weights do not match the architecture: "
-                         + describe_mismatch(result.missing_keys, result.unexpected_keys))
-    return result
+def build_image_tower(arch: "ImageArch | dict", embed_dim: int) -> ImageTower:
+    """Build from an ``ImageArch`` or a checkpoint's ``arch`` mapping (``dropout`` and
+    ``emb_dropout`` optional); ModelError naming what is wrong with it."""
+    arch = ImageArch.from_dict(arch)
+    return ImageTower(ViT3D(**arch.to_dict()), arch.out_dim, embed_dim)
 
 
 def encode_batches(tower: ImageTower, images: torch.Tensor, batch_size: int = 8, device=None,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..atomic import save_torch
-from ..models.checkpoint import write_checkpoint
+from ..models.checkpoint import IMAGE_PREFIXES, checkpoint_key, load_image_state, read_checkpoint, write_checkpoint
 from ..config import ModelConfig
 from ..errors import ModelError
 
@@ -38,20 +38,20 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "module", model)
 
 
-def _cpu_state(module: torch.nn.Module, keep=lambda name: True) -> dict:
-    return {k: v.detach().cpu().clone() for k, v in unwrap(module).state_dict().items() if keep(k)}
+def _cpu_state(module: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in unwrap(module).state_dict().items()}
 
 
 def save_model_checkpoint(path: str | Path, model: torch.nn.Module, config: ModelConfig,
                           drop_frozen_text: bool = False, **extra) -> Path:
-    """Write the final model in the ``totalfm-slicer/1`` format (see module docstring)."""
+    """Write the final model (a ``TotalFMModel``) in the ``totalfm-slicer/1`` format (see module docstring)."""
     model = unwrap(model)
     keep = lambda k: True
     if drop_frozen_text:
-        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        trainable = {checkpoint_key(n) for n, p in model.named_parameters() if p.requires_grad}
         keep = lambda k: not k.startswith("text_encoder.") or k in trainable
         extra["text_encoder_partial"] = True
-    return write_checkpoint(path, _cpu_state(model, keep), config, **extra)
+    return write_checkpoint(path, model.checkpoint_state(keep), config, **extra)
 
 
 def save_image_tower(path: str | Path, tower: torch.nn.Module, config: ModelConfig) -> Path:
@@ -61,11 +61,8 @@ def save_image_tower(path: str | Path, tower: torch.nn.Module, config: ModelConf
 
 def load_image_tower_weights(tower: torch.nn.Module, path: str | Path):
     """Load the ``vit.*``/``image_proj.*`` part of any of our checkpoints into ``tower`` strictly."""
-    from ..models.checkpoint import read_checkpoint
-    from ..models.image_tower import load_image_state
-
     state, _ = read_checkpoint(path)
-    state = {k: v for k, v in state.items() if k.startswith(("vit.", "image_proj."))}
+    state = {k: v for k, v in state.items() if k.startswith(IMAGE_PREFIXES)}
     if not state:
         raise ModelError(f"{path}: no image-encoder weights (vit.*) in this checkpoint")
     load_image_state(tower, state, strict=True)

@@ -1,8 +1,7 @@
 """Contrastive (CLIP / SigLIP) training of organ crops against organ sentences.
 
-``ContrastiveModel`` is the core's ``TotalFMModel`` (state-dict keys ``vit.*``,
-``image_proj.*``, ``text_encoder.*``, ``text_proj.*``, ``logit_scale``, ``logit_bias``:
-the released checkpoint's layout) with a training ``forward(images, tokens)`` that
+``ContrastiveModel`` is the core's ``TotalFMModel`` (saved in the released checkpoint's
+layout by ``models.checkpoint``) with a training ``forward(images, tokens)`` that
 returns both embeddings and the logit parameters, so DDP sees every trained tensor in
 the forward output.
 
@@ -42,7 +41,7 @@ class ContrastiveModel(TotalFMModel):
         """Frozen text-backbone blocks stay in eval mode (no dropout); trainable ones follow ``mode``."""
         super().train(mode)
         if mode:
-            self.text_encoder.eval()
+            self.text_tower.text_encoder.eval()
             for block in self.text_tower.transformer_layers():
                 if any(p.requires_grad for p in block.parameters()):
                     block.train()
@@ -89,8 +88,9 @@ class ContrastiveTask(Task):
 
     def param_groups(self, cfg: TrainConfig) -> list[dict]:
         o = cfg.optim
-        text = [(n, p) for n, p in self.model.named_parameters() if n.startswith("text_encoder.")]
-        other = [(n, p) for n, p in self.model.named_parameters() if not n.startswith("text_encoder.")]
+        backbone = "text_tower.text_encoder."
+        text = [(n, p) for n, p in self.model.named_parameters() if n.startswith(backbone)]
+        other = [(n, p) for n, p in self.model.named_parameters() if not n.startswith(backbone)]
         return decay_groups(other, o.lr, o.weight_decay) + decay_groups(text, o.text_lr, o.weight_decay)
 
     def batch_sampler(self, cfg: TrainConfig, info: D.DistInfo):

@@ -128,7 +128,7 @@ class VideoMAETask(Task):
         self.cfg, self.model_config = cfg, cfg.model_config()
         tower = build_image_tower(self.model_config.arch, self.model_config.embed_dim)
         # the pooling head and projection see no gradient in pre-training
-        for m in (tower.vit._modules["pool"], tower.vit.proj, tower.image_proj):
+        for m in (tower.vit.pool, tower.vit.proj, tower.image_proj):
             m.requires_grad_(False)
         self.model = VideoMAE(tower, v.decoder_dim, v.decoder_depth, v.decoder_heads, v.mask_ratio)
         self.dataset = CropDataset(data, split=cfg.split, seed=cfg.seed, layout=VIEWS[cfg.data_view])
