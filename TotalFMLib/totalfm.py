@@ -181,13 +181,14 @@ class TotalFM:
 
     # -------------------------------------------------------- scores and search
     def score(self, embeddings: dict[str, np.ndarray], findings=None, organs=None,
-              case_id: str = "case") -> list:
+              case_id: str = "case", style: str = "organ") -> list:
+        """Score rows (``results.ScoreRow``) of organ embeddings; ``zeroshot.scoring.score_case``."""
         from .zeroshot.scoring import score_case
 
         return score_case(
             embeddings, self.encode_texts, organs=organs, findings=findings,
             calibration=self.config.calibration, logit_scale=self.config.logit_scale,
-            case_id=case_id, model_id=self.model_id, model_checksum=self.checksum,
+            case_id=case_id, model_id=self.model_id, model_checksum=self.checksum, style=style,
         )
 
     def search(self, embeddings: dict[str, np.ndarray], query: str, top_k: int | None = None,

@@ -506,8 +506,10 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
     def loadModel(self, source: str, device=None):
         """The TotalFM model (kept between runs while the source and device stay the same)."""
         if self._model is None or self._modelKey != (source, device):
+            from TotalFMLib import runtime
             from TotalFMLib.totalfm import TotalFM
 
+            runtime.setup()  # once per process: CPU threads (torch is already loaded inside Slicer)
             self._model = TotalFM.load(source, device=device)
             self._modelKey = (source, device)
         return self._model
@@ -539,7 +541,8 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
 
     # ---------------------------------------------------------------- analysis
     def analyze(self, ct, seg, source: str = "demo", device=None, caseId: str = "case", progress=None, cancel=None):
-        """(score rows, organ embeddings). Touches no MRML node, so it may run on a worker thread."""
+        """The pipeline's ``CaseResult`` (score rows, organ embeddings, warnings). Touches no MRML
+        node and no widget, so it may run on a worker thread."""
         from TotalFMLib.errors import Cancelled
         from TotalFMLib.progress import sub_progress
 
@@ -556,12 +559,9 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
         model = self.loadModel(source, device)
         if cancel():
             raise Cancelled("cancelled")
-        embeddings = model.encode_image(
-            ct, seg, cancel=cancel, progress=sub_progress(progress, 0.05, 0.9))
-        progress(0.9, f"Scoring {len(embeddings)} organs")
-        rows = model.score(embeddings, case_id=caseId)
-        progress(1.0, f"{len(rows)} scores")
-        return rows, embeddings
+        from TotalFMLib.pipeline import analyze
+
+        return analyze(model, ct, seg, case_id=caseId, progress=sub_progress(progress, 0.05, 1.0), cancel=cancel)
 
     def startAnalysis(self, ctNode, segmentationInput=None, source: str = "demo", fast: bool = True,
                       cpu: bool = False) -> AnalysisRun:
@@ -594,7 +594,10 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
             if run.job.error is not None:
                 raise run.job.error
             return None
-        rows, embeddings = run.job.result
+        result = run.job.result
+        for warning in result.warnings:
+            self.log(warning)
+        rows, embeddings = result.rows, result.embeddings
         return self.showResults(run.ctNode, run.segmentationInput, rows, embeddings, tableNode)
 
     def showResults(self, ctNode, segmentationInput, rows, embeddings, tableNode=None, finding: str = ANY_LESION):

@@ -4,7 +4,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from TotalFMLib.training.evaluate import main  # noqa: E402
+from TotalFMLib import runtime  # noqa: E402
 
 if __name__ == "__main__":
+    runtime.setup()  # before torch loads (OpenMP waits passively); threads = physical cores
+    from TotalFMLib.training.evaluate import main
+
     sys.exit(main())

@@ -396,4 +396,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from TotalFMLib import runtime
+
+    runtime.setup()  # before torch loads (OpenMP waits passively); threads = physical cores
     sys.exit(main())

@@ -39,13 +39,16 @@ class OrganCrops:
     ``images[i]`` belongs to ``organs[i]`` (structure names in label order);
     ``boxes[name]`` is its (Z, Y, X) crop on the resampled grid of spacing ``spacing``
     (x, y, z mm); ``missing`` lists requested organs absent from the segmentation.
+    ``shared``: one crop, ``images[0]``, stands for every organ (the whole-volume baseline
+    of the evaluation).
     """
 
     images: torch.Tensor
     organs: list[str]
-    boxes: dict[str, tuple[slice, slice, slice]]
-    spacing: tuple[float, float, float]
+    boxes: dict[str, tuple[slice, slice, slice]] = field(default_factory=dict)
+    spacing: tuple[float, float, float] | None = None
     missing: list[str] = field(default_factory=list)
+    shared: bool = False
 
 
 def _windowed_rows(hu: np.ndarray) -> np.ndarray:

@@ -1,8 +1,7 @@
 """Organ segmentation with TotalSegmentator's Python API (the ``total`` task).
 
-Needs the full package (``pip install "TotalFMLib[segment]"``: nnU-Net and its weights,
-downloaded by TotalSegmentator on first use). Without it, callers pass an existing
-segmentation instead.
+Needs TotalSegmentator's inference (``INSTALL_HINT``: nnU-Net, and its weights, which
+TotalSegmentator downloads on first use). Without it, callers pass an existing segmentation.
 """
 from __future__ import annotations
 
@@ -10,6 +9,9 @@ import os
 from pathlib import Path
 
 from ..errors import InputError, ModelError
+
+# the one way this project tells users to install TotalSegmentator's inference (README, CLI, errors)
+INSTALL_HINT = 'pip install -e ".[segment]" in the TotalFMSlicer checkout'
 
 
 def totalsegmentator_device(device=None) -> str:
@@ -50,8 +52,8 @@ def segment_ct(ct_path: str | os.PathLike, out_path: str | os.PathLike, fast: bo
         totalsegmentator(str(ct_path), str(out_path), ml=True, fast=fast, device=device, task="total", quiet=True)
     except ModuleNotFoundError as e:  # the package is there with --no-deps, its nnU-Net is not
         raise ModelError(
-            f"TotalSegmentator inference is not installed ({e.name} missing): install it with "
-            "`pip install \"TotalFMLib[segment]\"`, or pass an existing segmentation with --seg"
+            f"TotalSegmentator inference is not installed ({e.name} missing): {INSTALL_HINT}, "
+            "or pass an existing segmentation with --seg"
         ) from None
     except Exception as e:  # network for the weights, CUDA, corrupt input
         raise ModelError(f"{ct_path}: TotalSegmentator failed: {type(e).__name__}: {e}") from None

@@ -11,7 +11,7 @@ What it measures, on the held-out test CT:
   organ received any finding; the F1 threshold is Youden's J on the validation split (per
   organ, else pooled over organs), applied to test;
 - the same with plain prompts ("{Finding} is present." vs "{Finding} is not present.",
-  CT-CLIP style; ranked by the abnormal-minus-normal similarity), and, given ``--baseline``, a
+  CT-CLIP style; ``vocabulary.prompts``), and, given ``--baseline``, a
   whole-volume model (one embedding per case from the benchmark's ``whole_images``) scored with
   the same prompts on the same (case, organ) pairs.
 
@@ -28,20 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..vocabulary import catalogue
 from ..atomic import atomic_path
 from ..errors import InputError
 from ..progress import Progress
 from ..results import ANY_LESION
+from ..vocabulary import catalogue
+from ..vocabulary.prompts import PROMPT_STYLES
 from . import metrics as M
 from .benchmark_data import FINDINGS, read_manifest
 from .lesions import insertable
 
-PLAIN_ABNORMAL = ("{Finding} is present.", "There is {finding}.")
-PLAIN_NORMAL = ("{Finding} is not present.", "There is no {finding}.")
-PLAIN_LESION = (("A lesion is present.", "There is an abnormality."),
-                ("No lesion is present.", "There is no abnormality."))
-STYLES = ("organ", "plain")
+STYLES = PROMPT_STYLES
 
 
 @dataclass
@@ -55,10 +52,14 @@ class CaseEmbeddings:
 
 def encode_benchmark(model, root: str | os.PathLike, splits=("val", "test"), view: str = "organ",
                      progress: Progress | None = None, encode=None) -> list[CaseEmbeddings]:
-    """Embeddings of every case of ``splits``: organ crops (``view="organ"``) or the
-    whole-volume crop given to every organ of the case (``view="whole"``). ``encode`` maps a
-    float (N, 3, S, S, F) batch to (N, D) vectors (default: the model's ``encode_crops``)."""
+    """Embeddings of every case of ``splits`` through the pipeline's embedding step
+    (``pipeline.embed_crops``): organ crops (``view="organ"``) or the whole-volume crop given
+    to every organ of the case (``view="whole"``). ``encode`` maps a float (N, 3, S, S, F)
+    batch to (N, D) vectors (default: the model's ``encode_crops``)."""
     import torch
+
+    from ..crops.organ_crops import OrganCrops
+    from ..pipeline import embed_crops
 
     root = Path(root)
     entries = [e for e in read_manifest(root) if e["split"] in splits]
@@ -72,49 +73,34 @@ def encode_benchmark(model, root: str | os.PathLike, splits=("val", "test"), vie
         if tuple(images.shape[1:]) != want:
             raise InputError(root / entry["shard"], f"crops are {tuple(images.shape[1:])}, the model "
                                                     f"expects {want}: build the benchmark with its crop size")
-        vectors = np.asarray((encode or model.encode_crops)(images.float()), dtype=np.float32)
-        if view != "organ":
-            vectors = np.repeat(vectors[:1], len(shard["organs"]), axis=0)
-        out.append(CaseEmbeddings(entry["case_id"], entry["split"], list(shard["organs"]),
-                                  [list(x) for x in shard["labels"]], vectors))
+        organs = list(shard["organs"])
+        crops = OrganCrops(images.float(), organs, shared=view != "organ")
+        embeddings = embed_crops(model, crops, encode=encode)
+        out.append(CaseEmbeddings(entry["case_id"], entry["split"], organs, [list(x) for x in shard["labels"]],
+                                  np.stack([embeddings[o] for o in organs])))
         if progress is not None:
             progress((k + 1) / len(entries), entry["case_id"])
     return out
 
 
-def _plain_texts(finding: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    if finding == ANY_LESION:
-        return PLAIN_LESION
-    values = dict(finding=finding, Finding=finding[:1].upper() + finding[1:])
-    return tuple(t.format(**values) for t in PLAIN_ABNORMAL), tuple(t.format(**values) for t in PLAIN_NORMAL)
-
-
 def score_rows(cases: list[CaseEmbeddings], encode_text, logit_scale: float, style: str = "organ") -> list[dict]:
     """One row per (case, organ, task): task is ANY_LESION or an inserted finding the organ can
-    carry. Columns: case, split, organ, finding, label (0/1), score."""
-    from ..zeroshot.text_embeddings import encode_texts
+    carry, scored by the scorer (``zeroshot.scoring.score_case``) with ``style`` prompts.
+    Columns: case, split, organ, finding, label (0/1), score."""
     from ..zeroshot.scoring import score_case
 
     if style not in STYLES:
         raise InputError(None, f"unknown prompt style {style!r}; use one of {', '.join(STYLES)}")
     rows = []
-    if style == "plain":
-        tasks = [ANY_LESION] + list(FINDINGS)
-        pairs = {t: _plain_texts(t) for t in tasks}
-        texts = list(dict.fromkeys(x for a, n in pairs.values() for x in a + n))
-        vec = dict(zip(texts, encode_texts(encode_text, texts)))
-        sim = {t: np.mean([vec[x] for x in a], 0) - np.mean([vec[x] for x in n], 0) for t, (a, n) in pairs.items()}
     for case in cases:
-        if style == "organ":
-            table = {(r.organ, r.finding): r.score for r in score_case(
-                dict(zip(case.organs, case.vectors)), encode_text, findings=list(FINDINGS),
-                logit_scale=logit_scale, case_id=case.case_id)}
-        for organ, labels, v in zip(case.organs, case.labels, case.vectors):
+        table = {(r.organ, r.finding): r.score for r in score_case(
+            dict(zip(case.organs, case.vectors)), encode_text, findings=list(FINDINGS),
+            logit_scale=logit_scale, case_id=case.case_id, style=style)}
+        for organ, labels in zip(case.organs, case.labels):
             for task in [ANY_LESION] + [f for f in FINDINGS if insertable(f, organ)]:
-                score = table[(organ, task)] if style == "organ" else float(v @ sim[task])
                 label = bool(labels) if task == ANY_LESION else task in labels
                 rows.append(dict(case=case.case_id, split=case.split, organ=organ, finding=task,
-                                 label=int(label), score=float(score)))
+                                 label=int(label), score=float(table[(organ, task)])))
     return rows
 
 
@@ -258,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from ..cli import progress_bar
+    from ..progress import progress_bar
     from ..errors import TotalFMError
 
     p = argparse.ArgumentParser(description="Zero-shot evaluation on the synthetic-lesion benchmark; "

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from ..cli import progress_bar
+    from ..progress import progress_bar
     from ..errors import TotalFMError
     from ..totalfm import TotalFM
 

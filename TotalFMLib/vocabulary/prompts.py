@@ -18,6 +18,9 @@ so a score compares "finding present" with "finding absent" in the same wording:
 {Organ}/{organ} is the catalogue display name ("Left kidney"/"left kidney"), {finding}
 the catalogue's canonical finding name. Search phrases a query per organ as
 "{Organ}: {query}" (style "organ") or uses it as typed (style "plain").
+
+Style "plain" leaves the organ out of the scoring prompts too, CT-CLIP style ("{Finding} is
+present." / "{Finding} is not present."): the evaluation compares the two styles.
 """
 from __future__ import annotations
 
@@ -32,7 +35,12 @@ LESION_ABNORMAL = ("{Organ} with a lesion.", "Abnormal {organ}.", "{Organ} is ab
                    "{Organ}: an abnormality is present.")
 LESION_NORMAL = ("{Organ} without a lesion.", "Normal {organ}.", "{Organ} is normal.",
                  "{Organ}: no abnormality is present.")
+PLAIN_FINDING_ABNORMAL = ("{Finding} is present.", "There is {finding}.")
+PLAIN_FINDING_NORMAL = ("{Finding} is not present.", "There is no {finding}.")
+PLAIN_LESION_ABNORMAL = ("A lesion is present.", "There is an abnormality.")
+PLAIN_LESION_NORMAL = ("No lesion is present.", "There is no abnormality.")
 QUERY_STYLES = ("organ", "plain")
+PROMPT_STYLES = QUERY_STYLES
 
 
 @dataclass(frozen=True)
@@ -55,15 +63,26 @@ def _fill(templates, organ, finding: str = "") -> tuple[str, ...]:
     return tuple(t.format(**values) for t in templates)
 
 
-def finding_prompts(organ, finding) -> PromptPair:
+def _check_style(style: str) -> None:
+    if style not in PROMPT_STYLES:
+        raise InputError(None, f"unknown prompt style {style!r}; use one of {', '.join(PROMPT_STYLES)}")
+
+
+def finding_prompts(organ, finding, style: str = "organ") -> PromptPair:
     """Abnormal and normal prompt ensembles for one finding (name or ``Finding``) in one organ."""
+    _check_style(style)
     name = getattr(finding, "finding", finding)
-    return PromptPair(_fill(FINDING_ABNORMAL, organ, name), _fill(FINDING_NORMAL, organ, name))
+    abnormal, normal = ((FINDING_ABNORMAL, FINDING_NORMAL) if style == "organ"
+                        else (PLAIN_FINDING_ABNORMAL, PLAIN_FINDING_NORMAL))
+    return PromptPair(_fill(abnormal, organ, name), _fill(normal, organ, name))
 
 
-def lesion_prompts(organ) -> PromptPair:
+def lesion_prompts(organ, style: str = "organ") -> PromptPair:
     """Abnormal and normal prompt ensembles for the organ's "any lesion" score."""
-    return PromptPair(_fill(LESION_ABNORMAL, organ), _fill(LESION_NORMAL, organ))
+    _check_style(style)
+    abnormal, normal = ((LESION_ABNORMAL, LESION_NORMAL) if style == "organ"
+                        else (PLAIN_LESION_ABNORMAL, PLAIN_LESION_NORMAL))
+    return PromptPair(_fill(abnormal, organ), _fill(normal, organ))
 
 
 def query_text(organ, query: str, style: str = "organ") -> str:

@@ -89,11 +89,15 @@ def threshold_for(calibration: Mapping | None, finding: str, organ: str) -> floa
     return value
 
 
-def _wanted(findings, table) -> list[Finding] | None:
+def wanted_findings(findings, table=None) -> list[Finding] | None:
+    """The catalogue findings a caller asks for (names, synonyms or ``Finding`` objects);
+    None for "all that apply". "any lesion" is always scored, so naming it adds nothing.
+    InputError for an unknown name."""
     if findings is None:
         return None
     if isinstance(findings, (str, Finding)):
         findings = [findings]
+    table = tuple(table) if table is not None else load_findings()
     chosen: dict[str, Finding] = {}
     for item in findings:
         if isinstance(item, Finding):
@@ -107,26 +111,27 @@ def _wanted(findings, table) -> list[Finding] | None:
 def score_case(embeddings: Mapping[str, np.ndarray], encode_text: TextEncoder, organs=None, findings=None,
                calibration: Mapping | None = None, logit_scale: float = DEFAULT_LOGIT_SCALE,
                case_id: str = "case", model_id: str = "", model_checksum: str = "",
-               catalogue_findings=None) -> list[ScoreRow]:
+               catalogue_findings=None, style: str = "organ") -> list[ScoreRow]:
     """Score rows for one case: per organ the ANY_LESION row, then one row per applicable finding.
 
     ``findings``: None for every catalogue finding that applies to the organ, or names /
     synonyms / ``Finding`` objects to restrict to (ANY_LESION rows are always made).
     ``catalogue_findings``: the finding table (default ``load_findings()``).
     ``logit_scale``: log of the softmax scale, as ``ModelConfig.logit_scale`` stores it.
+    ``style``: "organ" (organ-specific prompts, the default) or "plain" (``prompts``).
     """
     scale = float(logit_scale)
     if not math.isfinite(scale):
         raise ModelError(f"logit scale {logit_scale!r} is not a finite number")
     scale = min(math.exp(scale), MAX_SCALE)
     table = tuple(catalogue_findings) if catalogue_findings is not None else load_findings()
-    wanted = _wanted(findings, table)
+    wanted = wanted_findings(findings, table)
     chosen, matrix = organ_matrix(embeddings, organs)
 
     tasks: list[tuple[int, str, PromptPair]] = []
     for i, o in enumerate(chosen):
-        tasks.append((i, ANY_LESION, lesion_prompts(o)))
-        tasks += [(i, f.finding, finding_prompts(o, f)) for f in (table if wanted is None else wanted)
+        tasks.append((i, ANY_LESION, lesion_prompts(o, style)))
+        tasks += [(i, f.finding, finding_prompts(o, f, style)) for f in (table if wanted is None else wanted)
                   if o.name in f.organs]
     texts = list(dict.fromkeys(t for _, _, p in tasks for t in p.abnormal + p.normal))
     vectors = encode_texts(encode_text, texts)
