@@ -10,6 +10,7 @@ import torch
 
 from TotalFMLib.errors import InputError
 from TotalFMLib.training import benchmark_data as B
+from TotalFMLib.training import benchmark_bases as BB
 from TotalFMLib.training import phrase_bank
 from TotalFMLib.training.reports import report_to_pairs
 
@@ -50,12 +51,12 @@ def test_splits_are_disjoint_by_base_and_patient(tiny):
 
 
 def test_check_splits_refuses_a_test_patient_seen_in_training():
-    leaked = [B.BaseCT("a", "example_ct", "example_seg", "p1", "train"),
-              B.BaseCT("b", "example_ct_sm", "example_seg_sm", "p1", "test")]
+    leaked = [BB.BaseCT("a", "example_ct", "example_seg", "p1", "train"),
+              BB.BaseCT("b", "example_ct_sm", "example_seg_sm", "p1", "test")]
     with pytest.raises(InputError, match="share a patient"):
-        B.check_splits(leaked)
+        BB.check_splits(leaked)
     with pytest.raises(InputError, match="unknown base"):
-        B.base_by_name("chest_cta")
+        BB.base_by_name("chest_cta")
 
 
 def test_shards_match_the_manifest(tiny):
@@ -138,8 +139,8 @@ def test_cache_reads_with_the_training_dataset(tiny):
 
 
 def test_cases_are_deterministic_and_seed_dependent(dicom_base):
-    base = B.base_by_name("example_ct_dicom")
-    ct, seg = B.base_on_grid(base.name, 1.0, 3.0)
+    base = BB.base_by_name("example_ct_dicom")
+    ct, seg = BB.base_on_grid(base.name, 1.0, 3.0)
     cfg = B.BenchmarkConfig(crop_size=24, frames=4, organs=("liver", "spleen", "aorta"), seed=5)
     a = B.make_case(ct, seg, base, 2, cfg)
     b = B.make_case(ct, seg, base, 2, cfg)
@@ -160,7 +161,8 @@ def test_command_line_builds_and_prints_counts(tmp_path, dicom_base, capsys):
 
 def test_every_phrasing_parses_back_to_its_organ_and_label():
     from TotalFMLib.training.lesions import INSERTIONS
-    from TotalFMLib.training.reports import assign_organs, classify
+    from TotalFMLib.training.report_organs import assign_organs
+    from TotalFMLib.training.reports import classify
 
     checked = 0
     for finding, (_, organs) in INSERTIONS.items():
@@ -253,29 +255,29 @@ def test_worker_processes_build_the_same_shards(tiny, tmp_path):
 
 def test_base_cache_gives_back_the_loaded_volumes(tiny, tmp_path):
     root, _, _, _ = tiny
-    base = B.base_by_name("example_ct_dicom")
-    cached = B.load_base(base, root / "bases")  # written by the build
-    loaded = B.load_base(base)
+    base = BB.base_by_name("example_ct_dicom")
+    cached = BB.load_base(base, root / "bases")  # written by the build
+    loaded = BB.load_base(base)
     for a, b in zip(cached, loaded):
         assert np.array_equal(a.array, b.array) and a.array.dtype == b.array.dtype and a.same_grid(b)
     old = tmp_path / "old" / f"{base.name}.npz"  # from another cache version: loaded anew, replaced
     old.parent.mkdir()
     np.savez_compressed(old, ct=np.zeros((1, 1, 1)), seg=np.zeros((1, 1, 1)), spacing=(1, 1, 1),
                         origin=(0, 0, 0), direction=np.eye(3).ravel(), source="x", seg_source="y",
-                        version=B.BASE_CACHE_VERSION - 1)
-    fresh = B.load_base(base, old.parent)
+                        version=BB.BASE_CACHE_VERSION - 1)
+    fresh = BB.load_base(base, old.parent)
     assert np.array_equal(fresh[0].array, loaded[0].array)
     with np.load(old) as z:
-        assert int(z["version"]) == B.BASE_CACHE_VERSION and np.array_equal(z["seg"], loaded[1].array)
+        assert int(z["version"]) == BB.BASE_CACHE_VERSION and np.array_equal(z["seg"], loaded[1].array)
     broken = tmp_path / f"{base.name}.npz"
     broken.write_bytes(b"not a zip file")
     with pytest.raises(InputError, match="base-CT cache") as err:
-        B.load_base(base, tmp_path)
+        BB.load_base(base, tmp_path)
     assert str(broken) in str(err.value)
 
 
 def test_slabs_run_from_a_few_slices_to_the_whole_scan(sample):
-    ct, seg = B.load_base(B.base_by_name("example_ct"))
+    ct, seg = BB.load_base(BB.base_by_name("example_ct"))
     lengths = []
     for seed in range(200):
         sub_ct, sub_seg, (z0, z1) = B._slab(ct, seg, np.random.default_rng(seed), organs=("liver", "spleen"))

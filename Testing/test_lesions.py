@@ -8,6 +8,7 @@ from scipy import ndimage
 from TotalFMLib.vocabulary import catalogue
 from TotalFMLib.errors import InputError
 from TotalFMLib.training import lesions as L
+from TotalFMLib.training import augment as A
 
 
 def _id(name):
@@ -128,7 +129,7 @@ def test_deformation_keeps_labels_aligned_with_the_ct(case):
     rng = np.random.default_rng(9)
     # a CT that *is* its label map: after warping, both must still agree voxel by voxel
     coded = seg.array.astype(np.float32) * 10
-    warped, labels, params = L.random_deformation(coded, seg.array, ct.spacing, rng, max_displacement_mm=6)
+    warped, labels, params = A.random_deformation(coded, seg.array, ct.spacing, rng, max_displacement_mm=6)
     assert 0 < params["largest_displacement_mm"] <= 6
     changed = (labels != seg.array).mean()
     assert changed > 0.005                                   # it moved something
@@ -136,21 +137,21 @@ def test_deformation_keeps_labels_aligned_with_the_ct(case):
     agree = np.isclose(warped[interior], labels[interior] * 10, atol=1e-3).mean()
     assert agree > 0.999
     # a second, independent field for the labels would not agree like that
-    _, other, _ = L.random_deformation(coded, seg.array, ct.spacing, np.random.default_rng(99))
+    _, other, _ = A.random_deformation(coded, seg.array, ct.spacing, np.random.default_rng(99))
     assert np.isclose(warped[interior], other[interior] * 10, atol=1e-3).mean() < agree - 0.02
     # real CT: every large organ keeps its mean density
-    new, labels, _ = L.random_deformation(ct.array, seg.array, ct.spacing, np.random.default_rng(9))
+    new, labels, _ = A.random_deformation(ct.array, seg.array, ct.spacing, np.random.default_rng(9))
     for organ in ("liver", "spleen", "urinary_bladder", "vertebrae_L3"):
         a = ct.array[seg.array == _id(organ)].mean()
         b = new[labels == _id(organ)].mean()
         assert abs(a - b) < 0.1 * abs(a) + 10, organ
-    zero, same_labels, _ = L.random_deformation(ct.array, seg.array, ct.spacing, rng, max_displacement_mm=0)
+    zero, same_labels, _ = A.random_deformation(ct.array, seg.array, ct.spacing, rng, max_displacement_mm=0)
     assert np.array_equal(zero, ct.array) and np.array_equal(same_labels, seg.array)
 
 
 def test_simulated_contrast_brightens_vessels_most(case):
     ct, seg = case
-    new, params = L.random_enhancement(ct.array, seg.array, ct.spacing, np.random.default_rng(12), phase=1.0)
+    new, params = A.random_enhancement(ct.array, seg.array, ct.spacing, np.random.default_rng(12), phase=1.0)
     gain = {o: float(new[seg.array == _id(o)].mean() - ct.array[seg.array == _id(o)].mean())
             for o in ("aorta", "kidney_left", "liver", "gluteus_maximus_left")}
     assert params["phase"] == 1.0 and 100 * 0.8 < gain["aorta"] and gain["aorta"] > gain["liver"] > 10
@@ -162,7 +163,7 @@ def test_simulated_contrast_brightens_vessels_most(case):
 
 def test_noise_and_seeds(case):
     ct, seg = case
-    noisy, sigma = L.add_noise(ct.array, np.random.default_rng(10), sigma_hu=8.0)
+    noisy, sigma = A.add_noise(ct.array, np.random.default_rng(10), sigma_hu=8.0)
     assert abs(float((noisy - ct.array).std()) - 8.0) < 0.5
     a = L.insert_finding(ct.array, seg.array, ct.spacing, "kidney_left", "stone", np.random.default_rng(11))
     b = L.insert_finding(ct.array, seg.array, ct.spacing, "kidney_left", "stone", np.random.default_rng(11))

@@ -9,7 +9,10 @@ import pytest
 
 from TotalFMLib.errors import InputError, ModelError
 from TotalFMLib.training import reports
-from TotalFMLib.training.reports import LLMSentenceSplitter, assign_organs, classify, organ_lexicon, report_to_pairs, split_sentences
+from TotalFMLib.training.llm_splitter import LLMSentenceSplitter
+from TotalFMLib.training.report_organs import assign_organs, organ_lexicon
+from TotalFMLib.training.report_text import split_sentences
+from TotalFMLib.training.reports import classify, report_to_pairs
 
 REPORT = """CT ABDOMEN AND PELVIS WITHOUT CONTRAST
 

@@ -9,8 +9,8 @@ new float32 HU and int16 label arrays plus a :class:`LesionRecord` whose ``findi
 name of the finding catalogue (``TotalFMLib/data/findings.csv``) and whose ``mask`` marks
 the voxels that show the finding.
 
-Whole-case augmentation (:func:`random_deformation`, :func:`add_noise`) comes before the
-insertions in the benchmark, so the ground truth masks stay exact.
+Whole-case augmentation (``augment.py``: deformation, contrast enhancement, noise) comes
+before the insertions in the benchmark, so the ground truth masks stay exact.
 """
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from ..vocabulary import catalogue
 from ..errors import InputError
+from ..vocabulary import catalogue
+from .arrays import (around, ball_weights, mask_box, offsets_mm, posterior_mm, random_rotation,
+                     smooth_noise, start_arrays, uniform)
 
-IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 WATER_HU = 0.0
 
 # Structures an enlarging organ must not overwrite (bones and cartilage).
@@ -61,17 +62,6 @@ def to_jsonable(value):
 
 # --------------------------------------------------------------------------- helpers
 
-def _start(ct: np.ndarray, labels: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    ct = np.asarray(ct)
-    labels = np.asarray(labels)
-    if ct.ndim != 3 or ct.shape != labels.shape:
-        raise InputError(None, f"CT {ct.shape} and label map {labels.shape} must be 3-D arrays of one shape")
-    if len(spacing) != 3 or min(spacing) <= 0:
-        raise InputError(None, f"spacing must be three positive numbers (x, y, z mm), got {spacing}")
-    zyx = np.asarray(spacing, dtype=float)[::-1].copy()
-    return ct.astype(np.float32, copy=True), labels.astype(np.int16, copy=True), zyx
-
-
 def _organ_mask(labels: np.ndarray, organ: str, min_voxels: int = 8) -> tuple[str, int, np.ndarray]:
     o = catalogue.organ(organ)
     mask = labels == o.label_id
@@ -79,64 +69,6 @@ def _organ_mask(labels: np.ndarray, organ: str, min_voxels: int = 8) -> tuple[st
     if n < min_voxels:
         raise InputError(None, f"organ {o.name} has {n} voxels in the label map; a finding needs at least {min_voxels}")
     return o.name, o.label_id, mask
-
-
-def _box(mask: np.ndarray, pad: int | np.ndarray = 0) -> tuple[slice, slice, slice]:
-    sl = ndimage.find_objects(mask.astype(np.uint8))[0]
-    pad = np.broadcast_to(np.asarray(pad, dtype=int), (3,))
-    return tuple(slice(max(0, s.start - p), min(n, s.stop + p)) for s, p, n in zip(sl, pad, mask.shape))
-
-
-def _around(center, half_extent_vox, shape) -> tuple[slice, slice, slice]:
-    return tuple(slice(max(0, int(c - h)), min(n, int(c + h) + 1))
-                 for c, h, n in zip(center, half_extent_vox, shape))
-
-
-def _smooth_noise(shape, rng: np.random.Generator, sigma_vox) -> np.ndarray:
-    """Zero-mean, unit-std Gaussian-smoothed noise (float32)."""
-    field_ = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma_vox, mode="wrap")
-    std = float(field_.std())
-    return field_ / std if std > 0 else field_
-
-
-def _offsets_mm(box, zyx, center) -> list[np.ndarray]:
-    """Per-axis distances (mm) from ``center`` (voxel index) for the voxels of ``box``, broadcastable."""
-    out = []
-    for axis, (s, sp, c) in enumerate(zip(box, zyx, center)):
-        shape = [1, 1, 1]
-        shape[axis] = s.stop - s.start
-        out.append(((np.arange(s.start, s.stop) - c) * sp).reshape(shape).astype(np.float32))
-    return out
-
-
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
-
-
-def _uniform(rng: np.random.Generator, value) -> float:
-    """A number, or a draw from a (low, high) range."""
-    if isinstance(value, (tuple, list)):
-        return float(rng.uniform(value[0], value[1]))
-    return float(value)
-
-
-def _posterior_mm(shape, zyx, direction) -> np.ndarray:
-    """(Z, Y, X) map of each voxel's LPS y coordinate (mm, relative): larger = more posterior."""
-    d = np.asarray(direction if direction is not None else IDENTITY, dtype=float).reshape(3, 3)
-    z, y, x = (np.arange(n, dtype=np.float32) * sp for n, sp in zip(shape, zyx))
-    return (d[1, 0] * x[None, None, :] + d[1, 1] * y[None, :, None] + d[1, 2] * z[:, None, None]).astype(np.float32)
-
-
-def _ball_weights(box, zyx, center, radius_mm: float) -> np.ndarray:
-    """Partial-volume weight of a ball: 1 inside, 0 outside, linear over one voxel at the edge."""
-    dz, dy, dx = _offsets_mm(box, zyx, center)
-    dist = np.sqrt(dz ** 2 + dy ** 2 + dx ** 2)
-    edge = float(np.mean(zyx))
-    return np.clip((radius_mm - dist) / edge + 0.5, 0.0, 1.0)
 
 
 # --------------------------------------------------------------------------- focal lesions
@@ -154,38 +86,38 @@ def insert_focal_lesion(ct, labels, spacing, organ: str, rng: np.random.Generato
     """
     if kind not in ("hypodense", "hyperdense"):
         raise InputError(None, f"lesion kind must be 'hypodense' or 'hyperdense', not {kind!r}")
-    ct, labels, zyx = _start(ct, labels, spacing)
+    ct, labels, zyx = start_arrays(ct, labels, spacing)
     name, _, organ_mask = _organ_mask(labels, organ)
-    box = _box(organ_mask, pad=1)
+    box = mask_box(organ_mask, pad=1)
     inside = organ_mask[box]
     dist = ndimage.distance_transform_edt(inside, sampling=zyx)  # mm to the organ's edge
-    radius = _uniform(rng, diameter_mm) / 2
+    radius = uniform(rng, diameter_mm) / 2
     radius = max(min(radius, float(dist.max()) * 0.9), float(zyx.max()))
     candidates = np.flatnonzero(dist >= min(radius * 0.8, dist.max()))
     center = np.array(np.unravel_index(rng.choice(candidates), inside.shape)) + [s.start for s in box]
 
     axes = radius * rng.uniform(0.75, 1.25, 3)
     axes *= radius / float(np.prod(axes)) ** (1 / 3)  # keep the equivalent diameter
-    rot = _random_rotation(rng)
-    region = _around(center, np.ceil(axes.max() * 1.6 / zyx) + 2, ct.shape)
-    dz, dy, dx = _offsets_mm(region, zyx, center)
+    rot = random_rotation(rng)
+    region = around(center, np.ceil(axes.max() * 1.6 / zyx) + 2, ct.shape)
+    dz, dy, dx = offsets_mm(region, zyx, center)
     r2 = 0.0
     for k in range(3):  # coordinates in the ellipsoid's own frame
         local = rot[0, k] * dz + rot[1, k] * dy + rot[2, k] * dx
         r2 = r2 + (local / axes[k]) ** 2
     r = np.sqrt(r2)
-    amp = _uniform(rng, boundary_noise)
-    noise = _smooth_noise(r.shape, rng, max(1.0, radius / 2 / float(zyx.mean())))
+    amp = uniform(rng, boundary_noise)
+    noise = smooth_noise(r.shape, rng, max(1.0, radius / 2 / float(zyx.mean())))
     r_eff = r * (1 + amp * noise)
-    edge = _uniform(rng, edge_mm)
+    edge = uniform(rng, edge_mm)
     t = np.clip((1 - r_eff) * radius / edge + 0.5, 0, 1)
     weight = (t * t * (3 - 2 * t)) * organ_mask[region]  # smoothstep edge, confined to the organ
 
-    contrast = _uniform(rng, contrast_hu)
+    contrast = uniform(rng, contrast_hu)
     sign = -1.0 if kind == "hypodense" else 1.0
     if kind == "hypodense":  # not below water: hypodense lesions are fluid or soft tissue, not fat
         contrast = max(15.0, min(contrast, float(np.median(ct[organ_mask])) - WATER_HU))
-    texture = _smooth_noise(r.shape, rng, 1.0) * float(rng.uniform(2, 8))
+    texture = smooth_noise(r.shape, rng, 1.0) * float(rng.uniform(2, 8))
     ct[region] += weight * (sign * contrast + texture)
     mask = np.zeros(ct.shape, dtype=bool)
     mask[region] = weight >= 0.5
@@ -217,10 +149,10 @@ def _insert_foci(ct, organ_mask, zyx, rng, count, diameter_mm, hu, where: np.nda
     n = int(rng.integers(count[0], count[1] + 1)) if isinstance(count, (tuple, list)) else int(count)
     for _ in range(max(1, n)):
         center = np.array(np.unravel_index(rng.choice(candidates), ct.shape))
-        d = max(_uniform(rng, diameter_mm), float(zyx.max()))  # at least one voxel fully covered
-        peak = _uniform(rng, hu)
-        region = _around(center, np.ceil(d / zyx) + 1, ct.shape)
-        w = _ball_weights(region, zyx, center, d / 2) * organ_mask[region]
+        d = max(uniform(rng, diameter_mm), float(zyx.max()))  # at least one voxel fully covered
+        peak = uniform(rng, hu)
+        region = around(center, np.ceil(d / zyx) + 1, ct.shape)
+        w = ball_weights(region, zyx, center, d / 2) * organ_mask[region]
         ct[region] = np.maximum(ct[region], ct[region] * (1 - w) + peak * w)
         mask[region] |= w >= 0.5
         foci.append(dict(center_voxel=center.tolist(), diameter_mm=d, hu=peak))
@@ -231,11 +163,11 @@ def insert_stones(ct, labels, spacing, organ: str, rng: np.random.Generator, cou
                   diameter_mm=(4.0, 10.0), hu=(300.0, 1200.0), direction=None):
     """Calculi: 1-3 small very dense foci (300-1200 HU) in a kidney, the gallbladder or the
     urinary bladder. Gallbladder and bladder stones lie in the dependent (posterior) half."""
-    ct, labels, zyx = _start(ct, labels, spacing)
+    ct, labels, zyx = start_arrays(ct, labels, spacing)
     name, _, organ_mask = _organ_mask(labels, organ)
     where = organ_mask.copy()
     if name in ("gallbladder", "urinary_bladder"):
-        post = _posterior_mm(ct.shape, zyx, direction)
+        post = posterior_mm(ct.shape, zyx, direction)
         where &= post >= np.median(post[organ_mask])
     mask, foci = _insert_foci(ct, organ_mask, zyx, rng, count, diameter_mm, hu, where)
     finding = "gallstones" if name == "gallbladder" else "stone"
@@ -246,7 +178,7 @@ def insert_calcification(ct, labels, spacing, organ: str, rng: np.random.Generat
                          diameter_mm=(2.0, 5.0), hu=(300.0, 1000.0), finding: str = "atherosclerosis"):
     """Vessel wall calcified plaques (atherosclerosis): dense foci on the wall of the aorta
     or an iliac artery (the outer shell of its mask)."""
-    ct, labels, zyx = _start(ct, labels, spacing)
+    ct, labels, zyx = start_arrays(ct, labels, spacing)
     name, _, organ_mask = _organ_mask(labels, organ)
     wall = organ_mask & ~ndimage.binary_erosion(organ_mask)
     mask, foci = _insert_foci(ct, organ_mask, zyx, rng, count, diameter_mm, hu, wall)
@@ -265,11 +197,11 @@ def enlarge_organ(ct, labels, spacing, organ: str, rng: np.random.Generator, sca
     """Organ enlargement: the organ (image and label) scaled by a random linear factor about
     its centroid. The grown organ replaces soft tissue and other organs but not bone,
     cartilage or air outside the body; the label map is updated."""
-    ct, labels, zyx = _start(ct, labels, spacing)
+    ct, labels, zyx = start_arrays(ct, labels, spacing)
     name, label_id, organ_mask = _organ_mask(labels, organ)
-    s = _uniform(rng, scale)
+    s = uniform(rng, scale)
     center = np.array(ndimage.center_of_mass(organ_mask))
-    old_box = _box(organ_mask)
+    old_box = mask_box(organ_mask)
     lo = np.array([b.start for b in old_box]) - 1
     hi = np.array([b.stop for b in old_box]) + 1
     region = tuple(slice(max(0, int(math.floor(c + (a - c) * s))), min(n, int(math.ceil(c + (b - c) * s)) + 1))
@@ -302,14 +234,14 @@ def diffuse_density_change(ct, labels, spacing, organ: str, rng: np.random.Gener
                            heterogeneity=(0.05, 0.2), finding: str | None = None):
     """Diffuse density change of a whole organ (steatosis: the liver 20-50 HU lower), with
     a mildly heterogeneous shift and a one-voxel soft rim."""
-    ct, labels, zyx = _start(ct, labels, spacing)
+    ct, labels, zyx = start_arrays(ct, labels, spacing)
     name, _, organ_mask = _organ_mask(labels, organ)
-    box = _box(organ_mask, pad=2)
+    box = mask_box(organ_mask, pad=2)
     inside = organ_mask[box]
-    delta = _uniform(rng, delta_hu)
-    het = _uniform(rng, heterogeneity)
+    delta = uniform(rng, delta_hu)
+    het = uniform(rng, heterogeneity)
     rim = ndimage.gaussian_filter(inside.astype(np.float32), 0.7) * inside
-    variation = 1 + het * _smooth_noise(inside.shape, rng, 10.0 / zyx)
+    variation = 1 + het * smooth_noise(inside.shape, rng, 10.0 / zyx)
     ct[box] += delta * rim * variation
     if finding is None:
         finding = {"liver": "hepatic steatosis", "pancreas": "steatosis"}.get(name, "steatosis")
@@ -319,7 +251,7 @@ def diffuse_density_change(ct, labels, spacing, organ: str, rng: np.random.Gener
 # --------------------------------------------------------------------------- fluid
 
 def _fluid(ct, pocket: np.ndarray, zyx, rng, hu) -> float:
-    value = _uniform(rng, hu)
+    value = uniform(rng, hu)
     w = np.clip(ndimage.gaussian_filter(pocket.astype(np.float32), 0.6 / zyx * zyx.min()) * 1.5, 0, 1)
     w = np.maximum(w, pocket)
     texture = rng.normal(0, 4, ct.shape).astype(np.float32)
@@ -331,18 +263,18 @@ def insert_ascites(ct, labels, spacing, organ: str, rng: np.random.Generator, th
                    coverage=(0.35, 0.8), hu=(0.0, 20.0)):
     """Ascites: fluid pockets (0-20 HU) in the unlabelled fat or soft tissue within a few mm of
     the organ (liver, spleen or bowel), irregular through a smooth random field."""
-    ct, labels, zyx = _start(ct, labels, spacing)
+    ct, labels, zyx = start_arrays(ct, labels, spacing)
     name, _, organ_mask = _organ_mask(labels, organ)
-    thickness = _uniform(rng, thickness_mm)
+    thickness = uniform(rng, thickness_mm)
     pad = np.ceil(thickness / zyx).astype(int) + 1
-    box = _box(organ_mask, pad=pad)
+    box = mask_box(organ_mask, pad=pad)
     outside = ndimage.distance_transform_edt(~organ_mask[box], sampling=zyx)
     sub = ct[box]
     shell = (outside > 0) & (outside <= thickness) & (labels[box] == 0) & (sub > -250) & (sub < 150)
     if shell.sum() < 4:
         raise InputError(None, f"no unlabelled fat or soft tissue next to {name} to hold ascites")
-    cover = _uniform(rng, coverage)
-    field_ = _smooth_noise(shell.shape, rng, 12.0 / zyx)
+    cover = uniform(rng, coverage)
+    field_ = smooth_noise(shell.shape, rng, 12.0 / zyx)
     cut = np.quantile(field_[shell], 1 - cover)
     pocket_box = shell & (field_ >= cut)
     pocket = np.zeros(ct.shape, dtype=bool)
@@ -356,13 +288,13 @@ def insert_pleural_effusion(ct, labels, spacing, organ: str, rng: np.random.Gene
                             fraction=(0.15, 0.45), hu=(0.0, 20.0)):
     """Pleural effusion: posterior-dependent fluid (0-20 HU) replacing the most posterior
     part of a lower lung lobe (the compressed lung); those voxels leave the lobe's label."""
-    ct, labels, zyx = _start(ct, labels, spacing)
+    ct, labels, zyx = start_arrays(ct, labels, spacing)
     name, _, organ_mask = _organ_mask(labels, organ, min_voxels=20)
-    box = _box(organ_mask, pad=1)
+    box = mask_box(organ_mask, pad=1)
     inside = organ_mask[box]
-    post = _posterior_mm(ct.shape, zyx, direction)[box]
-    post = post + 3.0 * _smooth_noise(inside.shape, rng, 15.0 / zyx)  # uneven meniscus
-    frac = _uniform(rng, fraction)
+    post = posterior_mm(ct.shape, zyx, direction)[box]
+    post = post + 3.0 * smooth_noise(inside.shape, rng, 15.0 / zyx)  # uneven meniscus
+    frac = uniform(rng, fraction)
     level = np.quantile(post[inside], 1 - frac)
     pocket_box = inside & (post >= level)
     pocket = np.zeros(ct.shape, dtype=bool)
@@ -371,94 +303,6 @@ def insert_pleural_effusion(ct, labels, spacing, organ: str, rng: np.random.Gene
     labels[pocket] = 0
     params = dict(fraction=frac, fluid_hu=value)
     return ct, labels, LesionRecord(name, "pleural effusion", params, pocket)
-
-
-# --------------------------------------------------------------------------- whole case
-
-def _upsample_weights(n: int, c: int) -> np.ndarray:
-    """(n, c) cubic-spline weights taking ``c`` control values spread over ``n`` voxels."""
-    pos = np.arange(n, dtype=np.float64) * (c - 1) / max(n - 1, 1)
-    eye = np.eye(c)
-    return np.stack([ndimage.map_coordinates(eye[k], [pos], order=3, mode="nearest") for k in range(c)], axis=1)
-
-
-def random_deformation(ct, labels, spacing, rng: np.random.Generator, max_displacement_mm: float = 6.0,
-                       grid_mm: float = 50.0, chunk: int = 16):
-    """Smooth random elastic deformation: a displacement field drawn on a coarse control
-    grid (``grid_mm``), interpolated with cubic splines (separably) and clipped to
-    ``max_displacement_mm``; the same field warps the CT (linear) and the labels
-    (nearest). Returns ``(ct, labels, params)``."""
-    ct, labels, zyx = _start(ct, labels, spacing)
-    shape = np.array(ct.shape)
-    coarse = np.maximum(2, np.ceil(shape * zyx / grid_mm).astype(int) + 1)
-    weights = [_upsample_weights(int(n), int(c)).astype(np.float32) for n, c in zip(shape, coarse)]
-    fields = []
-    for sp in zyx:  # one displacement component per axis, in voxels
-        control = rng.normal(0, max_displacement_mm / 2, coarse).astype(np.float32)
-        full = np.einsum("zc,cyx->zyx", weights[0], control)
-        full = np.einsum("yc,zcx->zyx", weights[1], full)
-        full = np.einsum("xc,zyc->zyx", weights[2], full)
-        fields.append(np.clip(full, -max_displacement_mm, max_displacement_mm) / sp)
-    out_ct = np.empty_like(ct)
-    out_lab = np.empty_like(labels)
-    iy, ix = np.meshgrid(np.arange(shape[1], dtype=np.float32), np.arange(shape[2], dtype=np.float32), indexing="ij")
-    for z0 in range(0, int(shape[0]), chunk):
-        z1 = min(int(shape[0]), z0 + chunk)
-        coords = np.stack([np.arange(z0, z1, dtype=np.float32)[:, None, None] + fields[0][z0:z1],
-                           iy[None] + fields[1][z0:z1], ix[None] + fields[2][z0:z1]])
-        out_ct[z0:z1] = ndimage.map_coordinates(ct, coords, order=1, mode="nearest")
-        out_lab[z0:z1] = ndimage.map_coordinates(labels, coords, order=0, mode="nearest")
-    params = dict(max_displacement_mm=max_displacement_mm, grid_mm=grid_mm, control_points=coarse.tolist(),
-                  largest_displacement_mm=float(max(np.abs(f).max() * sp for f, sp in zip(fields, zyx))))
-    return out_ct, out_lab, params
-
-
-# (structures, offset range in HU) of a portal-venous-like enhancement, scaled by the phase
-_ENHANCEMENT = (
-    (("aorta", "iliac_artery_left", "iliac_artery_right", "brachiocephalic_trunk", "subclavian_artery_left",
-      "subclavian_artery_right", "common_carotid_artery_left", "common_carotid_artery_right"), (100.0, 250.0)),
-    (("inferior_vena_cava", "superior_vena_cava", "portal_vein_and_splenic_vein", "iliac_vena_left",
-      "iliac_vena_right", "pulmonary_vein"), (60.0, 150.0)),
-    (("kidney_left", "kidney_right"), (60.0, 150.0)),
-    (("heart",), (80.0, 200.0)),
-    (("spleen",), (30.0, 70.0)),
-    (("liver", "pancreas"), (20.0, 50.0)),
-    (("adrenal_gland_left", "adrenal_gland_right", "stomach", "duodenum", "small_bowel", "colon"), (10.0, 30.0)),
-)
-
-
-def random_enhancement(ct, labels, spacing, rng: np.random.Generator, phase=(0.3, 1.0)):
-    """Simulated intravenous contrast: organ-wise HU offsets (vessels most, then kidneys,
-    spleen, liver) times a random phase strength, with a soft one-voxel rim, so a training
-    set made from an unenhanced CT also shows enhanced-looking organs. Returns ``(ct, params)``."""
-    ct, labels, zyx = _start(ct, labels, spacing)
-    strength = _uniform(rng, phase)
-    lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=np.float32)
-    offsets = {}
-    for names, hu in _ENHANCEMENT:
-        value = strength * _uniform(rng, hu)
-        for name in names:
-            lid = catalogue.organ(name).label_id
-            if lid < len(lut):
-                lut[lid] = value
-                offsets[name] = value
-    shift = ndimage.gaussian_filter(lut[np.clip(labels, 0, len(lut) - 1)], 0.7 * zyx.min() / zyx)
-    counts = np.bincount(np.clip(labels, 0, None).ravel(), minlength=len(lut))
-    present = {k: v for k, v in offsets.items() if counts[catalogue.organ(k).label_id]}
-    return ct + shift, dict(phase=strength, offsets_hu=present)
-
-
-def add_noise(ct, rng: np.random.Generator, sigma_hu=(2.0, 10.0), correlation_vox: float = 0.6):
-    """Spatially correlated Gaussian noise of standard deviation ``sigma_hu`` (HU); returns
-    ``(ct, sigma)``."""
-    ct = np.asarray(ct, dtype=np.float32).copy()
-    sigma = _uniform(rng, sigma_hu)
-    noise = rng.standard_normal(ct.shape).astype(np.float32)
-    if correlation_vox > 0:
-        noise = ndimage.gaussian_filter(noise, correlation_vox)
-        noise /= max(float(noise.std()), 1e-6)
-    ct += sigma * noise
-    return ct, sigma
 
 
 # --------------------------------------------------------------------------- registry

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..vocabulary.prompts import organ_phrase
-from .reports import assign_organs
+from .report_organs import assign_organs
 
 # Phrasings listed after "|" are held out: they appear only in the test split.
 _ABNORMAL: dict[str, str] = {

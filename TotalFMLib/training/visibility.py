@@ -19,8 +19,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..crops.ct_windows import WINDOWS
-from . import lesions
-from .benchmark_data import BenchmarkConfig, base_on_grid
+from . import augment, lesions
+from .benchmark_bases import base_on_grid
+from .benchmark_data import BenchmarkConfig
 
 @dataclass
 class Visibility:
@@ -54,7 +55,7 @@ def measure(finding: str, organ: str, cases: int = 16, base: str = "example_ct_d
     out = []
     for i in range(cases):
         rng = np.random.default_rng([seed, 7919, i])
-        array, labels, _ = lesions.random_deformation(ct.array, seg.array, ct.spacing, rng,
+        array, labels, _ = augment.random_deformation(ct.array, seg.array, ct.spacing, rng,
                                                       max_displacement_mm=cfg.max_displacement_mm)
         after, after_labels, rec = lesions.insert_finding(array, labels, ct.spacing, organ, finding, rng,
                                                           direction=ct.direction)  # works on copies
