@@ -65,7 +65,10 @@ def load_case(ct, seg) -> Case:
     seg_volume = load_segmentation(seg, ct_volume)
     from_files = not isinstance(ct, Volume) and not isinstance(seg, Volume)
     key = pair_key(ct, seg) if from_files else ""
-    return Case(ct_volume, seg_volume, tuple(orientation_warnings(seg_volume)), key)
+    warnings = orientation_warnings(seg_volume)
+    if seg_volume.meta.get("group_segments"):
+        warnings.append(f"{seg_volume.source}: {seg_volume.meta['group_segments']}; they are not scored")
+    return Case(ct_volume, seg_volume, tuple(warnings), key)
 
 
 def checked_ct(ct) -> Volume:

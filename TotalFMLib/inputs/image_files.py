@@ -1,6 +1,6 @@
 """Input files: path and suffix checks, and one image read through SimpleITK with clear
-``InputError``s (unsupported type, lone DICOM file, damaged or truncated file, not 3-D,
-more than one value per voxel).
+``InputError``s (unsupported type, lone DICOM file, damaged or truncated file, NaN or
+infinite voxels, not 3-D, more than one value per voxel).
 """
 from __future__ import annotations
 
@@ -76,8 +76,25 @@ def read_image(path: Path, what: str):
                                    f"(damaged, truncated or not an image file)") from None
     if suffix in MASK_SUFFIXES:
         _check_nifti_complete(path)
+        _check_nifti_finite(path)
     check_image_shape(path, image, what)
     return image
+
+
+def _check_nifti_finite(path: Path) -> None:
+    """ITK reads NaN and infinite NIfTI voxels as 0 without a word, so a float NIfTI's raw
+    voxels are checked here (integer files cannot hold them); other formats keep them and
+    the CT check refuses them."""
+    import nibabel as nib
+
+    image = nib.load(str(path))
+    if image.header.get_data_dtype().kind != "f":
+        return
+    data = np.asanyarray(image.dataobj)
+    bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise InputError(path, f"holds {bad} NaN or infinite voxel{'s' if bad > 1 else ''}; expected finite "
+                               f"values (CT intensities in HU, or label ids)")
 
 
 def _check_nifti_complete(path: Path) -> None:

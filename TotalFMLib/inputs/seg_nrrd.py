@@ -64,11 +64,12 @@ def read_seg_nrrd(path: Path) -> Volume:
             unmatched.append(s["name"])
         else:
             matched.append((s, organ, by_code))
+    groups = catalogue.group_segment_hint(unmatched)
     if not matched:
         raise InputError(path, (
             f"none of its {len(segments)} segments is a TotalSegmentator organ: "
             f"{short_list(repr(n) for n in unmatched)}; expected segment names (or SNOMED terminology) "
-            f"of 'total' structures such as 'liver', 'kidney_left', 'Left kidney'"))
+            f"of 'total' structures such as 'liver', 'kidney_left', 'Left kidney'" + (f"; {groups}" if groups else "")))
     try:
         data, header = nrrd.read(str(path), index_order="C")
     except Exception:
@@ -108,6 +109,7 @@ def read_seg_nrrd(path: Path) -> Volume:
         overlap += int(np.count_nonzero((before != 0) & (before != organ.label_id)))
         labels[mask] = organ.label_id
     meta = {"format": "Slicer seg.nrrd", "layers": len(layers), "unmatched": unmatched, "empty": empty,
+            "group_segments": groups,
             "segments": {s["name"]: o.name for s, o, _ in matched},
             "matched_by_terminology": [s["name"] for s, _, by_code in matched if by_code],
             "overlap_voxels": overlap}

@@ -104,6 +104,8 @@ def read_checkpoint(path: str | os.PathLike, with_meta: bool = False):
     ``text_encoder_partial``: frozen text-backbone weights left out, see
     ``training.checkpointing``).
     """
+    import warnings
+
     import torch
 
     path = Path(path)
@@ -111,7 +113,9 @@ def read_checkpoint(path: str | os.PathLike, with_meta: bool = False):
         raise ModelError(f"{path}: {'is a folder' if path.is_dir() else 'no such checkpoint file'}; "
                          f"expected {EXPECTED}")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on foreign pickles would be lines of their own
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # unpickling refused, truncated or foreign files: what the file is, not torch's text
         raise ModelError(f"{path}: not a readable torch checkpoint: the file is {_what_file(path)}; "
                          f"expected {EXPECTED}") from None

@@ -55,6 +55,20 @@ def _group_rules() -> dict[str, str]:
     }
 
 
+# How other tools name a group of structures as one segment (Slicer's sample segmentation has
+# "right lung", "left lung", "ribs", "thoracic vertebral column"); group names themselves, and
+# their words in either order ("lung right"), are recognised too.
+GROUP_SEGMENT_NAMES: dict[str, tuple[str, ...]] = {
+    "lungs": ("lung", "both lungs"),
+    "kidneys": ("both kidneys",),
+    "vertebrae": ("spine", "vertebral column", "spinal column"),
+    "cervical_spine": ("cervical vertebral column", "cervical vertebrae"),
+    "thoracic_spine": ("thoracic vertebral column", "thoracic vertebrae"),
+    "lumbar_spine": ("lumbar vertebral column", "lumbar vertebrae"),
+    "adrenal_glands": ("both adrenal glands",),
+}
+
+
 class Code(NamedTuple):
     """One coded concept: coding scheme ("SCT"), code value, code meaning; all "" if absent."""
     scheme: str = ""
@@ -253,3 +267,36 @@ def resolve(names: str | list[str] | tuple[str, ...] | None) -> list[Organ]:
         for m in members:
             chosen[m] = _by_name()[m]
     return sorted(chosen.values(), key=lambda o: o.label_id)
+
+
+@functools.lru_cache(maxsize=1)
+def _group_aliases() -> dict[str, str]:
+    table = {}
+    for group in groups():
+        if group == "default":
+            continue
+        words = group.split("_")
+        table[group] = table["_".join(reversed(words))] = group
+        for name in GROUP_SEGMENT_NAMES.get(group, ()):
+            table[normalise_name(name)] = group
+    return table
+
+
+def segment_group(text: str) -> str | None:
+    """The group a segment name stands for ("right lung" -> "lung_right"), None when it names
+    no group (or names a single structure)."""
+    if match_segment_name(text) is not None:
+        return None
+    return _group_aliases().get(normalise_name(text))
+
+
+def group_segment_hint(names) -> str:
+    """For segment names that name groups, one clause saying what to do; "" when none does."""
+    found = {n: g for n in names if (g := segment_group(str(n)))}
+    if not found:
+        return ""
+    named = ", ".join(f"{n!r} (group {g}: {', '.join(groups()[g][:3])}{', ...' if len(groups()[g]) > 3 else ''})"
+                      for n, g in found.items())
+    return (f"segments {named} each cover a group of structures, and TotalFM crops every structure on its own: "
+            f"rename each such segment to one structure (e.g. 'lung_upper_lobe_right'), split it, or segment "
+            f"the CT with TotalSegmentator")

@@ -117,8 +117,11 @@ def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volu
     check_untransformed(segmentation_node)
     matched = organ_segments(segmentation_node)
     if not matched:
+        segmentation = segmentation_node.GetSegmentation()
+        names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+        groups = catalogue.group_segment_hint(names)
         raise InputError(where, "no segment is a TotalSegmentator structure (by name, ID or terminology); "
-                                "segment the CT with TotalSegmentator first")
+                                + (groups if groups else "segment the CT with TotalSegmentator first"))
     ids = vtk.vtkStringArray()
     lookup = np.zeros(len(matched) + 1, dtype=np.int16)
     for index, (organ, sid) in enumerate(matched.items(), start=1):
