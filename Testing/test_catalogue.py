@@ -70,3 +70,31 @@ def test_names_shared_by_two_organs_match_neither():
     assert catalogue.match_segment_name("Kidney cyst") is None
     assert catalogue.match_segment_name("Right kidney cyst").name == "kidney_cyst_right"
     assert catalogue.match_segment_name("kidney cyst left").name == "kidney_cyst_left"
+
+
+def test_totalsegmentators_tables_read_without_the_package_equal_the_package(monkeypatch):
+    """Without the totalsegmentator package, its class maps and SNOMED table come out of its pinned
+    source distribution (parsed, never run); they equal what the installed package holds."""
+    from TotalFMLib.package_files import PackageIndexUnavailable
+    from TotalFMLib.vocabulary import ts_resources
+
+    pytest.importorskip("totalsegmentator")
+    from totalsegmentator.map_to_binary import class_map
+
+    installed = (ts_resources.class_maps(), ts_resources.snomed_rows())
+    monkeypatch.setattr(ts_resources, "_installed_folder", lambda: None)
+    ts_resources.class_maps.cache_clear()
+    ts_resources.snomed_rows.cache_clear()
+    try:
+        try:
+            from_index = (ts_resources.class_maps(), ts_resources.snomed_rows())
+        except Exception as e:  # only an unreachable index may skip
+            if isinstance(e.__cause__, PackageIndexUnavailable) or "package index" in str(e):
+                pytest.skip(f"package index unreachable: {e}")
+            raise
+    finally:
+        ts_resources.class_maps.cache_clear()
+        ts_resources.snomed_rows.cache_clear()
+    assert from_index == installed
+    assert from_index[0]["total"] == dict(class_map["total"]) and from_index[0]["total_v1"] == dict(class_map["total_v1"])
+    assert len(from_index[0]["total"]) == 117 and from_index[1]["liver"]["SegmentedPropertyTypeCodeSequence.CodeValue"]

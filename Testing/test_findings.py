@@ -8,7 +8,7 @@ from TotalFMLib.vocabulary import catalogue
 from TotalFMLib.errors import InputError
 from TotalFMLib.vocabulary.findings import builtin_path, find, findings_for_organ, load_findings
 
-# the 30 findings of Merlin's zero-shot benchmark, as DESIGN.md lists them
+# the 30 findings of Merlin's zero-shot benchmark, as docs/published_facts.md lists them
 MERLIN_30 = [
     "submucosal edema", "aortic valve calcification", "thrombosis", "pancreatic atrophy", "osteopenia",
     "surgically absent gallbladder", "atelectasis", "abdominal aortic aneurysm", "anasarca", "hiatal hernia",

@@ -24,7 +24,7 @@ class BaseCT:
     split: str
 
 
-# The real CTs with segmentations that install from PyPI (DESIGN.md). example_ct_sm is
+# The real CTs with segmentations that install from PyPI (docs/published_facts.md). example_ct_sm is
 # slices 82-111 of example_ct (the same patient), so it serves as validation only; the DICOM
 # series is a different patient and is the held-out test CT. The chest CTA in the same
 # package has no segmentation and is not used.

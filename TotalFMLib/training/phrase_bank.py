@@ -224,12 +224,13 @@ def _usable(template: str, slots: dict[str, str]) -> bool:
 @functools.lru_cache(maxsize=1)
 def dictionary_synonyms() -> dict[str, tuple[str, ...]]:
     """finding -> synonyms taken from radiology-semantic-dict (empty when it cannot be fetched)."""
-    from ..inputs.sample_data import SampleDataUnavailable, fetch
+    from ..inputs.sample_data import fetch
+    from ..package_files import PackageIndexUnavailable
 
     try:
         folder = Path(fetch("radiology_semantic"))
         table = json.loads((folder / "radiology_synonyms.json").read_text(encoding="utf-8"))
-    except (SampleDataUnavailable, OSError, json.JSONDecodeError):
+    except (PackageIndexUnavailable, OSError, json.JSONDecodeError):
         return {}
     out = {}
     for finding, keys in _DICTIONARY_KEYS.items():

@@ -1,20 +1,19 @@
 """Organ catalogue: the TotalSegmentator v2 ``total`` classes with names, SNOMED codes, colours and groups.
 
-Label ids and structure names are read from the installed ``totalsegmentator`` package
-(``totalsegmentator.map_to_binary.class_map["total"]``) and codes and colours from its
-``resources/totalsegmentator_snomed_mapping.csv``; nothing here retypes them. The package's
-label map and table need none of its heavy dependencies, so ``pip install --no-deps
-totalsegmentator`` is enough for this module.
+Label ids and structure names are TotalSegmentator's own (``map_to_binary.class_map["total"]``),
+codes and colours come from its ``resources/totalsegmentator_snomed_mapping.csv``; both are
+read by ``ts_resources`` (from the installed package, else from its pinned distribution on the
+package index), and nothing here retypes them.
 """
 from __future__ import annotations
 
-import csv
 import functools
 import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..errors import InputError
+from . import ts_resources
 
 # Organs scored when the caller names none: parenchymal organs, hollow viscera, lungs,
 # heart and the large vessels. Bones (ribs, vertebrae) and muscles are left out unless
@@ -140,33 +139,13 @@ def _display_name(name: str, type_: Code, modifier: Code, region: Code, region_m
     return text[:1].upper() + text[1:]
 
 
-def _snomed_rows() -> dict[str, dict[str, str]]:
-    from importlib import resources
-
-    table = resources.files("totalsegmentator") / "resources" / "totalsegmentator_snomed_mapping.csv"
-    with table.open("r", encoding="utf-8") as f:
-        return {row["Structure"]: row for row in csv.DictReader(f)}
-
-
-def _class_map() -> dict[int, str]:
-    try:
-        from totalsegmentator.map_to_binary import class_map
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise InputError(
-            None,
-            "the totalsegmentator package is not installed; its label map is the organ "
-            "catalogue. Install it with: pip install --no-deps totalsegmentator>=2.18.0",
-        ) from e
-    return dict(class_map["total"])
-
-
 @functools.lru_cache(maxsize=1)
 def organs() -> tuple[Organ, ...]:
     """All 117 ``total`` classes, ordered by label id."""
-    rows = _snomed_rows()
+    rows = ts_resources.snomed_rows()
     rules = {g: re.compile(rf"(?:{rx})") for g, rx in _group_rules().items()}
     result = []
-    for label_id, name in sorted(_class_map().items()):
+    for label_id, name in sorted(ts_resources.class_map("total").items()):
         row = rows.get(name, {})
         rgb = row.get("DicomRGBColor", "")
         color = tuple(int(c) for c in rgb.split(",")) if rgb else (128, 128, 128)
