@@ -137,3 +137,46 @@ def test_cli_device_reaches_the_segmentation(tmp_path, example_ct_path, tiny_che
                  "--csv", str(tmp_path / "s.csv"), "-q"])
     assert code == 2 and seen == ["cuda:1"]
     assert "stopped here by the test" in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from TotalFMLib.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    missing = [f"{name} {'/'.join(action.option_strings) or action.dest}"
+               for name, sub in commands.items() for action in sub._actions
+               if not isinstance(action, argparse._HelpAction) and not (action.help or "").strip()]
+    assert set(commands) == {"analyze", "search", "organs", "findings", "demo"}
+    assert not missing, missing
+
+
+def test_findings_listing_has_a_header_is_sorted_and_keeps_whole_synonyms(capsys):
+    from TotalFMLib.vocabulary.findings import load_findings
+
+    assert main(["findings"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["finding", "organs"] and "synonyms" in lines[0]
+    names = [f.finding for f in load_findings()]
+    listed = [line[:32].strip() for line in lines[1:] if line[:32].strip()]
+    assert listed == sorted(names, key=str.lower)
+    text = " ".join(line[75:].strip() for line in lines[1:])
+    for f in load_findings():
+        for synonym in f.synonyms:
+            assert synonym in text, synonym  # never cut mid-word
+
+
+def test_the_console_table_says_when_it_leaves_organs_out(tmp_path, example_ct_path, example_seg_path,
+                                                          tiny_checkpoint, home, capsys):
+    args = ["analyze", "--ct", str(example_ct_path), "--seg", str(example_seg_path), "--model", str(tiny_checkpoint),
+            "--csv", str(tmp_path / "s.csv"), "-q"]
+    assert main(args + ["--rows", "5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    organs = len({r["organ"] for r in csv.DictReader(open(tmp_path / "s.csv"))})
+    assert f"... {organs - 5} more organs not shown (--rows 0 shows all;" in "\n".join(out)
+    assert main(args + ["--rows", "0"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.strip() and not line.startswith(("organ ", "wrote "))]
+    assert "more organs not shown" not in out and len(rows) == organs

@@ -8,7 +8,8 @@ import torch
 from TotalFMLib.config import OFFICIAL_ARCH, OFFICIAL_EMBED_DIM
 from TotalFMLib.errors import Cancelled, InputError, ModelError
 from TotalFMLib.models.checkpoint import load_image_state, released_layout
-from TotalFMLib.models.image_tower import build_image_tower, encode_batches
+from TotalFMLib.models import build_image_tower  # the public name (lazy: torch loads on use)
+from TotalFMLib.models.image_tower import encode_batches
 
 DATA = Path(__file__).parent / "Data"
 
