@@ -153,6 +153,12 @@ def _lateral(members: tuple[str, ...], side: str | None) -> tuple[str, ...]:
     return members
 
 
+def _one_side(members: tuple[str, ...]) -> str | None:
+    """"left" or "right" when the term itself names one side ("left kidney"), else None."""
+    sides = {side for m in members for side in ("left", "right") if m.endswith("_" + side) or f"_{side}_" in m}
+    return sides.pop() if len(sides) == 1 else None
+
+
 def _side_word(word: str) -> str:
     w = word.lower()
     return w if w in ("left", "right") else "both"
@@ -162,21 +168,23 @@ def assign_organs(sentence: str, header: str = "") -> list[str]:
     """Structure names a sentence talks about, in order of first mention.
 
     A side word ("left", "right", "bilateral") between the previous organ mention and
-    this one picks the side; a lone trailing side ("kidney, left") applies too; no
-    side means both. ``header`` (a section label such as "KIDNEYS") supplies the
-    organs when the sentence names none.
+    this one picks the side; a lone trailing side ("kidney, left") applies too. A mention
+    without a side that covers a more specific mention of the same sentence adds nothing
+    ("renal cyst in the superior pole of the left kidney": the left kidney only;
+    "pulmonary nodule in the left upper lobe": that lobe only); one that overlaps a mention
+    with a side takes that side; otherwise no side means both. ``header`` (a section label such as "KIDNEYS") supplies
+    the organs when the sentence names none.
     """
     text = sentence.lower()
     for bad in _NOT_ORGAN:
         text = re.sub(re.escape(bad) + r"\w*", lambda m: " " * len(m.group()), text)
     lex = organ_lexicon()
-    found: list[str] = []
     prev_end = 0
     bilateral = re.search(r"\b(bilateral|bilaterally|both)\b", text) is not None
     matches = list(_lexicon_regex().finditer(text))
+    mentions: list[tuple[tuple[str, ...], str | None]] = []  # (members, side named for them)
     for i, m in enumerate(matches):
-        term = re.sub(r"\s+", " ", m.group().lower())
-        members = lex[term]
+        members = lex[re.sub(r"\s+", " ", m.group().lower())]
         side = None
         before = list(_SIDE.finditer(text[prev_end:m.start()]))
         if before:
@@ -186,12 +194,20 @@ def assign_organs(sentence: str, header: str = "") -> list[str]:
             after = re.match(r"[\s,]*(?:\(\s*)?(left|right|bilateral)\b", text[m.end():nxt])
             if after:
                 side = _side_word(after.group(1))
-        if side is None and bilateral:
-            side = "both"
+        mentions.append((members, side or _one_side(members)))
+        prev_end = m.end()
+    resolved = [set(_lateral(members, side)) for members, side in mentions]
+    found: list[str] = []
+    for k, (members, side) in enumerate(mentions):
+        if side is None:
+            paired = all(_one_side((m,)) for m in members)  # kidneys, lung lobes: not liver and spleen
+            if paired and any(j != k and other < set(members) for j, other in enumerate(resolved)):
+                continue  # "pulmonary nodule in the left upper lobe": the specific mention speaks
+            shared = {s for other, s in mentions if s in ("left", "right") and set(other) & set(members)}
+            side = shared.pop() if len(shared) == 1 else ("both" if bilateral else None)
         for name in _lateral(members, side):
             if name not in found:
                 found.append(name)
-        prev_end = m.end()
     for v in _VERTEBRA.finditer(sentence):
         name = f"vertebrae_{v.group(1).upper()}{int(v.group(2))}"
         if catalogue.is_structure(name) and name not in found:

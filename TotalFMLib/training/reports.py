@@ -77,7 +77,8 @@ _ABNORMAL = re.compile(
     r"removed|resect|ectomy|post[- ]?surgical|surgically|air[- ]fluid|free air|"
     r"pneumo|degenerat|irregular|heterogen|ill[- ]defined|abnormal|suspicious|"
     r"hydronephros|hydroureter|varic|lymphadenopath|cirrho|nodular|scar|infarct|ischem|"
-    r"diverticul|polyp|wall thickening|duct dilat|narrowing|perforat)", re.I)
+    r"diverticul|polyp|wall thickening|duct dilat|narrowing|perforat|"
+    r"(?:increased|decreased|reduced) (?:in )?(?:density|attenuation|size))", re.I)
 
 
 def _negated_spans(text: str) -> list[tuple[int, int]]:
@@ -101,27 +102,26 @@ def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
 def classify(sentence: str) -> str:
     """"abnormal", "normal" or "uncertain" for one sentence.
 
-    Uncertain: a hedge cue ("cannot exclude", "possible", "likely", "suspicious for",
-    "may represent", "?") outside a negation. Abnormal: a finding word ("lesion",
-    "stone", "enlarged", "effusion", ...) outside every negation scope. Normal: a
-    negation or normal cue ("no", "without", "negative for", "free of",
-    "unremarkable", "normal") and no un-negated finding word. A sentence with neither
-    counts as abnormal: reports rarely state a normal organ without saying so.
+    Abnormal: a finding word ("lesion", "stone", "enlarged", "effusion", ...) outside every
+    negation scope, stated before any hedge: "hypodense lesions in the liver, likely small
+    cysts" reports lesions for certain and hedges only what they are. Uncertain: a hedge cue
+    ("cannot exclude", "possible", "likely", "suspicious for", "may represent", "?") outside a
+    negation that comes before (or without) the finding it qualifies: "possible hypodense
+    lesion". Normal: everything else -- a negation or normal cue ("no", "without", "negative
+    for", "free of", "unremarkable", "normal"), or a sentence that names no finding at all,
+    such as a measurement ("main pulmonary artery diameter is 2.5 cm").
     """
     text = sentence.strip()
     if not text:
         raise InputError(None, "empty sentence")
     spans = _negated_spans(text)
-    for m in _UNCERTAIN.finditer(text):
-        if not _inside(m.start(), spans):
-            return "uncertain"
+    hedges = [m.start() for m in _UNCERTAIN.finditer(text) if not _inside(m.start(), spans)]
     masked = _PSEUDO_NEGATION.sub(lambda m: "#" * len(m.group()), text)
-    for m in _ABNORMAL.finditer(masked):
-        if not _inside(m.start(), spans) and not _normal_phrase_at(masked, m):
-            return "abnormal"
-    if spans or _NORMAL.search(text):
-        return "normal"
-    return "abnormal"
+    findings = [m.start() for m in _ABNORMAL.finditer(masked)
+                if not _inside(m.start(), spans) and not _normal_phrase_at(masked, m)]
+    if hedges and (not findings or hedges[0] <= findings[0]):
+        return "uncertain"
+    return "abnormal" if findings else "normal"
 
 
 def _normal_phrase_at(text: str, m: re.Match) -> bool:
