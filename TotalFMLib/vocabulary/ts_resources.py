@@ -1,6 +1,8 @@
 """TotalSegmentator's own tables: its class maps (label id -> structure name, per task: the v2
-``total`` map and the v1 ``total_v1`` map among them) and its SNOMED table (codes and colours
-per structure). Nothing here retypes them.
+``total`` map and the v1 ``total_v1`` map among them), its ``map_to_total`` (structures of
+other tasks and versions -> the ``total`` structure that contains them, e.g. the v1 heart
+chambers -> heart) and its SNOMED table (codes and colours per structure). Nothing here
+retypes them.
 
 They are read from the installed ``totalsegmentator`` package when there is one (Slicer's
 TotalSegmentator extension, or ``pip install -e ".[segment]"``), else out of the pinned
@@ -21,6 +23,7 @@ from ..errors import InputError
 
 SDIST_FOLDER = "totalsegmentator-2.18.0/totalsegmentator/"
 MAP_FILE = "map_to_binary.py"
+TO_TOTAL_FILE = "map_to_total.py"
 SNOMED_FILE = "resources/totalsegmentator_snomed_mapping.csv"
 
 
@@ -72,6 +75,13 @@ def class_map(task: str = "total") -> dict[int, str]:
     if task not in maps:
         raise InputError(None, f"TotalSegmentator has no task {task!r}; known: {', '.join(sorted(maps))}")
     return dict(maps[task])
+
+
+@functools.lru_cache(maxsize=1)
+def map_to_total() -> dict[str, str]:
+    """{structure name of another task or version: the ``total`` structure it belongs to}."""
+    source, where = _read(TO_TOTAL_FILE)
+    return {str(k): str(v) for k, v in _literal_assignment(source, "map_to_total", where).items()}
 
 
 @functools.lru_cache(maxsize=1)
