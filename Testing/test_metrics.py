@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from TotalFMLib.errors import InputError
-from TotalFMLib.training.metrics import auroc, average_ranks, binary_stats, bootstrap_ci, f1_at, format_table, metric_table, plot_roc, read_calibration, roc_curve, write_calibration, youden_threshold
+from TotalFMLib.training.metrics import auroc, average_ranks, binary_stats, bootstrap_ci, f1_at, format_table, metric_table, operating_threshold, plot_roc, read_calibration, roc_curve, write_calibration, youden_threshold
 
 
 def test_auroc_hand_cases():
@@ -53,6 +53,23 @@ def test_roc_youden_and_f1_hand_case():
         auroc([0, 2], [0.1, 0.2])
     with pytest.raises(InputError):
         auroc([0, 1, 1], [0.1, 0.2])
+
+
+def test_operating_threshold_keeps_normal_organs_unflagged():
+    """Youden's J where it flags at most 2 % of the normal organs; raised above the normals
+    otherwise (J would flag a normal organ to catch one more finding)."""
+    rng = np.random.default_rng(0)
+    normal, abnormal = rng.normal(0.4, 0.05, 200), rng.normal(0.6, 0.05, 200)
+    y, s = np.r_[np.zeros(200), np.ones(200)], np.r_[normal, abnormal]
+    t = operating_threshold(y, s)
+    assert (normal >= t).mean() <= 0.02 and t >= youden_threshold(y, s)
+    assert (abnormal >= t).mean() > 0.5
+    overlapping = np.r_[rng.normal(0.5, 0.1, 200), rng.normal(0.55, 0.1, 200)]
+    t = operating_threshold(y, overlapping)
+    assert (overlapping[:200] >= t).mean() <= 0.02 and t > youden_threshold(y, overlapping)
+    separable = np.r_[np.full(50, 0.1), np.full(50, 0.9)]
+    assert operating_threshold(np.r_[np.zeros(50), np.ones(50)], separable) == youden_threshold(
+        np.r_[np.zeros(50), np.ones(50)], separable)
 
 
 def test_bootstrap_is_seeded_and_brackets_the_estimate():

@@ -15,7 +15,7 @@ from TotalFMLib.zeroshot.text_embeddings import encode_texts
 from TotalFMLib.vocabulary.prompts import finding_prompts, lesion_prompts, query_text
 from TotalFMLib.results import ANY_LESION, SCORE_COLUMNS
 from TotalFMLib.zeroshot.scoring import DEFAULT_LOGIT_SCALE, DEFAULT_THRESHOLD, score_case
-from TotalFMLib.zeroshot.search import default_threshold, preset_queries, search
+from TotalFMLib.zeroshot.search import MATCH_SCORE, preset_queries, search
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +129,9 @@ def test_calibration_thresholds_and_logit_scale(emb):
         assert abs(s.score - 0.5) > abs(r.score - 0.5) and (s.score > 0.5) == (r.score > 0.5)
     with pytest.raises(ModelError, match="calibration"):
         score_case(emb, cached_encode, organs=["liver"], findings=["ascites"], calibration={"ascites": "high"})
+    # a finding the calibration holds no threshold for takes its pooled "*" threshold
+    pooled = score_case(emb, cached_encode, organs=["liver"], findings=["ascites"], calibration={"*": 0.9, "stone": 0.1})
+    assert {r.threshold for r in pooled if r.finding == "ascites"} == {0.9}
 
 
 def test_bad_scoring_inputs(emb):
@@ -150,10 +153,9 @@ def test_bad_scoring_inputs(emb):
 def test_search_kidney_stone_finds_the_left_kidney(emb, style):
     hits = search(emb, "kidney stone", cached_encode, style=style)
     assert [h.rank for h in hits] == list(range(1, len(CASE) + 1))
-    assert [h.similarity for h in hits] == sorted((h.similarity for h in hits), reverse=True)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert hits[0].organ == "kidney_left" and hits[0].matched
-    cut = default_threshold(np.array([h.similarity for h in hits]))
-    assert [h.matched for h in hits] == [h.rank <= 3 and h.similarity >= cut for h in hits]
+    assert [h.matched for h in hits] == [h.rank <= 3 and h.score >= MATCH_SCORE for h in hits]
     assert sum(h.matched for h in hits) < len(hits)
 
 
@@ -164,6 +166,27 @@ def test_search_pleural_effusion_finds_the_lung_lobe(emb, style):
     assert [h.organ for h in hits if h.matched] == ["lung_lower_lobe_left"]
 
 
+@pytest.mark.parametrize("style", ["organ", "plain"])
+@pytest.mark.parametrize("query", ["asdf qwerty", "purple elephant dancing", "invoice due next friday"])
+def test_a_query_that_means_nothing_matches_no_organ(emb, style, query):
+    assert not any(h.matched for h in search(emb, query, cached_encode, style=style))
+
+
+def test_each_organ_is_measured_against_its_own_baseline(emb):
+    """The score is the organ's similarity above its similarity to sentences that carry no finding:
+    an organ embedding that is close to everything (a hub) gains nothing from it."""
+    from TotalFMLib.zeroshot.scoring import organ_matrix
+    from TotalFMLib.zeroshot.search import baseline
+
+    hub = dict(emb, liver=emb["liver"] + 3 * np.mean(cached_encode(["normal", "organ", "finding"]), axis=0))
+    organs, matrix = organ_matrix(hub)
+    mean, spread = baseline(matrix, organs, cached_encode, "organ")
+    hits = {h.organ: h for h in search(hub, "kidney stone", cached_encode, style="organ")}
+    liver = [o.name for o in organs].index("liver")
+    assert hits["liver"].score == pytest.approx((hits["liver"].similarity - mean[liver]) / spread[liver])
+    assert hits["kidney_left"].rank == 1 and not hits["liver"].matched
+
+
 def test_organ_style_sends_one_text_per_organ_in_one_call(emb):
     calls = []
 
@@ -171,19 +194,19 @@ def test_organ_style_sends_one_text_per_organ_in_one_call(emb):
         calls.append(list(texts))
         return encode(texts)
 
-    search(emb, "hypodense lesion", counting, style="organ")
+    search(emb, "hypodense lesion", counting, style="organ", encode_reference=cached_encode)
     assert len(calls) == 1
     assert sorted(calls[0]) == sorted(query_text(o, "hypodense lesion", "organ") for o in CASE)
     assert "Left kidney: hypodense lesion" in calls[0]
     calls.clear()
-    search(emb, "hypodense lesion", counting, style="plain")
+    search(emb, "hypodense lesion", counting, style="plain", encode_reference=cached_encode)
     assert calls == [["hypodense lesion"]]
 
 
 def test_search_rule_parameters(emb):
-    assert sum(h.matched for h in search(emb, "kidney stone", cached_encode, top_k=2, threshold=-1.0)) == 2
-    assert not any(h.matched for h in search(emb, "kidney stone", cached_encode, threshold=1.01))
-    (only,) = search({"liver": emb["liver"]}, "liver cyst", cached_encode)
+    assert sum(h.matched for h in search(emb, "kidney stone", cached_encode, top_k=2, threshold=-100.0)) == 2
+    assert not any(h.matched for h in search(emb, "kidney stone", cached_encode, threshold=1e9))
+    (only,) = search({"kidney_left": emb["kidney_left"]}, "kidney stone", cached_encode)
     assert only.rank == 1 and only.matched
     for kwargs, problem in [(dict(query=" "), "empty"), (dict(style="fancy"), "query style"),
                             (dict(top_k=0), "top_k")]:

@@ -136,9 +136,10 @@ def cmd_search(args) -> int:
     with progress_bar("encoding organs", not args.quiet) as progress:
         embedded = embed(model, case, organs=_split(args.organs), progress=progress)
     hits = model.search(embedded.embeddings, args.query, top_k=args.top_k, threshold=args.threshold)
-    print(f"{'rank':>4s}  {'match':5s}  {'similarity':>10s}  organ")
+    print(f"{'rank':>4s}  {'match':5s}  {'score':>6s}  {'similarity':>10s}  organ")
     for h in hits:
-        print(f"{h.rank:4d}  {'MATCH' if h.matched else '':5s}  {h.similarity:+10.3f}  {organ(h.organ).display_name}")
+        print(f"{h.rank:4d}  {'MATCH' if h.matched else '':5s}  {h.score:+6.2f}  {h.similarity:+10.3f}  "
+              f"{organ(h.organ).display_name}")
     return 0
 
 
@@ -220,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=None, metavar="K",
                    help="at most K organs can match (default 3)")
     s.add_argument("--threshold", type=float, default=None,
-                   help="a fixed similarity an organ must reach to match (default: the case's mean "
-                        "similarity plus one standard deviation)")
+                   help="the score an organ must reach to match: standard deviations above the organ's own "
+                        "similarity to sentences that carry no finding (default 2)")
     s.set_defaults(func=cmd_search)
 
     sub.add_parser("organs", help="list the organ catalogue (TotalSegmentator classes, SNOMED codes, groups)",

@@ -39,5 +39,6 @@ class SearchHit:
     organ: str
     label_id: int
     similarity: float     # cosine similarity of organ embedding and query embedding
-    rank: int             # 1 = best
+    rank: int             # 1 = best (by score)
     matched: bool         # chosen by the documented match rule
+    score: float = 0.0    # similarity above the organ's own baseline, in its standard deviations

@@ -196,4 +196,4 @@ class TotalFM:
         from .zeroshot.search import search
 
         return search(embeddings, query, self.encode_queries, style=style or self.config.query_style,
-                      top_k=top_k, threshold=threshold)
+                      top_k=top_k, threshold=threshold, encode_reference=self.encode_texts)

@@ -86,6 +86,23 @@ def youden_threshold(labels, scores) -> float:
     return float(thr[max(best, 1)])
 
 
+NORMAL_FLAG_RATE = 0.02  # at most this share of normal organs may be flagged at an operating point
+
+
+def operating_threshold(labels, scores, max_normal_rate: float = NORMAL_FLAG_RATE) -> float:
+    """Youden's J threshold, raised where needed so that at most ``max_normal_rate`` of the
+    negatives (normal organs) score at or above it: a reviewer must not see normal anatomy
+    flagged, even where J would trade that for sensitivity."""
+    y, s = _arrays(labels, scores)
+    t = youden_threshold(y, s)
+    negatives = np.sort(s[~y.astype(bool)])
+    if negatives.size:
+        k = int(np.floor(max_normal_rate * negatives.size))  # negatives allowed at or above
+        bound = negatives[negatives.size - k - 1] if k < negatives.size else -np.inf
+        t = max(t, float(np.nextafter(bound, np.inf)))
+    return float(min(t, 1.0))
+
+
 @dataclass
 class BinaryStats:
     threshold: float
@@ -279,7 +296,10 @@ def plot_roc(curves: Mapping[str, tuple], path: str | os.PathLike, title: str = 
     ax.set_xlabel("False positive rate")
     ax.set_ylabel("True positive rate")
     ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=7)
+    else:  # every curve undefined (one class only): say so on the plot
+        ax.text(0.5, 0.5, "no finding with both classes", ha="center", va="center", color="0.4")
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:

@@ -40,6 +40,13 @@ PLAIN_FINDING_NORMAL = ("{Finding} is not present.", "There is no {finding}.")
 PLAIN_LESION_ABNORMAL = ("A lesion is present.", "There is an abnormality.")
 PLAIN_LESION_NORMAL = ("No lesion is present.", "There is no abnormality.")
 QUERY_STYLES = ("organ", "plain")
+
+# Sentences that say nothing about a finding: each organ's similarity to them (phrased like a
+# query) is its search baseline (zeroshot/search.py). Neutral and normal words, and sentences
+# that mean nothing in a report.
+REFERENCE_QUERIES = ("normal", "unremarkable", "no abnormality", "within normal limits", "organ", "CT image",
+                     "axial slice", "zzz", "qwertz uiop", "hello world", "the quick brown fox", "cup of tea",
+                     "spreadsheet", "lorem ipsum")
 PROMPT_STYLES = QUERY_STYLES
 
 

@@ -9,8 +9,9 @@ For an organ embedding e and a prompt ensemble (``prompts.py``):
 with s = exp(logit_scale) (the model config stores the log, CLIP style; s is capped at
 100). The softmax over the pair follows CT-CLIP; a logit bias cancels in it. A row is
 flagged when score >= threshold; the threshold is the model's calibration for the finding
-(``{finding: t}`` or ``{finding: {organ: t, "*": t}}``, e.g. Youden's J on validation data)
-and ``DEFAULT_THRESHOLD`` = 0.5 (abnormal and normal prompts equally similar) otherwise.
+(``{finding: t}`` or ``{finding: {organ: t, "*": t}}``, chosen on validation data), its
+``"*"`` entry for findings it holds no threshold for, and ``DEFAULT_THRESHOLD`` = 0.5 (abnormal
+and normal prompts equally similar) without calibration.
 
 All distinct prompts of a call go through ``encode_text`` once, in one list, so a cache can
 wrap that function.
@@ -74,8 +75,11 @@ def check_same_width(text_vectors: np.ndarray, organ_matrix: np.ndarray) -> None
 
 
 def threshold_for(calibration: Mapping | None, finding: str, organ: str) -> float:
-    """Threshold of (finding, organ): calibration value, else ``DEFAULT_THRESHOLD``."""
-    value = (calibration or {}).get(finding)
+    """Threshold of (finding, organ): the calibration's value for the finding (per organ, else its
+    "*"), else the calibration's "*" (findings it was not calibrated on), else
+    ``DEFAULT_THRESHOLD``."""
+    calibration = calibration or {}
+    value = calibration.get(finding, calibration.get("*"))
     if isinstance(value, Mapping):
         value = value.get(organ, value.get("*"))
     if value is None:

@@ -1,18 +1,25 @@
-"""Free-text finding search: rank the organs of one case by similarity to a query.
+"""Free-text finding search: rank the organs of one case by how much more a query fits each
+organ than sentences that say nothing about it.
 
 Every organ gets similarity = organ embedding . query embedding. With style "organ" the
 query is phrased per organ ("Left kidney: kidney stone", see ``prompts.query_text``), so
 each organ is compared with its own text (all texts encoded in one batch); with "plain"
 every organ is compared with the query as typed.
 
-Match rule: an organ matches when
+Raw similarities favour some organs for any query (a "hub" organ tops every query, and a
+query that means nothing still scores somewhere), so each organ's similarity is measured
+against its own baseline: its similarities to ``prompts.REFERENCE_QUERIES`` (neutral,
+normal and meaningless sentences, phrased the same way), as
 
-    rank <= top_k (default 3)  AND  similarity >= threshold
+    score = (similarity - mean of the baseline) / (standard deviation of the baseline)
 
-and the default threshold is relative to the case: mean + 1 standard deviation of the
-similarities of the case's organs (population std), i.e. the organ stands out from the
-others. A case with one organ matches it; with two, the better one. Pass ``threshold`` to
-use an absolute cosine similarity instead.
+and organs are ranked by score. An organ matches when
+
+    rank <= top_k (default 3)  AND  score >= threshold (default MATCH_SCORE)
+
+so a query must fit the organ clearly better than sentences that carry no finding. The
+baseline texts are the same for every query, so they are encoded once per model (through
+the same cached text encoder as scoring prompts).
 """
 from __future__ import annotations
 
@@ -21,26 +28,33 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import InputError
-from ..vocabulary.findings import load_findings
-from ..vocabulary.prompts import QUERY_STYLES, query_text
-from .text_embeddings import TextEncoder, encode_texts
 from ..results import SearchHit
+from ..vocabulary.findings import load_findings
+from ..vocabulary.prompts import QUERY_STYLES, REFERENCE_QUERIES, query_text
 from .scoring import check_same_width, organ_matrix
+from .text_embeddings import TextEncoder, encode_texts
 
 DEFAULT_TOP_K = 3
-DEFAULT_Z = 1.0  # default threshold = mean + DEFAULT_Z * std over the case's organs
-_TOLERANCE = 1e-9
+MATCH_SCORE = 2.0   # standard deviations above the organ's baseline (chosen on the query benchmark)
+_MIN_SPREAD = 0.01  # a baseline that barely varies still divides by this much
 
 
-def default_threshold(similarities: np.ndarray) -> float:
-    """mean + DEFAULT_Z * std of the case's organ similarities."""
-    s = np.asarray(similarities, dtype=np.float64)
-    return float(s.mean() + DEFAULT_Z * s.std())
+def baseline(matrix: np.ndarray, organs, encode_reference: TextEncoder, style: str) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, spread) per organ of its similarities to the reference sentences in ``style``."""
+    texts = [query_text(o, ref, style) for o in organs for ref in REFERENCE_QUERIES]
+    vectors = encode_texts(encode_reference, texts).reshape(len(organs), len(REFERENCE_QUERIES), -1)
+    check_same_width(vectors.reshape(-1, vectors.shape[-1]), matrix)
+    sims = np.einsum("nd,nrd->nr", matrix, vectors)
+    return sims.mean(1), np.maximum(sims.std(1), _MIN_SPREAD)
 
 
 def search(embeddings: Mapping[str, np.ndarray], query: str, encode_text: TextEncoder, style: str = "organ",
-           top_k: int | None = None, threshold: float | None = None, organs=None) -> list[SearchHit]:
-    """One ``SearchHit`` per organ, best first (rank 1), with the match rule applied."""
+           top_k: int | None = None, threshold: float | None = None, organs=None,
+           encode_reference: TextEncoder | None = None) -> list[SearchHit]:
+    """One ``SearchHit`` per organ, best first (rank 1), with the match rule applied.
+
+    ``encode_text`` encodes the query texts; ``encode_reference`` the baseline sentences
+    (default: ``encode_text``; the facade passes its cached prompt encoder)."""
     query = (query or "").strip()
     if not query:
         raise InputError(None, "empty search query")
@@ -55,15 +69,14 @@ def search(embeddings: Mapping[str, np.ndarray], query: str, encode_text: TextEn
     vectors = encode_texts(encode_text, [query_text(o, query, style) for o in chosen])
     check_same_width(vectors, matrix)
     similarity = np.einsum("nd,nd->n", matrix, vectors)
+    mean, spread = baseline(matrix, chosen, encode_reference or encode_text, style)
+    score = (similarity - mean) / spread
 
-    cut = default_threshold(similarity) if threshold is None else float(threshold)
-    order = sorted(range(len(chosen)), key=lambda i: (-similarity[i], chosen[i].label_id))
-    hits = []
-    for rank, i in enumerate(order, start=1):
-        s = float(similarity[i])
-        hits.append(SearchHit(organ=chosen[i].name, label_id=chosen[i].label_id, similarity=s, rank=rank,
-                              matched=bool(rank <= top_k and s >= cut - _TOLERANCE)))
-    return hits
+    cut = MATCH_SCORE if threshold is None else float(threshold)
+    order = sorted(range(len(chosen)), key=lambda i: (-score[i], chosen[i].label_id))
+    return [SearchHit(organ=chosen[i].name, label_id=chosen[i].label_id, similarity=float(similarity[i]),
+                      rank=rank, matched=bool(rank <= top_k and score[i] >= cut), score=float(score[i]))
+            for rank, i in enumerate(order, start=1)]
 
 
 def preset_queries(findings=None) -> list[str]:
