@@ -14,15 +14,16 @@ from TotalFMLib.training import benchmark_bases as BB
 from TotalFMLib.training import phrase_bank
 from TotalFMLib.training.reports import report_to_pairs
 
-ORGANS = ("liver", "spleen", "pancreas", "kidney_left", "gallbladder", "aorta", "stomach")
+ORGANS = ("liver", "spleen", "kidney_left", "gallbladder", "aorta", "stomach", "lung_lower_lobe_right")
+PATIENTS = {"example_ct": "A", "example_ct_dicom": "B", "chest_ct": "C"}
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, sample):
-    for name in ("example_ct", "example_seg", "example_ct_sm", "example_seg_sm", "example_ct_dicom",
-                 "example_seg_dicom"):
+    for name in ("example_ct", "example_seg", "example_ct_dicom", "example_seg_dicom", "chest_ct", "chest_seg",
+                 "chest_structures"):
         sample(name)  # skips only when the package index is unreachable
-    cfg = B.BenchmarkConfig(cases={"train": 1, "val": 1, "test": 1}, crop_size=32, frames=8, organs=ORGANS,
+    cfg = B.BenchmarkConfig(cases={"train": 1, "eval": 1}, crop_size=32, frames=8, organs=ORGANS,
                             finding_rate=0.8, slab_fraction=1.0, seed=3)
     root = tmp_path_factory.mktemp("bench")
     calls = []
@@ -34,33 +35,39 @@ def _shard(root, entry):
     return torch.load(root / entry["shard"], weights_only=True)
 
 
-def test_splits_are_disjoint_by_base_and_patient(tiny):
+def test_every_patient_has_training_and_evaluation_cases(tiny):
     root, cfg, manifest, calls = tiny
     entries = B.read_manifest(root)
     assert manifest == root / "manifest.jsonl"
-    assert [(e["case_id"], e["split"]) for e in entries] == [
-        ("example_ct-000", "train"), ("example_ct_sm-000", "val"), ("example_ct_dicom-000", "test")]
-    by_split = {s: {(e["base"], e["patient"]) for e in entries if e["split"] == s} for s in B.SPLITS}
-    train_patients = {p for _, p in by_split["train"]}
-    assert all(p not in train_patients for _, p in by_split["test"])
-    assert {b for b, _ in by_split["test"]}.isdisjoint({b for b, _ in by_split["train"] | by_split["val"]})
-    assert calls[-1][0] == 1.0 and len(calls) == 3
+    assert [(e["case_id"], e["split"], e["patient"]) for e in entries] == [
+        (f"{base}-{role}-000", role, patient) for base, patient in PATIENTS.items() for role in B.ROLES]
+    assert calls[-1][0] == 1.0 and len(calls) == 6
     summary = json.loads((root / "benchmark.json").read_text())
     assert summary["findings"] == list(B.FINDINGS) and summary["config"]["seed"] == 3
-    assert sum(c["cases"] for c in summary["counts"].values()) == 3
+    assert sorted(summary["counts"]) == sorted(f"{p}/{r}" for p in "ABC" for r in B.ROLES)
 
 
-def test_check_splits_refuses_a_test_patient_seen_in_training():
-    leaked = [BB.BaseCT("a", "example_ct", "example_seg", "p1", "train"),
-              BB.BaseCT("b", "example_ct_sm", "example_seg_sm", "p1", "test")]
-    with pytest.raises(InputError, match="share a patient"):
-        BB.check_splits(leaked)
-    with pytest.raises(InputError, match="unknown base"):
-        BB.base_by_name("chest_cta")
+def test_folds_never_train_on_the_held_out_patient(tiny):
+    from TotalFMLib.training.folds import fold_entries, patients, role_in_fold
+
+    root, _, _, _ = tiny
+    entries = B.read_manifest(root)
+    assert patients(entries) == ["A", "B", "C"]
+    for held in patients(entries):
+        fold = fold_entries(entries, held)
+        assert all(e["patient"] != held for e in fold["train"] + fold["val"])
+        assert fold["test"] and all(e["patient"] == held and e["split"] == "eval" for e in fold["test"])
+        assert {e["split"] for e in fold["train"]} == {"train"} and {e["split"] for e in fold["val"]} == {"eval"}
+        assert [role_in_fold(e, held) for e in entries if e["patient"] == held] == [None, "test"]
+    final = fold_entries(entries, None)
+    assert not final["test"] and len(final["train"]) == len(final["val"]) == 3
+    with pytest.raises(InputError, match="patient 'D' is not in the benchmark"):
+        fold_entries(entries, "D")
 
 
-def test_shards_match_the_manifest(tiny):
+def test_shards_match_the_manifest_and_mark_where_findings_lie(tiny):
     root, cfg, _, _ = tiny
+    marked = 0
     for entry in B.read_manifest(root):
         shard = _shard(root, entry)
         n = len(shard["organs"])
@@ -75,6 +82,14 @@ def test_shards_match_the_manifest(tiny):
         assert matrix.shape == (n, len(B.FINDINGS))
         for row, labs in zip(matrix, shard["labels"]):
             assert {B.FINDINGS[i] for i in np.flatnonzero(row)} == set(labs)
+        maps, organ_maps = shard["lesion_maps"], shard["organ_maps"]
+        assert tuple(maps.shape) == (n, len(B.FINDINGS), 8, 8, 2) and maps.dtype == torch.uint8
+        assert tuple(organ_maps.shape) == (n, 8, 8, 2) and all(int(m.max()) > 0 for m in organ_maps)
+        for i, labs in enumerate(shard["labels"]):  # every finding of an organ shows in that organ's crop
+            for f in labs:
+                assert int(maps[i, B.FINDINGS.index(f)].max()) > 0, (entry["case_id"], shard["organs"][i], f)
+                marked += 1
+        assert int(maps.sum()) == 0 or pairs  # no map where nothing was inserted
         records = json.loads(shard["records"])
         assert sorted((r["organ"], r["finding"]) for r in records) == sorted(map(tuple, pairs))
         assert all(r["voxels"] > 0 for r in records)
@@ -82,11 +97,26 @@ def test_shards_match_the_manifest(tiny):
         assert shard["whole_labels"] == [sorted({f for _, f in pairs})]
         assert shard["report"] == shard["whole_sentences"][0][0]
         augment = json.loads(shard["augment"])
-        assert ("slab" in augment) == (entry["split"] != "test")  # slabs only for train/val
-        if entry["split"] == "test":  # the held-out CT is only deformed and noised
+        assert ("slab" in augment) == (entry["split"] == "train")  # slabs only for training cases
+        if entry["split"] == "eval":  # evaluation cases are only deformed and noised
             assert set(augment) == {"deformation", "noise_hu"}
-    positives = sum(len(e["findings"]) for e in B.read_manifest(root))
-    assert positives >= 3  # finding_rate 0.8 over 11 finding types
+    assert marked >= 3  # finding_rate 0.8 over 11 finding types
+
+
+def test_lesion_maps_follow_the_crop_recipe(dicom_base):
+    """A mask inserted by hand lands in the map where the crop recipe puts its voxels."""
+    from TotalFMLib.crops.organ_crops import organ_crops
+    from TotalFMLib.training.lesions import LesionRecord
+
+    ct, seg = BB.base_on_grid("example_ct_dicom", 1.0, 3.0)
+    crops = organ_crops(ct, seg, ["liver"], crop_size=32, frames=8)
+    box = crops.boxes["liver"]
+    mask = np.zeros(ct.shape, bool)
+    z, y, x = box[0].start, (box[1].start + box[1].stop) // 2, box[2].start
+    mask[:, y - 8:y + 8, x:x + 16] = True  # a slab at the crop's first columns, middle rows
+    maps = B.lesion_maps(ct, [LesionRecord("liver", "hypodense lesion", {}, mask)], crops, 32, 8)
+    cover = maps[0, B.FINDINGS.index("hypodense lesion")].float().mean(dim=2)
+    assert float(cover[:, :2].mean()) > float(cover[:, 4:].mean()) and float(cover.max()) > 0
 
 
 def test_reports_parse_back_to_the_ground_truth(tiny):
@@ -106,11 +136,11 @@ def _generic(text: str) -> str:
     return re.sub(r"\d+(\.\d+)? (mm|cm)", "#", text)
 
 
-def test_test_split_uses_only_held_out_phrasings(tiny):
+def test_evaluation_cases_use_only_held_out_phrasings(tiny):
     root, _, _, _ = tiny
     for entry in B.read_manifest(root):
         shard = _shard(root, entry)
-        bank = "test" if entry["split"] == "test" else "train"
+        bank = "test" if entry["split"] == "eval" else "train"
         other = "train" if bank == "test" else "test"
         for organ, labs, sentences in zip(shard["organs"], shard["labels"], shard["sentences"]):
             if len(labs) > 1:
@@ -130,31 +160,38 @@ def test_cache_reads_with_the_training_dataset(tiny):
     from TotalFMLib.training.dataset import WHOLE_VOLUME_LAYOUT, CropDataset
 
     root, _, _, _ = tiny
+    entries = B.read_manifest(root)
     organs = CropDataset(root, split="train")
-    assert len(organs) == len(B.read_manifest(root)[0]["organs"])
+    assert len(organs) == sum(len(e["organs"]) for e in entries if e["split"] == "train")
     item = organs[0]
     assert item["image"].shape == (3, 32, 32, 8) and isinstance(item["text"], str)
-    whole = CropDataset(root, split="test", layout=WHOLE_VOLUME_LAYOUT)
-    assert len(whole) == 1 and whole[0]["text"].startswith("FINDINGS:")
+    assert item["maps"].shape == (len(B.FINDINGS), 8, 8, 2)
+    without_c = CropDataset(root, split="train", holdout="C")
+    assert {it.case for it in without_c.items} == {e["case_id"] for e in entries if e["split"] == "train"
+                                                    and e["patient"] != "C"}
+    whole = CropDataset(root, split="eval", layout=WHOLE_VOLUME_LAYOUT)
+    assert len(whole) == 3 and whole[0]["text"].startswith("FINDINGS:") and "maps" not in whole[0]
 
 
 def test_cases_are_deterministic_and_seed_dependent(dicom_base):
     base = BB.base_by_name("example_ct_dicom")
     ct, seg = BB.base_on_grid(base.name, 1.0, 3.0)
     cfg = B.BenchmarkConfig(crop_size=24, frames=4, organs=("liver", "spleen", "aorta"), seed=5)
-    a = B.make_case(ct, seg, base, 2, cfg)
-    b = B.make_case(ct, seg, base, 2, cfg)
-    c = B.make_case(ct, seg, base, 3, cfg)
+    a = B.make_case(ct, seg, base, "train", 2, cfg)
+    b = B.make_case(ct, seg, base, "train", 2, cfg)
+    c = B.make_case(ct, seg, base, "train", 3, cfg)
+    d = B.make_case(ct, seg, base, "eval", 2, cfg)
     assert torch.equal(a["images"], b["images"]) and a["sentences"] == b["sentences"]
-    assert a["records"] == b["records"] and not torch.equal(a["images"], c["images"])
+    assert a["records"] == b["records"] and torch.equal(a["lesion_maps"], b["lesion_maps"])
+    assert not torch.equal(a["images"], c["images"]) and not torch.equal(a["images"], d["images"])
 
 
 def test_command_line_builds_and_prints_counts(tmp_path, dicom_base, capsys):
-    code = B.main(["--out", str(tmp_path), "--train-cases", "0", "--val-cases", "0", "--test-cases", "1",
+    code = B.main(["--out", str(tmp_path), "--train-cases", "0", "--eval-cases", "1", "--bases", "example_ct_dicom",
                    "--crop-size", "24", "--frames", "4", "--organs", "liver,spleen", "--quiet"])
     out = capsys.readouterr().out
-    assert code == 0 and "test: 1 cases, 2 organ crops" in out and "manifest:" in out
-    assert (tmp_path / "shards" / "example_ct_dicom-000.pt").is_file()
+    assert code == 0 and "B/eval: 1 cases, 2 organ crops" in out and "manifest:" in out
+    assert (tmp_path / "shards" / "example_ct_dicom-eval-000.pt").is_file()
     assert B.main(["--out", str(tmp_path), "--organs", "not_an_organ", "--quiet"]) == 2
     assert "error:" in capsys.readouterr().err
 
@@ -248,6 +285,7 @@ def test_worker_processes_build_the_same_shards(tiny, tmp_path):
     for entry in B.read_manifest(root):
         a, b = _shard(root, entry), _shard(tmp_path, entry)
         assert torch.equal(a["images"], b["images"]) and torch.equal(a["whole_images"], b["whole_images"])
+        assert torch.equal(a["lesion_maps"], b["lesion_maps"]) and torch.equal(a["organ_maps"], b["organ_maps"])
         assert a["sentences"] == b["sentences"] and a["records"] == b["records"]
     with pytest.raises(InputError, match="workers"):
         B.build_benchmark(tmp_path, cfg, workers=0)

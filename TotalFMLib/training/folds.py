@@ -1,0 +1,43 @@
+"""Leave-one-patient-out folds over a benchmark's manifest.
+
+A fold holds one patient out: it trains on the "train" cases of the other patients, picks
+its thresholds on their "eval" cases ("val"), and tests on the "eval" cases of the held-out
+patient ("test"), whose phrasings no training case used. ``held_out=None`` is the final
+model's view: every patient trains, every eval case validates, nothing is tested.
+"""
+from __future__ import annotations
+
+from ..errors import InputError
+
+FINAL = "all"  # the fold name of the model trained on every patient
+
+
+def patients(entries: list[dict]) -> list[str]:
+    """The patients of a manifest, in first-seen order."""
+    return list(dict.fromkeys(e["patient"] for e in entries))
+
+
+def fold_entries(entries: list[dict], held_out: str | None) -> dict[str, list[dict]]:
+    """{"train": [...], "val": [...], "test": [...]} manifest entries of one fold."""
+    known = patients(entries)
+    if held_out is not None and held_out not in known:
+        raise InputError(None, f"patient {held_out!r} is not in the benchmark; its patients are {', '.join(known)}")
+    out = {"train": [], "val": [], "test": []}
+    for e in entries:
+        if e["patient"] == held_out:
+            if e["split"] == "eval":
+                out["test"].append(e)
+        elif e["split"] == "train":
+            out["train"].append(e)
+        elif e["split"] == "eval":
+            out["val"].append(e)
+    if not out["train"]:
+        raise InputError(None, f"fold {held_out or FINAL}: no training cases (patients {', '.join(known)})")
+    return out
+
+
+def role_in_fold(entry: dict, held_out: str | None) -> str | None:
+    """"train", "val", "test" or None (a held-out patient's training case) for one entry."""
+    if entry["patient"] == held_out:
+        return "test" if entry["split"] == "eval" else None
+    return "train" if entry["split"] == "train" else "val"
