@@ -151,7 +151,7 @@ def test_videomae_and_contrastive_losses_run_under_autocast(dtype):
     tokens = model.text_tower.tokenize(["Normal liver.", "Liver with a hypodense lesion."])
     with torch.autocast("cpu", dtype=dtype):
         mae_loss = mae(x)
-        img, txt, scale, bias = model(x, tokens)
+        img, txt, scale, bias, _ = model(x, tokens)
         con_loss = siglip_loss(img, txt, scale, bias, same_text_matrix(torch.tensor([1, 2])))
     for loss in (mae_loss, con_loss):
         assert loss.dtype == torch.float32 and torch.isfinite(loss)

@@ -43,11 +43,13 @@ class CacheLayout:
     organs: str = "organs"
     sentences: str = "sentences"
     labels: str = "labels"
+    patient: str = "patient"
+    maps: str = "lesion_maps"      # optional: where each finding lies in each crop (benchmark_data.lesion_maps)
 
 
 # The benchmark's whole-volume crops (one per case, CT-CLIP-style baseline), same shards.
 WHOLE_VOLUME_LAYOUT = CacheLayout(images="whole_images", organs="whole_organs",
-                                  sentences="whole_sentences", labels="whole_labels")
+                                  sentences="whole_sentences", labels="whole_labels", maps="")
 VIEWS = {"organs": CacheLayout(), "whole_volume": WHOLE_VOLUME_LAYOUT}
 
 
@@ -98,12 +100,19 @@ class Item:
 
 
 class CropDataset(torch.utils.data.Dataset):
-    """All organ crops of the cases of one split (``split=None``: every case)."""
+    """All organ crops of the cases of one split (``split=None``: every case), leaving out the
+    patient ``holdout`` (a leave-one-patient-out fold, ``folds.py``).
+
+    ``augment`` (a callable on an item's {"image", "maps"} tensors, e.g.
+    ``load_augment.augmentation``) changes each crop as it is read; items carry ``maps``
+    (where each finding lies, ``benchmark_data.lesion_maps``) when the shards have them."""
 
     def __init__(self, root: str | Path, split: str | None = "train", positives: str = "text",
-                 seed: int = 0, layout: CacheLayout = CacheLayout()):
+                 seed: int = 0, layout: CacheLayout = CacheLayout(), holdout: str | None = None,
+                 augment=None):
         self.root = Path(root)
         self.layout, self.positives, self.seed, self.epoch = layout, positives, seed, 0
+        self.augment = augment
         manifest = self.root / layout.manifest
         self.shards: list[Path] = []
         self.items: list[Item] = []
@@ -115,13 +124,16 @@ class CropDataset(torch.utils.data.Dataset):
                 raise InputError(manifest, f"line {n}: bad entry ({e})") from None
             if split is not None and entry.get(layout.split) != split:
                 continue
+            if holdout and entry.get(layout.patient) == holdout:
+                continue
             meta = self._read_meta(self.root / shard)
             self.shards.append(self.root / shard)
             self._meta.append(meta)
             for row, organ in enumerate(meta["organs"]):
                 self.items.append(Item(len(self.shards) - 1, row, case, organ))
         if not self.items:
-            raise InputError(self.root, f"no organ crops for split {split!r}")
+            raise InputError(self.root, f"no organ crops for split {split!r}"
+                                        + (f" without patient {holdout!r}" if holdout else ""))
         self._open: dict[int, dict] = {}
 
     def _read_meta(self, path: Path) -> dict:
@@ -186,8 +198,14 @@ class CropDataset(torch.utils.data.Dataset):
         # bytes through the loader; the tasks make it float32 on the device
         text = self.sentence(index)
         labels = self._meta[it.shard]["labels"][it.row]
-        return {"image": image, "text": text, "organ": it.organ, "case": it.case,
+        item = {"image": image, "text": text, "organ": it.organ, "case": it.case,
                 "key": text_key(text, it.organ, labels, self.positives)}
+        shard = self._shard(it.shard)
+        if self.layout.maps and self.layout.maps in shard:
+            item["maps"] = shard[self.layout.maps][it.row].clone()
+        if self.augment is not None:
+            item.update(self.augment({k: item[k] for k in ("image", "maps") if k in item}, index, self.epoch))
+        return item
 
     def __getstate__(self):  # DataLoader workers reopen the shards themselves
         state = dict(self.__dict__)
@@ -196,14 +214,18 @@ class CropDataset(torch.utils.data.Dataset):
 
 
 def collate(items: list[dict]) -> dict:
-    return {"image": torch.stack([x["image"] for x in items]),
-            "text": [x["text"] for x in items],
-            "organ": [x["organ"] for x in items],
-            "case": [x["case"] for x in items],
-            "key": torch.tensor([x["key"] for x in items], dtype=torch.long)}
+    batch = {"image": torch.stack([x["image"] for x in items]),
+             "text": [x["text"] for x in items],
+             "organ": [x["organ"] for x in items],
+             "case": [x["case"] for x in items],
+             "key": torch.tensor([x["key"] for x in items], dtype=torch.long)}
+    if all("maps" in x for x in items):
+        batch["maps"] = torch.stack([x["maps"] for x in items])
+    return batch
 
 
-def write_tiny_cache(root: str | Path, cases: dict[str, dict], splits: dict[str, str] | None = None) -> Path:
+def write_tiny_cache(root: str | Path, cases: dict[str, dict], splits: dict[str, str] | None = None,
+                     patients: dict[str, str] | None = None) -> Path:
     """Write a cache in the layout above (tests, examples): cases[case_id] = shard dict."""
     root = Path(root)
     (root / "shards").mkdir(parents=True, exist_ok=True)
@@ -211,6 +233,7 @@ def write_tiny_cache(root: str | Path, cases: dict[str, dict], splits: dict[str,
     for case, shard in cases.items():
         rel = f"shards/{case}.pt"
         torch.save(shard, root / rel)
-        lines.append(json.dumps({"case_id": case, "split": (splits or {}).get(case, "train"), "shard": rel}))
+        lines.append(json.dumps({"case_id": case, "split": (splits or {}).get(case, "train"), "shard": rel,
+                                 "patient": (patients or {}).get(case, "P")}))
     (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
     return root

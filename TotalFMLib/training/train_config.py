@@ -43,6 +43,18 @@ POSITIVES = ("text", "organ_label")  # the rules ContrastiveConfig.positives can
 
 
 @dataclass
+class AugmentConfig:
+    """Augmentation as crops are read (``load_augment.LoadAugment``): chances of each change."""
+    enabled: bool = False
+    flip: float = 0.5            # each in-plane axis
+    zoom: float = 0.3            # field of view: zoom in (0.85, 1.15)
+    intensity: float = 0.5       # scale and shift of the windowed channels
+    gamma: float = 0.3           # gamma in (0.8, 1.25)
+    smooth: float = 0.2          # Gaussian smoothing: a coarser reconstruction
+    noise: float = 0.3           # Gaussian noise, std up to 0.02 of a window
+
+
+@dataclass
 class ContrastiveConfig:
     loss: str = "siglip"            # "siglip" or "clip"
     sampler: str = "organ"          # "organ" (organ groups from mixed cases) or "random"
@@ -52,6 +64,10 @@ class ContrastiveConfig:
     text_trainable_layers: int = 1  # unfrozen top layers of the text backbone (projection always trains)
     init_image: str = ""            # image-encoder checkpoint (VideoMAE output) to start from
     save_frozen_text: bool = True   # False: final model omits the frozen text weights (the backbone package has them)
+    # training-only token objective: which image tokens hold an inserted finding, and which one
+    # (the benchmark's lesion maps); 0 turns it off. Not saved with the model.
+    token_weight: float = 0.0
+    token_cover: float = 0.25       # a token holds a finding from this share of its patch on
 
 
 @dataclass
@@ -64,7 +80,8 @@ class TrainConfig:
     precision: str = "auto"         # "auto" (bf16/fp16 on GPU, fp32 on CPU), "fp32", "bf16", "fp16"
     device: str = "auto"            # "auto", "cpu", "cuda"
     seed: int = 0
-    split: str = "train"            # benchmark split to train on
+    split: str = "train"            # benchmark split (case role) to train on
+    holdout: str = ""               # patient left out (a leave-one-patient-out fold); "" = none
     data_view: str = "organs"       # "organs" (organ crops) or "whole_volume" (one crop per case, baseline)
     num_workers: int = 0
     log_every: int = 1              # steps between metrics-log lines
@@ -72,6 +89,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     videomae: VideoMAEConfig = field(default_factory=VideoMAEConfig)
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def model_config(self) -> ModelConfig:
         return ModelConfig.from_dict(self.model)

@@ -131,7 +131,8 @@ class VideoMAETask(Task):
         for m in (tower.vit.pool, tower.vit.proj, tower.image_proj):
             m.requires_grad_(False)
         self.model = VideoMAE(tower, v.decoder_dim, v.decoder_depth, v.decoder_heads, v.mask_ratio)
-        self.dataset = CropDataset(data, split=cfg.split, seed=cfg.seed, layout=VIEWS[cfg.data_view])
+        self.dataset = CropDataset(data, split=cfg.split, seed=cfg.seed, layout=VIEWS[cfg.data_view],
+                                   holdout=cfg.holdout or None)
         self.dataset.require_crop_shape(self.model_config.crop_size, self.model_config.frames)
 
     def param_groups(self, cfg):
