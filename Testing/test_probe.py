@@ -49,11 +49,12 @@ def test_feature_kinds_from_a_benchmark_cache(tmp_path, tiny_checkpoint):
     g = torch.Generator().manual_seed(0)
     cases = {f"c{k}": {"images": torch.rand(2, 3, 32, 32, 8, generator=g).half(), "organs": ["liver", "spleen"],
                        "sentences": [["Normal liver."], ["Normal spleen."]], "labels": [[], []]} for k in range(3)}
-    root = write_tiny_cache(tmp_path, cases, {"c0": "train", "c1": "val", "c2": "test"})
+    root = write_tiny_cache(tmp_path, cases, {"c0": "train", "c1": "eval", "c2": "eval"},
+                            patients={"c0": "P", "c1": "P", "c2": "Q"})  # holding Q out: c0 trains, c2 tests
     model = TotalFM.load(tiny_checkpoint)
     widths = {}
     for kind in ("embedding", "tokens", "untrained-tokens", "pixels"):
-        got = encode_features(model, root, ("train", "test"), kind)
+        got = encode_features(model, root, ("train", "test"), kind, holdout="Q")
         assert [c.split for c in got] == ["train", "test"] and all(c.vectors.shape[0] == 2 for c in got)
         assert np.isfinite(got[0].vectors).all()
         widths[kind] = got[0].vectors.shape[1]

@@ -50,9 +50,10 @@ class CaseEmbeddings:
     vectors: np.ndarray          # (N, D): one per organ crop, or the whole-volume vector repeated
 
 
-def encode_benchmark(model, root: str | os.PathLike, splits=("val", "test"), view: str = "organ",
-                     progress: Progress | None = None, encode=None) -> list[CaseEmbeddings]:
-    """Embeddings of every case of ``splits`` through the pipeline's embedding step
+def encode_benchmark(model, root: str | os.PathLike, holdout: str | None = None, parts=("val", "test"),
+                     view: str = "organ", progress: Progress | None = None, encode=None) -> list[CaseEmbeddings]:
+    """Embeddings of every case of the fold's ``parts`` ("train", "val", "test" of the fold that
+    holds ``holdout`` out, ``folds.role_in_fold``) through the pipeline's embedding step
     (``pipeline.embed_crops``): organ crops (``view="organ"``) or the whole-volume crop given
     to every organ of the case (``view="whole"``). ``encode`` maps a float (N, 3, S, S, F)
     batch to (N, D) vectors (default: the model's ``encode_crops``)."""
@@ -60,14 +61,17 @@ def encode_benchmark(model, root: str | os.PathLike, splits=("val", "test"), vie
 
     from ..crops.organ_crops import OrganCrops
     from ..pipeline import embed_crops
+    from .folds import role_in_fold
 
     root = Path(root)
-    entries = [e for e in read_manifest(root) if e["split"] in splits]
+    entries = [(e, role_in_fold(e, holdout)) for e in read_manifest(root)]
+    entries = [(e, part) for e, part in entries if part in parts]
     if not entries:
-        raise InputError(root, f"the benchmark has no cases in {', '.join(splits)}")
+        raise InputError(root, f"the benchmark has no cases for {', '.join(parts)}"
+                               + (f" with patient {holdout!r} held out" if holdout else ""))
     want = (3, model.config.crop_size, model.config.crop_size, model.config.frames)
     out = []
-    for k, entry in enumerate(entries):
+    for k, (entry, part) in enumerate(entries):
         shard = torch.load(root / entry["shard"], map_location="cpu", weights_only=True)
         images = shard["images" if view == "organ" else "whole_images"]
         if tuple(images.shape[1:]) != want:
@@ -76,7 +80,7 @@ def encode_benchmark(model, root: str | os.PathLike, splits=("val", "test"), vie
         organs = list(shard["organs"])
         crops = OrganCrops(images.float(), organs, shared=view != "organ")
         embeddings = embed_crops(model, crops, encode=encode)
-        out.append(CaseEmbeddings(entry["case_id"], entry["split"], organs, [list(x) for x in shard["labels"]],
+        out.append(CaseEmbeddings(entry["case_id"], part, organs, [list(x) for x in shard["labels"]],
                                   np.stack([embeddings[o] for o in organs])))
         if progress is not None:
             progress((k + 1) / len(entries), entry["case_id"])
@@ -115,18 +119,19 @@ def _arrays(rows):
 
 
 def val_thresholds(rows: list[dict], key: str) -> tuple[dict[str, float], float | None]:
-    """Youden's J thresholds on the validation rows per ``key`` ("organ" or "finding") where
-    both classes occur, and the pooled one (None without validation rows)."""
+    """Operating thresholds on the validation rows (``metrics.operating_threshold``: Youden's J,
+    raised so that at most 2 % of normal organs are flagged) per ``key`` ("organ" or
+    "finding") where both classes occur, and the pooled one (None without validation rows)."""
     val = [r for r in rows if r["split"] == "val"]
     if not val:
         return {}, None
     y, s = _arrays(val)
-    pooled = M.youden_threshold(y, s)
+    pooled = M.operating_threshold(y, s)
     out = {}
     for name in sorted({r[key] for r in val}):
         yy, ss = _arrays([r for r in val if r[key] == name])
         if 0 < yy.sum() < len(yy):
-            out[name] = M.youden_threshold(yy, ss)
+            out[name] = M.operating_threshold(yy, ss)
     return out, pooled
 
 
@@ -153,8 +158,12 @@ def evaluate_rows(rows: list[dict], n_boot: int = 1000, seed: int = 0) -> dict:
 
 
 def calibration_from(result: dict) -> dict:
-    """Scorer calibration from validation thresholds: per finding ("*"), any lesion per organ."""
+    """Scorer calibration from validation thresholds: per finding ("*"), any lesion per organ,
+    and the pooled finding threshold ("*") for the catalogue's findings the benchmark does
+    not insert."""
     cal: dict = {}
+    if result["finding_threshold_pooled"] is not None:
+        cal["*"] = result["finding_threshold_pooled"]
     for finding, t in result["finding_thresholds"].items():
         cal[finding] = {"*": t}
     lesion = dict(result["organ_thresholds"])
@@ -178,8 +187,9 @@ def _write(path: Path, text: str) -> None:
 
 def run_evaluation(model_source: str, benchmark: str | os.PathLike, out: str | os.PathLike,
                    baseline_source: str | None = None, n_boot: int = 1000, seed: int = 0,
-                   device: str | None = None, progress: Progress | None = None) -> dict:
-    """Evaluate a model (and optionally a whole-volume baseline) and write the reports."""
+                   device: str | None = None, progress: Progress | None = None, holdout: str | None = None) -> dict:
+    """Evaluate a model (and optionally a whole-volume baseline) on the fold that holds patient
+    ``holdout`` out (thresholds on the other patients' eval cases) and write the reports."""
     from ..totalfm import TotalFM
 
     out = Path(out)
@@ -193,7 +203,7 @@ def run_evaluation(model_source: str, benchmark: str | os.PathLike, out: str | o
         def sub(f, msg, n=n):
             if progress is not None:
                 progress((n + f) / len(variants), f"{label}: {msg}")
-        cases = encode_benchmark(m, benchmark, view=view, progress=sub)
+        cases = encode_benchmark(m, benchmark, holdout, view=view, progress=sub)
         for style in STYLES:
             rows = score_rows(cases, m.encode_texts, m.config.logit_scale, style)
             name = f"{label} / {style} prompts"
@@ -255,13 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", default=None, help="checkpoint of a whole-volume model to compare with")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for the intervals")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU where there is one)")
+    p.add_argument("--holdout", default=None, help="the held-out patient (default: none; then there is no test)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
         with progress_bar("evaluate", enabled=not args.quiet) as bar:
             result = run_evaluation(args.model, args.benchmark, args.out, args.baseline, args.bootstrap,
-                                    args.seed, args.device, progress=bar)
+                                    args.seed, args.device, progress=bar, holdout=args.holdout)
     except TotalFMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,10 +1,12 @@
 """Linear probe: is a finding in the image embeddings at all, text aside?
 
-    python Training/probe.py --model demo --benchmark BENCH [--features embedding|tokens|untrained-tokens|pixels]
+    python Training/probe.py --model demo --benchmark BENCH [--holdout B]
+                             [--features embedding|tokens|untrained-tokens|pixels]
 
 For every inserted finding, an L2-regularised logistic regression is fitted on the
-embeddings of the training split's crops that can carry it (positives: the crops that
-received it) and its AUROC is printed on the training, validation and test splits. A
+embeddings of the fold's training crops that can carry it (positives: the crops that
+received it) and its AUROC is printed on the fold's training, validation and test cases
+(``folds.py``: ``--holdout`` names the held-out patient). A
 zero-shot score can only be as good as what the image tower encodes: a probe that cannot
 separate the training crops themselves says the image side, not the prompts or the text
 tower, is what falls short. Supervised and diagnostic only; the model is not changed.
@@ -65,17 +67,18 @@ def _rows(cases: list[CaseEmbeddings], finding: str, split: str):
     return np.asarray(x), np.asarray(y)
 
 
-def encode_features(model, root, splits, features: str = "embedding", progress=None) -> list[CaseEmbeddings]:
-    """Per-crop feature vectors of the benchmark cases of ``splits`` (see ``--features``)."""
+def encode_features(model, root, splits, features: str = "embedding", progress=None,
+                    holdout: str | None = None) -> list[CaseEmbeddings]:
+    """Per-crop feature vectors of the fold's cases of ``splits`` (see ``--features``)."""
     from ..errors import InputError
     from ..models.image_tower import build_image_tower
 
     if features not in FEATURES:
         raise InputError(None, f"unknown features {features!r}; use one of {', '.join(FEATURES)}")
     if features == "embedding":
-        return encode_benchmark(model, root, splits=splits, progress=progress)
+        return encode_benchmark(model, root, holdout, parts=splits, progress=progress)
     if features == "pixels":
-        return encode_benchmark(model, root, splits=splits, progress=progress, encode=_percentiles)
+        return encode_benchmark(model, root, holdout, parts=splits, progress=progress, encode=_percentiles)
     tower = model.model.image_tower
     if features == "untrained-tokens":
         with torch.random.fork_rng():  # seed 0 for the weights, the caller's RNG left as it was
@@ -88,7 +91,7 @@ def encode_features(model, root, splits, features: str = "embedding", progress=N
             tokens = tower.vit.encode_tokens(x.to(model.device)).float().cpu()
             return torch.cat([tokens.mean(1), tokens.amax(1)], dim=1).numpy()
 
-    return encode_benchmark(model, root, splits=splits, progress=progress, encode=encode)
+    return encode_benchmark(model, root, holdout, parts=splits, progress=progress, encode=encode)
 
 
 def _percentiles(x: torch.Tensor) -> np.ndarray:
@@ -126,13 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="demo", help='"demo", "official" or a checkpoint path')
     p.add_argument("--benchmark", required=True, help="folder written by Training/build_benchmark.py")
     p.add_argument("--features", choices=FEATURES, default="embedding", help="what is probed (module docstring)")
+    p.add_argument("--holdout", default=None, help="the held-out patient of the fold (default: none, no test cases)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     splits = ("train", "val", "test")
     try:
         model = TotalFM.load(args.model)
         with progress_bar("encode", enabled=not args.quiet) as bar:
-            cases = encode_features(model, args.benchmark, splits, args.features, progress=bar)
+            cases = encode_features(model, args.benchmark, splits, args.features, progress=bar, holdout=args.holdout)
         rows = probe_table(cases, splits)
     except TotalFMError as e:
         print(f"error: {e}", file=sys.stderr)

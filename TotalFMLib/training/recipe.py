@@ -1,0 +1,118 @@
+"""The demo model's recipe, as steps the two commands share (``Training/make_demo_model.py``:
+the bundled model; ``Training/evaluate_folds.py``: leave-one-patient-out evaluation).
+
+One contrastive training of the organ-separated model (``configs/demo_contrastive.json``:
+token objective, organ-balanced batches, augmentation as crops are read), and of the
+whole-volume baseline at equal compute: the same config, steps, batch size, architecture,
+text tower and initialisation; only the data (one whole-volume crop per case against the
+whole report; random batches; text up to 256 tokens) and no token objective (it has no
+lesion maps). Then one fold's figures: zero-shot scores of both models against the held-out
+patient (``evaluate.run_evaluation``), the probes (plain intensity percentiles, an untrained
+encoder, the trained encoder), the supervised oracle, and the query benchmark.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+WHOLE_OVERRIDES = ["data_view=whole_volume", "contrastive.sampler=random", "model.text.max_length=256",
+                   "contrastive.token_weight=0", "augment.enabled=false"]
+
+
+def train(config: str | Path, bench: str | Path, out: str | Path, holdout: str | None = None,
+          whole_volume: bool = False, overrides: list[str] | None = None, quiet: bool = True) -> Path:
+    """Contrastive training (resumed when ``out`` holds a checkpoint); the final model file."""
+    from .entry import main
+
+    out = Path(out)
+    if (out / "model.pt").is_file():
+        return out / "model.pt"
+    sets = [f"holdout={holdout or ''}"] + (WHOLE_OVERRIDES if whole_volume else []) + list(overrides or [])
+    argv = ["--config", str(config), "--data", str(bench), "--out", str(out), "--resume", "auto"]
+    argv += ["--quiet"] if quiet else []
+    for s in sets:
+        argv += ["--set", s]
+    if main("contrastive", argv) != 0:
+        raise RuntimeError(f"training into {out} failed (see its metrics.jsonl)")
+    return out / "model.pt"
+
+
+def _mean_auroc(rows: list[dict]) -> tuple[float | None, dict]:
+    aurocs = {r["finding"]: r["test"] for r in rows if r.get("test") is not None}
+    return (float(np.mean(list(aurocs.values()))) if aurocs else None), aurocs
+
+
+def probe_results(model, bench, holdout: str, features: str) -> dict:
+    """A linear probe of ``features`` fitted on the fold's training crops, AUROC on the held-out
+    patient: {"mean": ..., "findings": {finding: AUROC}}."""
+    from .probe import encode_features, probe_table
+
+    cases = encode_features(model, bench, ("train", "test"), features, holdout=holdout)
+    mean, per = _mean_auroc(probe_table(cases, ("train", "test")))
+    return {"mean": mean, "findings": per}
+
+
+def oracle_results(bench, holdout: str, steps: int, progress=None) -> dict:
+    """The supervised oracle of one fold: AUROC per finding on its training cases and on the
+    held-out patient's eval cases."""
+    from . import metrics as M
+    from .benchmark_data import FINDINGS, read_manifest
+    from .folds import fold_entries
+    from .oracle import OracleConfig, load_crops, oracle_scores, train_oracle
+
+    parts = fold_entries(read_manifest(bench), holdout)
+    train_data, test_data = load_crops(bench, parts["train"]), load_crops(bench, parts["test"])
+    net = train_oracle(train_data, OracleConfig(steps=steps), progress=progress)
+    out = {}
+    for name, data in (("train", train_data), ("test", test_data)):
+        scores = oracle_scores(net, data)
+        per = {}
+        for k, finding in enumerate(FINDINGS):
+            carry = data["carriable"][:, k].numpy()
+            y = data["labels"][:, k].numpy()[carry]
+            if 0 < y.sum() < len(y):
+                per[finding] = float(M.auroc(y, scores[carry, k]))
+        out[name] = {"mean": float(np.mean(list(per.values()))) if per else None, "findings": per}
+    return out
+
+
+def query_results(model, bench, holdout: str | None, part: str = "test") -> dict:
+    """The query benchmark (``query_benchmark``) on the fold's ``part`` cases."""
+    from .evaluate import encode_benchmark
+    from .query_benchmark import finding_query_ranks, nonsense_matches, summary
+
+    cases = encode_benchmark(model, bench, holdout, parts=(part,))
+    rows = finding_query_ranks(cases, model.search, part)
+    nonsense = nonsense_matches(cases, model.search, part)
+    return summary(rows, nonsense, len(cases))
+
+
+def evaluate_fold(organ_model: Path, whole_model: Path, bench, holdout: str, out: Path,
+                  oracle_steps: int = 3000, progress=None) -> dict:
+    """Every figure of one fold, written to ``out/fold.json`` (reused when there)."""
+    from ..totalfm import TotalFM
+    from .evaluate import run_evaluation
+
+    out = Path(out)
+    done = out / "fold.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    started = time.perf_counter()
+    zero_shot = run_evaluation(str(organ_model), bench, out / "zero_shot", str(whole_model), holdout=holdout,
+                               n_boot=1000)
+    model = TotalFM.load(organ_model, device="cpu")
+    results = {"holdout": holdout, "zero_shot": {
+        name: {"mean": res["findings"][-1].auroc, "lo": res["findings"][-1].auroc_lo,
+               "hi": res["findings"][-1].auroc_hi,
+               "findings": {r.group: r.auroc for r in res["findings"][:-1]}}
+        for name, res in zero_shot["results"].items()}}
+    results["probes"] = {f: probe_results(model, bench, holdout, f) for f in ("pixels", "untrained-tokens", "tokens")}
+    results["oracle"] = oracle_results(bench, holdout, oracle_steps, progress=progress)
+    results["search"] = query_results(model, bench, holdout)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    return results
