@@ -49,17 +49,19 @@ def random_deformation(ct, labels, spacing, rng: np.random.Generator, max_displa
     return out_ct, out_lab, params
 
 
-# (structures, offset range in HU) of a portal-venous-like enhancement, scaled by the phase
+# (structures, offset range in HU) of a portal-venous-like enhancement, scaled by the phase. Wide
+# enough to cover the real enhanced patients against the unenhanced one (measured, medians: liver
+# +47, pancreas +71, aorta +110 HU on patient B against patient A)
 _ENHANCEMENT = (
     (("aorta", "iliac_artery_left", "iliac_artery_right", "brachiocephalic_trunk", "subclavian_artery_left",
       "subclavian_artery_right", "common_carotid_artery_left", "common_carotid_artery_right"), (100.0, 250.0)),
     (("inferior_vena_cava", "superior_vena_cava", "portal_vein_and_splenic_vein", "iliac_vena_left",
       "iliac_vena_right", "pulmonary_vein"), (60.0, 150.0)),
-    (("kidney_left", "kidney_right"), (60.0, 150.0)),
+    (("kidney_left", "kidney_right"), (60.0, 180.0)),
     (("heart",), (80.0, 200.0)),
-    (("spleen",), (30.0, 70.0)),
-    (("liver", "pancreas"), (20.0, 50.0)),
-    (("adrenal_gland_left", "adrenal_gland_right", "stomach", "duodenum", "small_bowel", "colon"), (10.0, 30.0)),
+    (("spleen",), (30.0, 100.0)),
+    (("liver", "pancreas"), (20.0, 80.0)),
+    (("adrenal_gland_left", "adrenal_gland_right", "stomach", "duodenum", "small_bowel", "colon"), (10.0, 40.0)),
 )
 
 
