@@ -11,6 +11,7 @@ import torch
 from TotalFMLib.errors import InputError
 from TotalFMLib.training import benchmark_data as B
 from TotalFMLib.training import benchmark_bases as BB
+from TotalFMLib.training import crop_maps
 from TotalFMLib.training import phrase_bank
 from TotalFMLib.training.reports import report_to_pairs
 
@@ -114,7 +115,7 @@ def test_lesion_maps_follow_the_crop_recipe(dicom_base):
     mask = np.zeros(ct.shape, bool)
     z, y, x = box[0].start, (box[1].start + box[1].stop) // 2, box[2].start
     mask[:, y - 8:y + 8, x:x + 16] = True  # a slab at the crop's first columns, middle rows
-    maps = B.lesion_maps(ct, [LesionRecord("liver", "hypodense lesion", {}, mask)], crops, 32, 8)
+    maps = crop_maps.lesion_maps(ct, [LesionRecord("liver", "hypodense lesion", {}, mask)], crops, 32, 8)
     cover = maps[0, B.FINDINGS.index("hypodense lesion")].float().mean(dim=2)
     assert float(cover[:, :2].mean()) > float(cover[:, 4:].mean()) and float(cover.max()) > 0
 

@@ -6,7 +6,8 @@ import torch
 
 from TotalFMLib.config import ImageArch
 from TotalFMLib.models.image_tower import Patchify
-from TotalFMLib.training.benchmark_data import FINDINGS, MAP_STRIDE
+from TotalFMLib.training.benchmark_data import FINDINGS
+from TotalFMLib.training.crop_maps import MAP_STRIDE
 from TotalFMLib.training.contrastive import ContrastiveModel, token_loss, token_targets
 from TotalFMLib.training.train_config import AugmentConfig
 

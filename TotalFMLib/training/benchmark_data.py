@@ -8,7 +8,7 @@ case gets smooth elastic deformation and noise, then findings inserted into orga
 the other organs stay normal), one report sentence per organ from the phrase bank
 (``phrase_bank.py``; "eval" cases use only held-out phrasings), the organ crops of the
 published recipe (``crops.organ_crops``), where each inserted finding lies in them
-(``lesion_maps``), and one whole-volume crop of the body box with the same recipe (the
+(``crop_maps``), and one whole-volume crop of the body box with the same recipe (the
 CT-CLIP-style baseline input). Folds pick patients (``folds.py``).
 
 Output folder (read by ``dataset.CropDataset``)::
@@ -41,14 +41,14 @@ from ..inputs.label_maps import label_counts
 from ..inputs.volume import Volume
 from ..progress import Progress
 from ..vocabulary import catalogue
-from . import augment, lesions, phrase_bank
+from . import augment, crop_maps, lesions, phrase_bank
 from .benchmark_bases import BASES, BaseCT, base_by_name, base_on_grid, load_base
 
 # what a case is for: "train" cases are augmented (slab, storage order, contrast) and carry the
 # training phrasings; "eval" cases are not, and carry the held-out phrasings. A fold tests on the
 # eval cases of its held-out patient and picks thresholds on those of the others (folds.py).
 ROLES = ("train", "eval")
-FINDINGS: tuple[str, ...] = tuple(lesions.INSERTIONS)
+FINDINGS = lesions.FINDINGS
 # Order of insertion: size first (it rewrites labels), then density, then foci, then fluid.
 _STAGE = {"enlarge": 0, "diffuse": 1, "hypodense": 2, "hyperdense": 2, "stones": 2, "calcification": 2,
           "ascites": 3, "effusion": 3}
@@ -168,59 +168,6 @@ def organ_sentences(organ: str, records: list[lesions.LesionRecord], role: str, 
     return [" ".join(p[i % len(p)] for p in per_finding) for i in range(width)]
 
 
-MAP_STRIDE = 4  # lesion and organ maps are stored at 1/4 of the crop's resolution on every axis
-
-
-def _crop_cover(grid: np.ndarray, box, crop_size: int, frames: int, stride: int, value: int | None = None
-                ) -> torch.Tensor:
-    """How much of each ``stride`` cell of an organ crop a 0/1 array on the recipe's grid covers
-    (or, with ``value``, the voxels of ``grid`` equal to it): the crop box, the recipe's
-    trilinear resize, then the cell means, as uint8 (255: all)."""
-    import torch.nn.functional as F
-
-    from ..crops.recipe import resize_channels
-
-    part = grid[box] if value is None else grid[box] == value
-    resized = resize_channels(part[None].astype(np.float32), crop_size, frames)
-    cover = F.avg_pool3d(resized[None], stride)[0, 0]
-    return torch.ceil(cover.clamp(0, 1) * 255).to(torch.uint8)  # any share at all is at least 1
-
-
-def _on_recipe_grid(ct: Volume, array: np.ndarray) -> np.ndarray:
-    """An integer array on the CT's grid, nearest-neighbour onto the organ-crop recipe's grid."""
-    from ..crops.recipe import resample_array, target_size, target_spacing
-
-    spacing = target_spacing(ct.spacing)
-    return resample_array(ct, array, spacing, target_size(ct.shape[::-1], ct.spacing, spacing), linear=False).array
-
-
-def lesion_maps(ct: Volume, records: list[lesions.LesionRecord], crops, crop_size: int, frames: int,
-                stride: int = MAP_STRIDE) -> torch.Tensor:
-    """(N, len(FINDINGS), S/stride, S/stride, F/stride) uint8: how much of each cell of each organ
-    crop shows each inserted finding (255: all of it). Each finding's mask goes through the
-    crop recipe of the organs (nearest-neighbour onto the recipe's grid, the organ's crop box,
-    the trilinear resize), then is averaged over ``stride``-sized cells. A finding shows in
-    every crop that holds it, not only in its own organ's."""
-    side, depth = crop_size // stride, frames // stride
-    out = torch.zeros((len(crops.organs), len(FINDINGS), side, side, depth), dtype=torch.uint8)
-    for record in records:
-        k = FINDINGS.index(record.finding)
-        grid = _on_recipe_grid(ct, record.mask.astype(np.uint8))
-        for i, organ in enumerate(crops.organs):
-            if grid[crops.boxes[organ]].any():
-                out[i, k] = torch.maximum(out[i, k], _crop_cover(grid, crops.boxes[organ], crop_size, frames, stride))
-    return out
-
-
-def organ_maps(ct: Volume, labels: np.ndarray, crops, crop_size: int, frames: int,
-               stride: int = MAP_STRIDE) -> torch.Tensor:
-    """(N, S/stride, S/stride, F/stride) uint8: where each crop's own organ lies in it, as
-    ``lesion_maps`` measures cover (the supervised oracle is told which voxels are the organ)."""
-    grid = _on_recipe_grid(ct, labels)
-    return torch.stack([_crop_cover(grid, crops.boxes[o], crop_size, frames, stride, catalogue.organ(o).label_id)
-                        for o in crops.organs])
-
-
 def whole_volume_crop(ct: Volume, seg: Volume, crop_size: int, frames: int) -> torch.Tensor:
     """(3, S, S, F) crop of the box around all labelled structures, with the organ recipe."""
     from ..crops.recipe import crop_box, crop_tensor, labelled_box, resample_case
@@ -281,8 +228,8 @@ def make_case(ct: Volume, seg: Volume, base: BaseCT, role: str, index: int, cfg:
     return {
         "case_id": case_id, "split": role, "base": base.name, "patient": base.patient,
         "images": crops.images.to(torch.float16), "organs": list(crops.organs),
-        "lesion_maps": lesion_maps(ct_case, kept, crops, cfg.crop_size, cfg.frames),
-        "organ_maps": organ_maps(ct_case, labels, crops, cfg.crop_size, cfg.frames),
+        "lesion_maps": crop_maps.lesion_maps(ct_case, kept, crops, cfg.crop_size, cfg.frames),
+        "organ_maps": crop_maps.organ_maps(ct_case, labels, crops, cfg.crop_size, cfg.frames),
         "sentences": sentences, "labels": labels_per_organ,
         "findings": list(FINDINGS), "label_matrix": torch.from_numpy(matrix),
         "whole_images": whole.unsqueeze(0).to(torch.float16), "whole_organs": ["whole_volume"],

@@ -88,7 +88,7 @@ def token_targets(maps: torch.Tensor, arch, cover: float) -> torch.Tensor:
     """(B, N, K) in [0, 1]: which findings each token's patch holds (1 from ``cover`` of a map
     cell on, less in proportion: stones and plaques are small), from lesion maps
     (B, K, s, s, f) at 1/``MAP_STRIDE`` of the crop, in the tokens' (h w f) order."""
-    from .benchmark_data import MAP_STRIDE
+    from .crop_maps import MAP_STRIDE
 
     pool = (arch.image_patch_size // MAP_STRIDE, arch.image_patch_size // MAP_STRIDE,
             arch.frame_patch_size // MAP_STRIDE)

@@ -344,6 +344,7 @@ INSERTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "pleural effusion": ("effusion", ("lung_lower_lobe_left", "lung_lower_lobe_right")),
     "atherosclerosis": ("calcification", ("aorta", "iliac_artery_left", "iliac_artery_right")),
 }
+FINDINGS: tuple[str, ...] = tuple(INSERTIONS)  # the benchmark's finding order (label columns, map channels)
 
 
 # insertion kinds that move the label map (the grown organ, the lobe's fluid); the others leave it alone

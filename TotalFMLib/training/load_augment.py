@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .benchmark_data import MAP_STRIDE
+from .crop_maps import MAP_STRIDE
 from .train_config import AugmentConfig
 
 
