@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most K organs can match (default 3)")
     s.add_argument("--threshold", type=float, default=None,
                    help="the score an organ must reach to match: standard deviations above the organ's own "
-                        "similarity to sentences that carry no finding (default 2)")
+                        "similarity to sentences that carry no finding (default: the model's own match score, "
+                        "chosen so that meaningless queries match nothing; 2 for a model without one)")
     s.set_defaults(func=cmd_search)
 
     sub.add_parser("organs", help="list the organ catalogue (TotalSegmentator classes, SNOMED codes, groups)",

@@ -100,6 +100,7 @@ class ModelConfig:
     # finding -> threshold on the score, from validation data (see zeroshot/scoring.py); {} if none
     calibration: dict = field(default_factory=dict)
     query_style: str = "organ"            # search phrasing: "organ" ("Liver: {q}") or "plain"
+    match_score: float | None = None      # search match threshold (zeroshot/search.py); None: MATCH_SCORE
 
     def __post_init__(self):
         self.arch = ImageArch.from_dict(self.arch)

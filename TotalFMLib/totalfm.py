@@ -195,5 +195,7 @@ class TotalFM:
                style: str | None = None, threshold: float | None = None) -> list:
         from .zeroshot.search import search
 
+        if threshold is None:
+            threshold = self.config.match_score  # the model's own, chosen on its calibration cases (or None)
         return search(embeddings, query, self.encode_queries, style=style or self.config.query_style,
                       top_k=top_k, threshold=threshold, encode_reference=self.encode_texts)

@@ -6,6 +6,9 @@
   organ that carries the finding is recorded. The summary is the share ranked first.
 - Meaningless queries: ``NONSENSE`` (not the reference sentences search measures baselines
   with) over every evaluated case; no organ may match.
+
+``match_score`` sets a model's match threshold on calibration cases from another list of
+meaningless queries (``CALIBRATION_NONSENSE``), so the test list stays unseen.
 """
 from __future__ import annotations
 
@@ -16,6 +19,25 @@ from .evaluate import CaseEmbeddings
 
 NONSENSE = ("asdf qwerty", "purple elephant dancing", "invoice due next friday", "the football match ended 2-1",
             "please restart your router", "banana bread recipe", "xyzzy", "tax return deadline")
+CALIBRATION_NONSENSE = ("jkl mnop", "a red bicycle in the rain", "meeting moved to tuesday", "weather forecast",
+                        "password reset link", "chocolate cake", "fnord", "train timetable")
+
+
+def match_score(cases: list[CaseEmbeddings], search, split: str = "val", floor: float | None = None) -> float:
+    """The lowest match threshold (a search score, ``zeroshot.search``) at which no query of
+    ``CALIBRATION_NONSENSE`` matches an organ of the ``split`` cases, and at least ``floor``
+    (default ``search.MATCH_SCORE``)."""
+    from ..zeroshot.search import MATCH_SCORE
+
+    highest = MATCH_SCORE if floor is None else floor
+    for case in cases:
+        if case.split != split:
+            continue
+        embeddings = dict(zip(case.organs, case.vectors))
+        for query in CALIBRATION_NONSENSE:
+            top = search(embeddings, query, threshold=float("inf"))[0]
+            highest = max(highest, float(np.nextafter(top.score, np.inf)))
+    return float(highest)
 
 
 def finding_query_ranks(cases: list[CaseEmbeddings], search, split: str = "test") -> list[dict]:

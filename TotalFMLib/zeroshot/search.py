@@ -17,7 +17,9 @@ and organs are ranked by score. An organ matches when
 
     rank <= top_k (default 3)  AND  score >= threshold (default MATCH_SCORE)
 
-so a query must fit the organ clearly better than sentences that carry no finding. The
+so a query must fit the organ clearly better than sentences that carry no finding (a model
+may carry its own threshold, ``ModelConfig.match_score``, chosen on its calibration cases so
+that meaningless queries match nothing: ``training/query_benchmark.match_score``). The
 baseline texts are the same for every query, so they are encoded once per model (through
 the same cached text encoder as scoring prompts).
 """
