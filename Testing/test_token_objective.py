@@ -52,12 +52,17 @@ def test_patches_that_do_not_align_with_the_maps_are_refused():
         token_targets(torch.zeros(1, K, 8, 8, 2), ImageArch(image_patch_size=6, frame_patch_size=4), 0.25)
 
 
-def test_token_loss_weights_the_rare_positives():
+def test_token_loss_weights_the_rare_positives_and_asks_whether_the_crop_holds_one():
     targets = torch.tensor([[[1.0], [0.0]]])
     miss_positive = token_loss(torch.tensor([[[-3.0], [-3.0]]]), targets)
     miss_negative = token_loss(torch.tensor([[[3.0], [3.0]]]), targets)
-    assert miss_positive > 5 * miss_negative / 10  # missing a lesion costs ~10x a false alarm per token
+    assert miss_positive > 2 * miss_negative  # missing a lesion costs more than a false alarm
     assert float(token_loss(torch.tensor([[[9.0], [-9.0]]]), targets)) < 1e-3
+    # the crop term: a normal crop whose every token is a little too high costs more than the
+    # per-token term alone
+    normal = torch.zeros(1, 2, 1)
+    per_token = torch.nn.functional.binary_cross_entropy_with_logits(torch.full((1, 2, 1), 1.0), normal)
+    assert float(token_loss(torch.full((1, 2, 1), 1.0), normal)) == pytest.approx(2 * float(per_token))
 
 
 def test_token_head_is_training_only_and_the_checkpoint_is_the_published_layout():

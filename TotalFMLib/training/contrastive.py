@@ -100,9 +100,14 @@ def token_targets(maps: torch.Tensor, arch, cover: float) -> torch.Tensor:
 
 
 def token_loss(token_logits: torch.Tensor, targets: torch.Tensor, pos_weight: float = 10.0) -> torch.Tensor:
-    """Binary cross-entropy of each token and finding, positives weighted (findings are small)."""
-    return F.binary_cross_entropy_with_logits(token_logits, targets,
-                                              pos_weight=torch.tensor(pos_weight, device=targets.device))
+    """Where and whether, in one objective: binary cross-entropy of each token and finding
+    (positives weighted: findings are small), plus that of each crop and finding, the crop's
+    logit being its highest token's (multiple-instance: a crop shows a finding when one of its
+    tokens does), so a lesion the token grid only grazes still has to be found."""
+    weight = torch.tensor(pos_weight, device=targets.device)
+    where = F.binary_cross_entropy_with_logits(token_logits, targets, pos_weight=weight)
+    whether = F.binary_cross_entropy_with_logits(token_logits.amax(1), targets.amax(1))
+    return where + whether
 
 
 def build_contrastive_model(model_config: ModelConfig, text_trainable_layers: int = 1,
@@ -159,11 +164,14 @@ class ContrastiveTask(Task):
         tokens = self.model.text_tower.tokenize(batch["text"])  # here, not in loader workers
         img, txt, scale, bias, token_logits = module(batch["image"].to(device, non_blocking=True).float(), tokens)
         loss = contrastive_loss(img, txt, batch["key"].to(device), scale, bias, c.loss)
+        self._parts = {"contrastive_loss": float(loss.detach())}
         if token_logits is not None:
             if "maps" not in batch:
                 raise ValueError("token_weight > 0 needs lesion maps in the shards: rebuild the benchmark")
             targets = token_targets(batch["maps"].to(device), self.model_config.arch, c.token_cover)
-            loss = loss + c.token_weight * token_loss(token_logits, targets)
+            tokens_part = token_loss(token_logits, targets)
+            self._parts["token_loss"] = float(tokens_part.detach())
+            loss = loss + c.token_weight * tokens_part
         return loss
 
     def after_step(self):
@@ -171,7 +179,8 @@ class ContrastiveTask(Task):
             self.model.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
 
     def log_extra(self) -> dict:
-        return {"logit_scale": float(self.model.logit_scale.detach().exp()), "logit_bias": float(self.model.logit_bias.detach())}
+        return {"logit_scale": float(self.model.logit_scale.detach().exp()),
+                "logit_bias": float(self.model.logit_bias.detach()), **getattr(self, "_parts", {})}
 
     def final_config(self) -> ModelConfig:
         """The model config with the learned logit scale and bias written into it."""
