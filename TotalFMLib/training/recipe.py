@@ -1,7 +1,8 @@
 """The demo model's recipe, as steps the two commands share (``Training/make_demo_model.py``:
 the bundled model; ``Training/evaluate_folds.py``: leave-one-patient-out evaluation).
 
-One contrastive training of the organ-separated model (``configs/demo_contrastive.json``:
+VideoMAE pre-training of the image encoder (``configs/demo_pretrain.json``, on the fold's
+training patients only), then one contrastive training of the organ-separated model (``configs/demo_contrastive.json``:
 token objective, organ-balanced batches, augmentation as crops are read), and of the
 whole-volume baseline at equal compute: the same config, steps, batch size, architecture,
 text tower and initialisation; only the data (one whole-volume crop per case against the
@@ -20,6 +21,22 @@ import numpy as np
 
 WHOLE_OVERRIDES = ["data_view=whole_volume", "contrastive.sampler=random", "model.text.max_length=256",
                    "contrastive.token_weight=0", "augment.enabled=false"]
+
+
+def pretrain(config: str | Path, bench: str | Path, out: str | Path, holdout: str | None = None,
+             quiet: bool = True) -> Path:
+    """VideoMAE pre-training (resumed when ``out`` holds a checkpoint); the image-encoder file."""
+    from .entry import main
+
+    out = Path(out)
+    done = out / "image_encoder.pt"
+    if done.is_file():
+        return done
+    argv = ["--config", str(config), "--data", str(bench), "--out", str(out), "--resume", "auto",
+            "--set", f"holdout={holdout or ''}"] + (["--quiet"] if quiet else [])
+    if main("videomae", argv) != 0:
+        raise RuntimeError(f"pre-training into {out} failed (see its metrics.jsonl)")
+    return done
 
 
 def train(config: str | Path, bench: str | Path, out: str | Path, holdout: str | None = None,
@@ -80,14 +97,30 @@ def oracle_results(bench, holdout: str, steps: int, progress=None) -> dict:
 
 
 def query_results(model, bench, holdout: str | None, part: str = "test") -> dict:
-    """The query benchmark (``query_benchmark``) on the fold's ``part`` cases."""
+    """The query benchmark (``query_benchmark``) on the fold's ``part`` cases, with the match
+    score chosen on the fold's validation cases."""
     from .evaluate import encode_benchmark
-    from .query_benchmark import finding_query_ranks, nonsense_matches, summary
+    from .query_benchmark import finding_query_ranks, match_score, nonsense_matches, summary
 
-    cases = encode_benchmark(model, bench, holdout, parts=(part,))
-    rows = finding_query_ranks(cases, model.search, part)
-    nonsense = nonsense_matches(cases, model.search, part)
-    return summary(rows, nonsense, len(cases))
+    cases = encode_benchmark(model, bench, holdout, parts=("val", part))
+    cut = match_score(cases, lambda emb, q, threshold=None: model.search(emb, q, threshold=threshold), "val")
+    find = lambda emb, q: model.search(emb, q, threshold=cut)  # noqa: E731
+    rows = finding_query_ranks(cases, find, part)
+    tested = [c for c in cases if c.split == part]
+    return {**summary(rows, nonsense_matches(cases, find, part), len(tested)), "match_score": cut}
+
+
+def normal_results(model, calibration: dict, holdout: str, cache) -> dict:
+    """Calibration on normal anatomy in one fold: ``calibration`` raised above the unmodified CTs
+    of the training patients only, then the flags on the held-out patient's unmodified CT."""
+    from .benchmark_bases import BASES
+    from .normal_anatomy import above_normals, flags, normal_rows
+
+    rows = normal_rows(model, BASES, cache)
+    seen = [r for b in BASES if b.patient != holdout for r in rows[b.name]]
+    raised, count = above_normals(calibration, seen)
+    (held,) = [b for b in BASES if b.patient == holdout]
+    return {"base": held.name, "thresholds_raised": count, **flags(rows[held.name], raised)}
 
 
 def evaluate_fold(organ_model: Path, whole_model: Path, bench, holdout: str, out: Path,
@@ -109,6 +142,7 @@ def evaluate_fold(organ_model: Path, whole_model: Path, bench, holdout: str, out
                "hi": res["findings"][-1].auroc_hi,
                "findings": {r.group: r.auroc for r in res["findings"][:-1]}}
         for name, res in zero_shot["results"].items()}}
+    results["normal"] = normal_results(model, zero_shot["calibration"], holdout, Path(bench) / "bases")
     results["probes"] = {f: probe_results(model, bench, holdout, f) for f in ("pixels", "untrained-tokens", "tokens")}
     results["oracle"] = oracle_results(bench, holdout, oracle_steps, progress=progress)
     results["search"] = query_results(model, bench, holdout)
