@@ -224,12 +224,20 @@ def test_schedule_warmup_then_cosine():
 
 
 def test_config_files_overrides_and_errors(tmp_path, training_dir):
-    for name in ("demo_pretrain.json", "demo_contrastive.json", "full_contrastive.json"):
+    from TotalFMLib.training.crop_maps import MAP_STRIDE
+
+    archs = {}
+    for name in ("demo_pretrain.json", "demo_contrastive.json", "gpu_pretrain.json", "gpu_contrastive.json",
+                 "full_contrastive.json"):
         cfg = load_train_config(training_dir / "configs" / name)
         mc = cfg.model_config()
-        arch = mc.arch
+        arch = archs[name] = mc.arch
         assert arch.dim % 3 == 0 and arch.image_size % arch.image_patch_size == 0
         assert arch.frames % arch.frame_patch_size == 0
+        if cfg.task == "contrastive" and cfg.contrastive.token_weight > 0:  # the token objective's grid
+            assert arch.image_patch_size % MAP_STRIDE == 0 and arch.frame_patch_size % MAP_STRIDE == 0
+    for size in ("demo", "gpu"):  # pre-training initialises the contrastive image tower
+        assert archs[f"{size}_pretrain.json"] == archs[f"{size}_contrastive.json"]
     full = load_train_config(training_dir / "configs" / "full_contrastive.json").model_config()
     assert full.text.kind == "modernbert" and full.arch.dim == 1008 and full.embed_dim == 768
     yaml_file = tmp_path / "c.yaml"
