@@ -1,0 +1,387 @@
+"""Test-only stand-ins for the parts of the 3D Slicer *application* that the slicer-core wheel
+does not carry, so the module file ``TotalFMSlicer/TotalFMSlicer.py`` imports unchanged and its
+Logic and its own ``TotalFMSlicerTest`` run in pytest on real MRML.
+
+What is real (slicer-core): the scene, every node, the Segmentations, Tables, Volumes, Markups,
+Cameras, Layout and Application logics, and Slicer's own ``slicer.util``.
+
+What is stood in, because it is the Qt application or lives only in Slicer's source tree:
+- ``qt``: an inert module (the Widget is not built here; the Logic and Test use no Qt);
+- ``slicer.app``: signal connections are recorded, ``processEvents`` is counted;
+- ``slicer.mrmlScene``: a real ``vtkMRMLScene`` set up as the application does (application
+  and layout logics: selection, interaction, layout, slice and 3D view nodes, one camera per
+  3D view as the camera displayable manager would add);
+- ``slicer.modules``: ``markups`` and ``cameras``, each with its real slicer-core logic;
+- ``slicer.i18n``: ``tr`` and ``translate`` return the text;
+- ``slicer.ScriptedLoadableModule``: the four base classes, with the parameter node kept as
+  Slicer keeps it (a singleton ``vtkMRMLScriptedModuleNode`` per module);
+- ``slicer.parameterNodeWrapper``: ``parameterNodeWrapper`` and ``Choice``. The wrapper checks
+  the class against ``parameter_node_problems`` (the rules of Slicer's parameterNodeWrapper as
+  its documentation states them) and, like Slicer's, writes every field's default when it
+  wraps a node, so a field that cannot hold its own default fails here as it fails in Slicer;
+- ``SampleData``: the module's sample sources are served from the pip-cached test data, picked
+  by the SHA-256 the source declares, and loaded with the real Volumes logic.
+"""
+from __future__ import annotations
+
+import enum
+import hashlib
+import importlib.util
+import logging
+import pathlib
+import sys
+import types
+import typing
+import unittest
+from pathlib import Path
+
+import slicer
+
+MODULE_FILE = Path(__file__).resolve().parents[1] / "TotalFMSlicer" / "TotalFMSlicer.py"
+
+# ------------------------------------------------------------ parameter node rules
+SIMPLE_TYPES = (int, float, bool, str)
+PATH_TYPES = (pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePath, pathlib.PurePosixPath,
+              pathlib.PureWindowsPath)
+# GUI connectors of Slicer's parameterNodeWrapper, by widget class: the field types each binds
+GUI_CONNECTORS = {
+    "qMRMLNodeComboBox": "node", "qMRMLSubjectHierarchyTreeView": "node",
+    "QCheckBox": bool, "QPushButton": bool, "ctkCheckBox": bool,
+    "QLineEdit": str, "QComboBox": (str, "enum"), "ctkComboBox": (str, "enum"),
+    "ctkPathLineEdit": "path",  # pathlib types only, not Optional[...] and not str
+    "QSpinBox": int, "QDoubleSpinBox": float, "ctkSliderWidget": float,
+    "ctkDoubleSpinBox": float, "QSlider": int, "qMRMLSliderWidget": float, "ctkRangeWidget": "range",
+}
+
+
+def _is_node_type(t) -> bool:
+    return isinstance(t, type) and issubclass(t, slicer.vtkMRMLNode)
+
+
+def _field_problem(name: str, t, has_default: bool, default) -> str | None:
+    """Why Slicer's parameterNodeWrapper cannot hold field ``name`` of type ``t``, or None."""
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if origin is typing.Annotated:
+        return _field_problem(name, args[0], has_default, default)
+    if origin is typing.Union:
+        members = [a for a in args if a is not type(None)]
+        if all(_is_node_type(a) for a in members):
+            if type(None) not in args:  # the default of a node field is None, which must be writable
+                return (f"{name}: a Union of node types must include None "
+                        f"(Union[{', '.join(a.__name__ for a in members)}, None])")
+            return None
+        for a in members:  # a Union (or Optional) of supported types
+            if p := _field_problem(name, a, has_default and type(None) not in args, default):
+                return p
+        return None
+    if origin in (list, tuple, dict):
+        for a in args:
+            if a is not Ellipsis and (p := _field_problem(name, a, False, None)):
+                return p
+        return None
+    if _is_node_type(t) or t in SIMPLE_TYPES or t in PATH_TYPES:
+        if t in PATH_TYPES and has_default and str(default) == ".":
+            return f"{name}: the default Path() shows '.' in the path box; default to None (Optional[Path])"
+        return None
+    if isinstance(t, type) and issubclass(t, enum.Enum):
+        return None
+    return f"{name}: type {t!r} has no serializer in Slicer's parameterNodeWrapper"
+
+
+def parameter_node_problems(cls) -> list[str]:
+    """The fields of a parameter node class that Slicer's parameterNodeWrapper refuses or shows badly."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    problems = []
+    for name, t in hints.items():
+        has_default = name in cls.__dict__
+        p = _field_problem(name, t, has_default, cls.__dict__.get(name))
+        if p:
+            problems.append(p)
+    return problems
+
+
+def gui_binding_problems(cls, ui_widgets: dict[str, str]) -> list[str]:
+    """Fields bound in the .ui (``SlicerParameterName``: widget class) without a GUI connector
+    for that widget class and field type."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    problems = []
+    for field, widget in ui_widgets.items():
+        if widget not in GUI_CONNECTORS:
+            problems.append(f"{field}: no GUI connector for {widget}")
+            continue
+        t = hints.get(field)
+        if typing.get_origin(t) is typing.Annotated:
+            t = typing.get_args(t)[0]
+        if typing.get_origin(t) is typing.Union:  # node combo boxes take a Union of nodes (with None)
+            members = [a for a in typing.get_args(t) if a is not type(None)]
+            if all(_is_node_type(a) for a in members):
+                t = members[0] if len(members) == 1 else members
+        kinds = GUI_CONNECTORS[widget]
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        ok = (("node" in kinds and (isinstance(t, list) or _is_node_type(t)))
+              or ("path" in kinds and t in PATH_TYPES)
+              or ("enum" in kinds and isinstance(t, type) and issubclass(t, enum.Enum))
+              or (t in kinds))
+        if not ok:
+            problems.append(f"{field}: {widget} cannot show a field of type {t!r}")
+    return problems
+
+
+class Choice:
+    def __init__(self, choices):
+        self.choices = list(choices)
+
+
+def parameterNodeWrapper(cls):
+    """Stand-in of Slicer's decorator: fields kept on the wrapped vtkMRMLScriptedModuleNode
+    (nodes as references, the rest as parameters); every default written at wrapping."""
+    problems = parameter_node_problems(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
+
+    def base(t):
+        if typing.get_origin(t) is typing.Annotated:
+            t = typing.get_args(t)[0]
+        if typing.get_origin(t) is typing.Union:
+            members = [a for a in typing.get_args(t) if a is not type(None)]
+            return members[0] if len(members) == 1 else slicer.vtkMRMLNode
+        return t
+
+    class Wrapper:
+        def __init__(self, node):
+            object.__setattr__(self, "parameterNode", node)
+            if problems:  # Slicer fails here too: writing a default its serializer cannot take
+                raise TypeError("; ".join(problems))
+            for name in hints:
+                if not node.GetParameter(name) and not node.GetNodeReferenceID(name):
+                    setattr(self, name, cls.__dict__.get(name))
+
+        def __getattr__(self, name):
+            if name not in hints:
+                raise AttributeError(name)
+            t, node = base(hints[name]), self.parameterNode
+            if _is_node_type(t):
+                return node.GetNodeReference(name)
+            text = node.GetParameter(name)
+            if text == "" and t is not str:
+                return None
+            return {bool: lambda v: v == "True", int: int, float: float}.get(t, t)(text)
+
+        def __setattr__(self, name, value):
+            if name not in hints:
+                raise AttributeError(f"{cls.__name__} has no field {name}")
+            t, node = base(hints[name]), self.parameterNode
+            if _is_node_type(t):
+                node.SetNodeReferenceID(name, value.GetID() if value is not None else None)
+            else:
+                node.SetParameter(name, "" if value is None else str(value))
+
+        def connectGui(self, ui):
+            return object()
+
+        def disconnectGui(self, tag):
+            pass
+
+    Wrapper.__name__ = cls.__name__
+    Wrapper.__qualname__ = cls.__qualname__
+    Wrapper.__doc__ = cls.__doc__
+    Wrapper.wrapped_class = cls
+    return Wrapper
+
+
+# ------------------------------------------------------------------ the application
+class _Inert:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __getattr__(self, name):
+        return _Inert()
+
+    def __call__(self, *args, **kwargs):
+        return _Inert()
+
+
+def _qt_attribute(name: str):
+    """Any Qt class is inert; module dunders (``__file__``, asked for by inspect) do not exist."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return _Inert
+
+
+class App:
+    """slicer.app: what the module and its test use of the Qt application."""
+
+    def __init__(self):
+        self.connections = []
+        self.events_processed = 0
+        self.logic = slicer.vtkSlicerApplicationLogic()
+
+    def connect(self, signal, slot):
+        self.connections.append((signal, slot))
+
+    def processEvents(self, *args):
+        self.events_processed += 1
+
+    def testingEnabled(self):
+        return True
+
+    def applicationLogic(self):
+        return self.logic
+
+
+class _Module:
+    def __init__(self, logic):
+        self._logic = logic
+
+    def logic(self):
+        return self._logic
+
+
+def _add_cameras(scene) -> None:
+    """One camera per 3D view, as Slicer's camera displayable manager adds them."""
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLViewNode")):
+        view = scene.GetNthNodeByClass(i, "vtkMRMLViewNode")
+        camera = scene.AddNewNodeByClass("vtkMRMLCameraNode")
+        camera.SetLayoutName(view.GetLayoutName())
+
+
+class SceneApp:
+    """slicer.mrmlScene with the nodes the application keeps in it, restored after Clear."""
+
+    def __init__(self):
+        self.scene = slicer.vtkMRMLScene()
+        self.app = App()
+        self.app.logic.SetMRMLScene(self.scene)
+        self.colors = slicer.vtkSlicerColorLogic()  # the Volumes logic gives new volumes its colour tables
+        self.colors.SetMRMLApplicationLogic(self.app.logic)
+        self.colors.SetMRMLScene(self.scene)
+        self.app.logic.SetModuleLogic("Colors", self.colors)
+        self.layout = slicer.vtkMRMLLayoutLogic()
+        self.layout.SetMRMLScene(self.scene)
+        _add_cameras(self.scene)
+        scene = self.scene
+        self._observer = scene.AddObserver(slicer.vtkMRMLScene.EndCloseEvent, lambda *a: _add_cameras(scene))
+        markups = slicer.vtkSlicerMarkupsLogic()
+        markups.SetMRMLScene(self.scene)
+        cameras = slicer.vtkSlicerCamerasModuleLogic()
+        cameras.SetMRMLScene(self.scene)
+        self.modules = types.SimpleNamespace(markups=_Module(markups), cameras=_Module(cameras))
+
+    def close(self) -> None:
+        """Break the scene's reference cycle and collect it here, on the main thread: a VTK object
+        left to Python's cyclic collector may be freed on whichever thread the collector next
+        runs, a worker's included, and VTK objects must not be deleted off the main thread."""
+        import gc
+
+        self.scene.RemoveObserver(self._observer)
+        self.scene.Clear(0)
+        gc.collect()
+
+
+# ---------------------------------------------------------- ScriptedLoadableModule
+class ScriptedLoadableModule:
+    def __init__(self, parent):
+        self.parent = parent
+        self.moduleName = type(self).__name__
+
+
+class ScriptedLoadableModuleLogic:
+    def __init__(self, parent=None):
+        self.moduleName = type(self).__name__[:-len("Logic")] if type(self).__name__.endswith("Logic") else \
+            type(self).__name__
+
+    def getParameterNode(self):
+        scene = slicer.mrmlScene
+        node = scene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
+        if node is None:
+            node = slicer.vtkMRMLScriptedModuleNode()
+            node.SetSingletonTag(self.moduleName)
+            node.SetAttribute("ModuleName", self.moduleName)
+            node.SetName(slicer.mrmlScene.GenerateUniqueName(self.moduleName))
+            node = scene.AddNode(node)
+        return node
+
+
+class ScriptedLoadableModuleWidget:
+    def __init__(self, parent=None):
+        self.parent = parent
+
+
+class ScriptedLoadableModuleTest(unittest.TestCase):
+    def delayDisplay(self, message, msec=None):
+        logging.info(message)
+
+
+# ------------------------------------------------------------------------ SampleData
+class SampleDataLogic:
+    sources: dict = {}
+    categories: dict = {}
+
+    @classmethod
+    def registerCustomSampleDataCategory(cls, category, title=None):
+        cls.categories[category] = title
+
+    @classmethod
+    def registerCustomSampleDataSource(cls, category="Custom", sampleName=None, uris=None, fileNames=None,
+                                       nodeNames=None, checksums=None, loadFileTypes=None,
+                                       loadFileProperties=None, thumbnailFileName=None, **kwargs):
+        cls.sources[sampleName] = dict(category=category, uris=uris, fileNames=fileNames, nodeNames=nodeNames,
+                                       checksums=checksums, loadFileTypes=loadFileTypes,
+                                       loadFileProperties=loadFileProperties or {})
+
+
+def _cached_file(checksum: str) -> Path:
+    """The pip-cached test data file whose SHA-256 is ``checksum`` ("SHA256:<hex>")."""
+    from TotalFMLib.inputs.sample_data import fetch
+
+    algorithm, digest = checksum.split(":", 1)
+    assert algorithm.upper() == "SHA256", checksum
+    for name in ("example_ct", "example_seg", "example_ct_sm", "example_seg_sm"):
+        path = fetch(name)
+        if hashlib.sha256(path.read_bytes()).hexdigest() == digest.lower():
+            return path
+    raise RuntimeError(f"no cached sample file with {checksum}")
+
+
+def downloadSample(sampleName):
+    source = SampleDataLogic.sources[sampleName]
+    path = _cached_file(source["checksums"])
+    volumes = slicer.vtkSlicerVolumesLogic()
+    volumes.SetMRMLApplicationLogic(slicer.app.applicationLogic())
+    volumes.SetMRMLScene(slicer.mrmlScene)
+    labelmap = 1 if source["loadFileProperties"].get("labelmap") else 0
+    return volumes.AddArchetypeVolume(str(path), source["nodeNames"], labelmap)
+
+
+# --------------------------------------------------------------------- installation
+def _module(name: str, **attrs) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__dict__.update(attrs)
+    sys.modules[name] = module
+    return module
+
+
+def install() -> SceneApp:
+    """Put the stand-ins in place (idempotent per call: a fresh scene each time)."""
+    env = SceneApp()
+    qt = _module("qt")
+    qt.__getattr__ = _qt_attribute
+    _module("slicer.i18n", tr=lambda text: text, translate=lambda context, text: text)
+    _module("slicer.parameterNodeWrapper", parameterNodeWrapper=parameterNodeWrapper, Choice=Choice)
+    _module("slicer.ScriptedLoadableModule", ScriptedLoadableModule=ScriptedLoadableModule,
+            ScriptedLoadableModuleLogic=ScriptedLoadableModuleLogic,
+            ScriptedLoadableModuleWidget=ScriptedLoadableModuleWidget,
+            ScriptedLoadableModuleTest=ScriptedLoadableModuleTest)
+    _module("SampleData", SampleDataLogic=SampleDataLogic, downloadSample=downloadSample)
+    slicer.mrmlScene = env.scene
+    slicer.app = env.app
+    slicer.modules = env.modules
+    return env
+
+
+def import_module_file(name: str = "TotalFMSlicer"):
+    """The module file imported as Slicer imports a scripted module: by its path, under its name."""
+    spec = importlib.util.spec_from_file_location(name, MODULE_FILE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,144 @@
+"""The Slicer module file itself, imported as Slicer imports it and run on real slicer-core MRML
+(the Qt application is stood in: ``slicer_app_standin.py`` says what and why): its parameter
+node against the rules of Slicer's parameterNodeWrapper, its own ``TotalFMSlicerTest``
+unchanged, and the Logic's whole path with both kinds of segmentation input, cancel, and a
+scene closed while a job runs."""
+from __future__ import annotations
+
+import sys
+import types
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Union
+
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="slicer-core wheel (pip install slicer-core) not installed")
+pytest.importorskip("vtk")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import slicer_app_standin as standin  # noqa: E402
+
+UI_FILE = standin.MODULE_FILE.parent / "Resources" / "UI" / "TotalFMSlicer.ui"
+
+
+@pytest.fixture()
+def env(home):
+    """A fresh application scene, the stand-ins in place, and the module file imported."""
+    app = standin.install()
+    module = standin.import_module_file()
+    module.TotalFMSlicer(types.SimpleNamespace())  # the module object, as Slicer makes it at startup
+    yield types.SimpleNamespace(app=app, module=module, scene=slicer.mrmlScene)
+    app.close()
+
+
+def ui_bindings() -> dict[str, str]:
+    """{parameter name: widget class} for every widget the .ui binds with SlicerParameterName."""
+    found = {}
+    for widget in ET.parse(UI_FILE).getroot().iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                found[prop.find("string").text] = widget.get("class")
+    return found
+
+
+# ------------------------------------------------------------------ parameter node
+def test_parameter_node_follows_slicers_rules_and_wraps_a_node(env):
+    cls = env.module.TotalFMSlicerParameterNode
+    assert standin.parameter_node_problems(cls.wrapped_class) == []
+    assert standin.gui_binding_problems(cls.wrapped_class, ui_bindings()) == []
+    p = env.module.TotalFMSlicerLogic().getParameterNode()
+    assert p.inputVolume is None and p.inputSegmentation is None and p.checkpointPath == ""
+    assert p.modelSource == "demo" and p.fastSegmentation is True
+    label = env.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+    p.inputSegmentation = label
+    assert p.inputSegmentation.GetID() == label.GetID()
+    p.inputSegmentation = None  # "run TotalSegmentator" must be a value the field can hold
+    assert p.inputSegmentation is None
+
+
+def test_rules_refuse_a_union_of_nodes_without_none_and_a_dot_path():
+    class Bad:
+        seg: Union[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode]
+        path: Path = Path()
+
+    problems = standin.parameter_node_problems(Bad)
+    assert any("seg: a Union of node types must include None" in p for p in problems)
+    assert any("path: the default Path()" in p for p in problems)
+    wrapper = standin.parameterNodeWrapper(Bad)
+    with pytest.raises(TypeError, match="must include None"):
+        wrapper(slicer.vtkMRMLScriptedModuleNode())
+
+    class Good:
+        seg: Union[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode, None]
+
+    assert standin.parameter_node_problems(Good) == []
+    assert standin.gui_binding_problems(Good, {"seg": "QCheckBox"}) == ["seg: QCheckBox cannot show a field of "
+                                                                        f"type {[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode]!r}"]
+
+
+# ------------------------------------------------------------------- the self-test
+def test_the_modules_own_self_test_passes_unchanged(env):
+    test = env.module.TotalFMSlicerTest()
+    test.runTest()
+    assert env.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") >= 1
+
+
+# ----------------------------------------------------------------------- the Logic
+def load_example(env):
+    env.module.registerSampleData()
+    import SampleData
+
+    return SampleData.downloadSample("TotalFMExampleCT"), SampleData.downloadSample("TotalFMExampleSegmentation")
+
+
+def test_logic_scores_a_segmentation_node_input_in_place(env):
+    from TotalFMSlicerLib import geometry, score_store, segments
+
+    ct, label = load_example(env)
+    seg = segments.segmentation_from_labelmap(env.scene, geometry.volume_from_volume_node(label), ct, "organs")
+    logic = env.module.TotalFMSlicerLogic()
+    before = env.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+    segmentation, table, legend = logic.process(ct, seg, "demo", cpu=True)
+    assert segmentation.GetID() == seg.GetID()  # scored in place: no second segmentation
+    assert env.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == before
+    rows = score_store.scored_rows(segmentation)
+    assert table.GetNumberOfRows() == len({r.organ for r in rows}) > 5
+    hits = logic.search(segmentation, "enlarged liver", table, topK=3, threshold=float("-inf"))
+    assert sum(h.matched for h in hits) == 3
+    assert logic.tableOrgans(table)[:3] == [h.organ for h in sorted(hits, key=lambda h: h.rank)][:3]
+
+
+def test_scene_closed_during_a_job_shows_nothing_on_removed_nodes(env):
+    ct, label = load_example(env)
+    logic = env.module.TotalFMSlicerLogic()
+    run = logic.startAnalysis(ct, label, "demo", cpu=True)
+    env.scene.Clear(0)
+    run.job.wait()
+    assert logic.finishAnalysis(run) is None
+    assert env.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+    assert env.scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 0
+
+
+def test_the_worker_reads_no_mrml_node(env):
+    """Every MRML read of the CT and segmentation nodes happens on the main thread (VTK objects are
+    not thread-safe): each node's readers are wrapped to record the thread that calls them."""
+    import threading
+
+    ct, label = load_example(env)
+    off_main = []
+    for node in (ct, label):
+        for name in ("GetName", "GetID", "GetImageData", "GetIJKToRASMatrix", "GetScene"):
+            original = getattr(node, name)
+
+            def reader(*args, _original=original, _name=name, _node=node):
+                if threading.current_thread() is not threading.main_thread():
+                    off_main.append(f"{_node.GetClassName()}.{_name}")
+                return _original(*args)
+
+            setattr(node, name, reader)
+    logic = env.module.TotalFMSlicerLogic()
+    run = logic.startAnalysis(ct, label, "demo", cpu=True)
+    run.job.wait()
+    assert run.job.error is None and off_main == []
+    assert {r.case_id for r in run.job.result.rows} == {"TotalFMExampleCT"}
