@@ -1,48 +1,32 @@
 """TotalFM in 3D Slicer: organ-wise lesion scores, finding search and organ-by-organ review.
 
-The widget only wires the .ui to the logic; the logic delegates to TotalFMLib, whose one
-door to MRML is the module's own package ``TotalFMSlicerLib`` (tested in plain pytest). Heavy packages
-(torch, transformers, TotalFMLib's model code) are imported inside functions only.
+This file holds the Module, a Widget that only wires the .ui to the Logic, and the self-test.
+The Logic, the parameter node, the dependency install and the MRML layer live in the module's
+own package ``TotalFMSlicerLib`` (tested in plain pytest on slicer-core), which calls the core
+pipeline of TotalFMLib. Heavy packages (torch, transformers, TotalFMLib's model code) are
+imported inside functions only.
 """
 import logging
 import os
 import tempfile
-from pathlib import Path
-from typing import Annotated, Union
 
 import qt
 import vtk
 
 import slicer
-from slicer import (
-    vtkMRMLLabelMapVolumeNode,
-    vtkMRMLScalarVolumeNode,
-    vtkMRMLSegmentationNode,
-    vtkMRMLTableNode,
-)
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+from TotalFMSlicerLib.dependencies import missingRequirements
+from TotalFMSlicerLib.logic import ANY_LESION, TotalFMSlicerLogic
+from TotalFMSlicerLib.parameters import TotalFMSlicerParameterNode  # noqa: F401 (Slicer finds it here)
 
 DOCS_URL = "https://github.com/TotalFMSlicer/SlicerTotalFM#3d-slicer"
-MODEL_CHOICES = ["demo", "official", "checkpoint"]
-ANY_LESION = "any lesion"  # TotalFMLib.results.ANY_LESION, repeated to keep imports light
-SOURCE_LABELMAP_ATTRIBUTE = "TotalFM.sourceLabelmap"  # on segmentations made from a label map node
-
-# The example CT and its TotalSegmentator segmentation: TotalSegmentator's own test data
-# (Apache-2.0), pinned to the v2.18.0 tag and checked by SHA-256.
-EXAMPLE_DATA_URL = "https://raw.githubusercontent.com/wasserth/TotalSegmentator/v2.18.0/tests/reference_files/"
-EXAMPLE_CT = ("example_ct.nii.gz", "SHA256:dbd3ae6d614d1d7ef3a46925c30c70038ed52da6b37fdd6afdc7b9b71387e3e1")
-EXAMPLE_SEG = ("example_seg_fast_force_split.nii.gz",
-               "SHA256:e8097758e56e73099075b6caaebce23ef11bc6fad66a4ec3753b9406846558c7")
-
 
 #
 # TotalFMSlicer
@@ -79,40 +63,15 @@ The example CT is TotalSegmentator's test data.
 
 
 def registerSampleData():
-    """The example abdomen CT and its TotalSegmentator label map in the Sample Data module."""
-    import SampleData
+    from TotalFMSlicerLib.sample_data import registerSampleData as register
 
-    icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "TotalFMSlicer.png")
-    SampleData.SampleDataLogic.registerCustomSampleDataCategory("TotalFM", title=_("TotalFM"))
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="TotalFM", sampleName="TotalFMExampleCT", thumbnailFileName=icon,
-        uris=EXAMPLE_DATA_URL + EXAMPLE_CT[0], fileNames="TotalFMExampleCT.nii.gz",
-        checksums=EXAMPLE_CT[1], nodeNames="TotalFMExampleCT", loadFileTypes="VolumeFile")
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="TotalFM", sampleName="TotalFMExampleSegmentation", thumbnailFileName=icon,
-        uris=EXAMPLE_DATA_URL + EXAMPLE_SEG[0], fileNames="TotalFMExampleSegmentation.nii.gz",
-        checksums=EXAMPLE_SEG[1], nodeNames="TotalFMExampleSegmentation", loadFileTypes="VolumeFile",
-        loadFileProperties={"labelmap": True})
+    register(os.path.join(os.path.dirname(__file__), "Resources", "Icons", "TotalFMSlicer.png"))
 
 
-#
-# Parameter node
-#
+def legendHtml(legend) -> str:
+    from TotalFMSlicerLib.colouring import legend_html
 
-
-@parameterNodeWrapper
-class TotalFMSlicerParameterNode:
-    """inputVolume: CT; inputSegmentation: TotalSegmentator segmentation or label map (None: run
-    TotalSegmentator); resultSegmentation and scoresTable: what the last run showed."""
-
-    inputVolume: vtkMRMLScalarVolumeNode
-    inputSegmentation: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]
-    fastSegmentation: bool = True
-    forceCpu: bool = False
-    modelSource: Annotated[str, Choice(MODEL_CHOICES)] = "demo"
-    checkpointPath: str = ""  # bound by hand: Slicer's path box connector takes only Path, whose default shows "."
-    resultSegmentation: vtkMRMLSegmentationNode
-    scoresTable: vtkMRMLTableNode
+    return legend_html(legend)
 
 
 #
@@ -427,354 +386,6 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
             written = self.logic.exportCsv(p.resultSegmentation, p.scoresTable, path)
             self.addLog(_("Wrote {path}").format(path=written))
-
-
-def legendHtml(legend) -> str:
-    """A colour bar for the legend label: 0 ... 1 with the colour map's stops."""
-    cells = "".join(
-        '<td style="background-color:#%02x%02x%02x">&nbsp;&nbsp;&nbsp;</td>' % tuple(int(round(255 * c)) for c in rgb)
-        for _value, rgb in legend.stops)
-    return (f"<table cellspacing=0><tr><td>0&nbsp;</td>{cells}<td>&nbsp;1</td></tr></table>"
-            f"{legend.title}; faint organs: below threshold or not scored")
-
-
-#
-# Logic: usable without the GUI
-#
-
-
-class AnalysisRun:
-    """One Apply: its inputs, the nodes it created so far, and the background job."""
-
-    def __init__(self, ctNode, segmentationInput, createdNodes, job):
-        self.ctNode = ctNode
-        self.segmentationInput = segmentationInput
-        self.createdNodes = createdNodes
-        self.job = job
-
-
-class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
-    def __init__(self) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.logCallback = None
-        self._model = None
-        self._modelKey = None
-        self.embeddings = {}
-        self.embeddingsSegmentationID = None
-
-    def getParameterNode(self):
-        return TotalFMSlicerParameterNode(super().getParameterNode())
-
-    def log(self, text: str) -> None:
-        if self.logCallback:
-            self.logCallback(text)
-        else:
-            logging.info(text)
-
-    # ------------------------------------------------------------ dependencies
-    def ensureDependencies(self, requirementsPath, needSegmenter: bool = False) -> None:
-        """torch through the PyTorch extension, TotalSegmentator's package through its extension
-        (its label map is TotalFMLib's organ catalogue), the rest with pip_ensure."""
-        try:
-            import PyTorchUtils
-        except ModuleNotFoundError as e:
-            raise RuntimeError(_("TotalFM needs the PyTorch extension; install it from the Extensions Manager.")) from e
-        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-        if not torchLogic.torchInstalled():
-            self.log(_("Installing PyTorch (several minutes)..."))
-            if torchLogic.installTorch(askConfirmation=True, torchVersionRequirement=">=2.1") is None:
-                raise RuntimeError(_("PyTorch is required; install it with the PyTorch module."))
-        if needSegmenter or not _importable("totalsegmentator"):
-            self.log(_("Checking TotalSegmentator's Python packages..."))
-            totalSegmentatorLogic().setupPythonRequirements()
-        import slicer.packaging
-
-        slicer.packaging.pip_ensure(slicer.packaging.load_requirements(str(requirementsPath)),
-                                    requester="TotalFMSlicer")
-
-    # -------------------------------------------------------------- the model
-    @staticmethod
-    def modelSource(choice: str, checkpointPath=None) -> str:
-        """"demo", "official" or the checkpoint file path."""
-        from TotalFMLib.errors import InputError
-
-        if choice in ("demo", "official"):
-            return choice
-        if choice != "checkpoint":
-            raise InputError(None, f"unknown model choice {choice!r}; use one of {', '.join(MODEL_CHOICES)}")
-        text = str(checkpointPath or "").strip()
-        if text in ("", "."):
-            raise InputError(None, "choose a TotalFM checkpoint file (.pt) for the 'checkpoint' model")
-        path = Path(text).expanduser()
-        if not path.is_file():
-            raise InputError(path, "checkpoint file not found")
-        return str(path)
-
-    @staticmethod
-    def officialModelCached() -> bool:
-        from TotalFMLib.models import hub
-
-        return hub.official_cached()
-
-    @staticmethod
-    def cacheFolder() -> Path:
-        from TotalFMLib.models import hub
-
-        return hub.model_cache_dir()
-
-    @staticmethod
-    def cacheDescription() -> str:
-        from TotalFMLib.models import hub
-
-        return f"{hub.cache_size() / 1e6:.0f} MB in {hub.model_cache_dir()}"
-
-    @staticmethod
-    def clearCache() -> str:
-        from TotalFMLib.models import hub
-
-        return _("Freed {mb:.0f} MB.").format(mb=hub.clear_cache() / 1e6)
-
-    def loadModel(self, source: str, device=None):
-        """The TotalFM model (kept between runs while the source and device stay the same)."""
-        if self._model is None or self._modelKey != (source, device):
-            from TotalFMLib import runtime
-            from TotalFMLib.totalfm import TotalFM
-
-            runtime.setup()  # once per process: CPU threads (torch is already loaded inside Slicer)
-            self._model = TotalFM.load(source, device=device)
-            self._modelKey = (source, device)
-        return self._model
-
-    # ------------------------------------------------------------------ inputs
-    def segment(self, ctNode, fast: bool = True, cpu: bool = False):
-        """A new segmentation node from the TotalSegmentator extension (task 'total')."""
-        tsLogic = totalSegmentatorLogic()
-        previousCallback = tsLogic.logCallback  # TotalSegmentator's own widget's log box, given back below
-
-        def log(text):
-            self.log(text)
-            slicer.app.processEvents()  # TotalSegmentator runs in the foreground: keep the GUI painting
-
-        tsLogic.logCallback = log
-        self.log(_("Segmenting {name} with TotalSegmentator ({mode})...").format(
-            name=ctNode.GetName(), mode=_("fast") if fast else _("full resolution")))
-        segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", ctNode.GetName() + " organs")
-        try:
-            tsLogic.process(ctNode, segmentationNode, fast, cpu, "total", interactive=False)
-        except Exception:
-            slicer.mrmlScene.RemoveNode(segmentationNode)
-            raise
-        finally:
-            tsLogic.logCallback = previousCallback
-        return segmentationNode
-
-    @staticmethod
-    def caseVolumes(ctNode, segmentationInput):
-        """(CT, label map) as TotalFMLib Volumes, read on the main thread."""
-        from TotalFMSlicerLib import geometry, segments
-
-        ct = geometry.volume_from_volume_node(ctNode)
-        if segmentationInput.IsA("vtkMRMLLabelMapVolumeNode"):
-            return ct, geometry.volume_from_volume_node(segmentationInput)
-        return ct, segments.labelmap_from_segmentation(segmentationInput, ctNode)
-
-    # ---------------------------------------------------------------- analysis
-    def analyze(self, ct, seg, source: str = "demo", device=None, caseId: str = "case", progress=None, cancel=None):
-        """The pipeline's ``CaseResult`` (score rows, organ embeddings, warnings). Touches no MRML
-        node and no widget, so it may run on a worker thread."""
-        from TotalFMLib.errors import Cancelled
-        from TotalFMLib.progress import sub_progress
-
-        progress = progress or (lambda fraction, message: None)
-        cancel = cancel or (lambda: False)
-        if source == "official" and not self.officialModelCached():
-            from TotalFMLib.models import hub
-
-            # the first half of the bar follows the download, the analysis takes the second
-            progress(0.0, "Downloading the released TotalFM weights (more than 1 GB; see the cache folder)")
-            hub.official_checkpoint(progress=sub_progress(progress, 0.0, 0.5), cancel=cancel)
-            progress = sub_progress(progress, 0.5, 1.0)
-        progress(0.0, "Loading the TotalFM model")
-        model = self.loadModel(source, device)
-        if cancel():
-            raise Cancelled("cancelled")
-        from TotalFMLib.pipeline import analyze
-
-        return analyze(model, ct, seg, case_id=caseId, progress=sub_progress(progress, 0.05, 1.0), cancel=cancel)
-
-    def startAnalysis(self, ctNode, segmentationInput=None, source: str = "demo", fast: bool = True,
-                      cpu: bool = False) -> AnalysisRun:
-        """Segment if needed (main thread), then score on a background job; see finishAnalysis."""
-        from TotalFMLib.background import BackgroundJob
-
-        created = []
-        if segmentationInput is None:
-            segmentationInput = self.segment(ctNode, fast, cpu)
-            created.append(segmentationInput)
-        try:
-            ct, seg = self.caseVolumes(ctNode, segmentationInput)
-        except Exception:
-            for node in created:
-                slicer.mrmlScene.RemoveNode(node)
-            raise
-        device = "cpu" if cpu else None
-        caseId = ctNode.GetName()  # read here: the job runs on a worker thread, which must not touch MRML
-        job = BackgroundJob(lambda progress, cancel: self.analyze(ct, seg, source, device, caseId, progress, cancel))
-        return AnalysisRun(ctNode, segmentationInput, created, job.start())
-
-    def finishAnalysis(self, run: AnalysisRun, tableNode=None):
-        """Show a finished run: (segmentation node, table node, legend). A cancelled or failed run
-        removes what it created and returns None or raises its error."""
-        from TotalFMLib.background import FINISHED
-
-        if run.ctNode.GetScene() is None or run.segmentationInput.GetScene() is None:
-            return None  # the scene was closed (or the inputs deleted) while the job ran: nothing to show on
-        if run.job.state != FINISHED:
-            for node in run.createdNodes:
-                slicer.mrmlScene.RemoveNode(node)
-            if run.job.error is not None:
-                raise run.job.error
-            return None
-        result = run.job.result
-        for warning in result.warnings:
-            self.log(warning)
-        rows, embeddings = result.rows, result.embeddings
-        return self.showResults(run.ctNode, run.segmentationInput, rows, embeddings, tableNode)
-
-    def showResults(self, ctNode, segmentationInput, rows, embeddings, tableNode=None, finding: str = ANY_LESION):
-        from TotalFMSlicerLib import colouring, geometry, scores_table, segments
-
-        segmentationNode = segmentationInput
-        if segmentationInput.IsA("vtkMRMLLabelMapVolumeNode"):
-            # one segmentation per label map: a new run replaces the one the last run made
-            for old in slicer.util.getNodesByClass("vtkMRMLSegmentationNode"):
-                if old.GetAttribute(SOURCE_LABELMAP_ATTRIBUTE) == segmentationInput.GetID():
-                    slicer.mrmlScene.RemoveNode(old)
-            labelmap = geometry.volume_from_volume_node(segmentationInput)
-            segmentationNode = segments.segmentation_from_labelmap(
-                slicer.mrmlScene, labelmap, ctNode, segmentationInput.GetName() + " organs")
-            segmentationNode.SetAttribute(SOURCE_LABELMAP_ATTRIBUTE, segmentationInput.GetID())
-        legend = colouring.apply_scores(segmentationNode, rows, finding)
-        tableNode = scores_table.scores_table(slicer.mrmlScene, rows, tableNode)
-        segments.ensure_closed_surfaces(segmentationNode)
-        self.embeddings = embeddings
-        self.embeddingsSegmentationID = segmentationNode.GetID()
-        return segmentationNode, tableNode, legend
-
-    def process(self, ctNode, segmentationInput=None, source: str = "demo", fast: bool = True, cpu: bool = False,
-                tableNode=None):
-        """The whole path, waiting for the result (scripts and tests)."""
-        run = self.startAnalysis(ctNode, segmentationInput, source, fast, cpu)
-        run.job.wait()
-        return self.finishAnalysis(run, tableNode)
-
-    # ------------------------------------------------------ display and search
-    @staticmethod
-    def scoredFindings(segmentationNode) -> list:
-        from TotalFMSlicerLib import score_store
-
-        return score_store.row_findings(score_store.scored_rows(segmentationNode))
-
-    @staticmethod
-    def showFinding(segmentationNode, finding: str):
-        from TotalFMSlicerLib import colouring, score_store
-
-        return colouring.apply_scores(segmentationNode, score_store.scored_rows(segmentationNode), finding)
-
-    @staticmethod
-    def restoreColors(segmentationNode) -> int:
-        from TotalFMSlicerLib import colouring
-
-        return colouring.restore_colors(segmentationNode)
-
-    @staticmethod
-    def searchPresets() -> list:
-        from TotalFMLib.zeroshot.search import preset_queries
-
-        return preset_queries()
-
-    def search(self, segmentationNode, query: str, tableNode=None, topK=None, threshold=None):
-        """Rank organs for a typed finding and highlight the matches: ranked within ``topK`` (3) with
-        a score of at least ``threshold`` (the model's match score); the table lists them first."""
-        from TotalFMSlicerLib import colouring, score_store, scores_table
-        from TotalFMLib.errors import InputError
-
-        if self._model is None or self.embeddingsSegmentationID != segmentationNode.GetID():
-            raise InputError(None, "press Apply first: search needs this case's organ embeddings")
-        hits = self._model.search(self.embeddings, query, top_k=topK, threshold=threshold)
-        colouring.highlight(segmentationNode, hits)
-        if tableNode is not None:
-            order = [h.organ for h in sorted(hits, key=lambda h: h.rank) if h.matched]
-            scores_table.scores_table(slicer.mrmlScene, score_store.scored_rows(segmentationNode), tableNode,
-                                      order=order)
-        return hits
-
-    # ------------------------------------------------------------------ review
-    @staticmethod
-    def tableOrgans(tableNode) -> list:
-        from TotalFMSlicerLib import scores_table
-
-        return scores_table.table_organs(tableNode) if tableNode else []
-
-    @staticmethod
-    def setReview(tableNode, organ: str, mark: str) -> None:
-        from TotalFMSlicerLib import scores_table
-
-        scores_table.set_review(tableNode, organ, mark)
-
-    @staticmethod
-    def centerViewsOnOrgan(segmentationNode, organ: str):
-        """Jump the slice views to the organ's centre and aim the 3D views at it."""
-        from TotalFMSlicerLib import segments
-
-        r, a, s = segments.organ_center_ras(segmentationNode, organ)
-        slicer.modules.markups.logic().JumpSlicesToLocation(r, a, s, True)
-        cameras = slicer.modules.cameras.logic()
-        for viewNode in slicer.util.getNodesByClass("vtkMRMLViewNode"):
-            camera = cameras.GetViewActiveCameraNode(viewNode)
-            if camera is not None:
-                camera.SetFocalPoint(r, a, s)
-        return r, a, s
-
-    @staticmethod
-    def exportCsv(segmentationNode, tableNode, path):
-        from TotalFMSlicerLib import score_store, scores_table
-
-        return scores_table.export_csv(score_store.scored_rows(segmentationNode), path, tableNode)
-
-
-def totalSegmentatorLogic():
-    """The TotalSegmentator extension's logic (declared in EXTENSION_DEPENDS)."""
-    try:
-        return slicer.util.getModuleLogic("TotalSegmentator")
-    except (AttributeError, RuntimeError) as e:
-        raise RuntimeError(_("TotalFM needs the TotalSegmentator extension to segment the CT and for its "
-                             "organ catalogue; install it from the Extensions Manager.")) from e
-
-
-def missingRequirements(requirementsPath) -> list:
-    """torch and the requirements in requirements.txt that are not installed (no install, no network)."""
-    import importlib.metadata
-    import re
-
-    names = ["torch"]
-    for line in Path(requirementsPath).read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            names.append(re.split(r"[\s<>=!~;\[]", line, maxsplit=1)[0])
-    missing = []
-    for name in names:
-        try:
-            importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            missing.append(name)
-    return missing
-
-
-def _importable(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 #

@@ -171,3 +171,12 @@ def highlight(segmentation_node, hits: list[SearchHit], color=HIGHLIGHT_COLOR,
     segmentation_node.SetAttribute(ATTR_SHOWN, "search")
     segmentation_node.EndModify(was_modifying)
     return [organ for organ in matched if organ in segments]
+
+
+def legend_html(legend) -> str:
+    """A colour bar for the legend label: 0 ... 1 with the colour map's stops."""
+    cells = "".join(
+        '<td style="background-color:#%02x%02x%02x">&nbsp;&nbsp;&nbsp;</td>' % tuple(int(round(255 * c)) for c in rgb)
+        for _value, rgb in legend.stops)
+    return (f"<table cellspacing=0><tr><td>0&nbsp;</td>{cells}<td>&nbsp;1</td></tr></table>"
+            f"{legend.title}; faint organs: below threshold or not scored")
