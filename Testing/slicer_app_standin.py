@@ -380,6 +380,8 @@ def install() -> SceneApp:
 
 def import_module_file(name: str = "TotalFMSlicer"):
     """The module file imported as Slicer imports a scripted module: by its path, under its name."""
+    if str(MODULE_FILE.parent) not in sys.path:  # Slicer puts each scripted module's folder on the path
+        sys.path.insert(0, str(MODULE_FILE.parent))
     spec = importlib.util.spec_from_file_location(name, MODULE_FILE)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

@@ -142,3 +142,47 @@ def test_the_worker_reads_no_mrml_node(env):
     run.job.wait()
     assert run.job.error is None and off_main == []
     assert {r.case_id for r in run.job.result.rows} == {"TotalFMExampleCT"}
+
+
+def test_a_saved_and_reopened_scene_searches_again_without_apply(env, tmp_path):
+    """Scores and embeddings are stored with the segmentation: save the scene as a Slicer data
+    bundle, close it, reopen it with a new Logic (nothing in memory), and search."""
+    import glob
+
+    from TotalFMSlicerLib import score_store
+
+    ct, label = load_example(env)
+    logic = env.module.TotalFMSlicerLogic()
+    segmentation, table, _legend = logic.process(ct, label, "demo", cpu=True)
+    before = {h.organ: h.score for h in logic.search(segmentation, "liver lesion")}
+    rows_before = score_store.scored_rows(segmentation)
+    assert env.app.app.logic.SaveSceneToSlicerDataBundleDirectory(str(tmp_path), None)
+    env.scene.Clear(0)
+    env.scene.SetURL(glob.glob(str(tmp_path / "*.mrml"))[0])
+    assert env.scene.Import()
+    reopened = next(n for n in [env.scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
+                                for i in range(env.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))]
+                    if n.GetName() == segmentation.GetName())
+    assert score_store.scored_rows(reopened) == rows_before
+    fresh = env.module.TotalFMSlicerLogic()
+    after = {h.organ: h.score for h in fresh.search(reopened, "liver lesion")}
+    assert after.keys() == before.keys()
+    assert max(abs(after[o] - before[o]) for o in before) < 1e-5
+
+
+def test_search_refuses_embeddings_of_a_model_it_cannot_load(env):
+    import json
+
+    from TotalFMLib.errors import InputError
+    from TotalFMSlicerLib import score_store
+
+    ct, label = load_example(env)
+    logic = env.module.TotalFMSlicerLogic()
+    segmentation, _table, _legend = logic.process(ct, label, "demo", cpu=True)
+    stored = json.loads(segmentation.GetAttribute(score_store.ATTRIBUTE_MODEL))
+    segmentation.SetAttribute(score_store.ATTRIBUTE_MODEL, json.dumps({**stored, "checksum": "0" * 64}))
+    with pytest.raises(InputError, match="scored with totalfm-demo .*choose that model and press Apply"):
+        env.module.TotalFMSlicerLogic().search(segmentation, "liver lesion")
+    empty = env.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    with pytest.raises(InputError, match="press Apply first"):
+        logic.search(empty, "liver lesion")

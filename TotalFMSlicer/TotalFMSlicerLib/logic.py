@@ -33,8 +33,6 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
         self.logCallback = None
         self._model = None
         self._modelKey = None
-        self.embeddings = {}
-        self.embeddingsSegmentationID = None
 
     def getParameterNode(self):
         return TotalFMSlicerParameterNode(super().getParameterNode())
@@ -199,7 +197,7 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
         return self.showResults(run.ctNode, run.segmentationInput, rows, embeddings, tableNode)
 
     def showResults(self, ctNode, segmentationInput, rows, embeddings, tableNode=None, finding: str = ANY_LESION):
-        from . import colouring, geometry, scores_table, segments
+        from . import colouring, geometry, score_store, scores_table, segments
 
         segmentationNode = segmentationInput
         if segmentationInput.IsA("vtkMRMLLabelMapVolumeNode"):
@@ -214,8 +212,8 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
         legend = colouring.apply_scores(segmentationNode, rows, finding)
         tableNode = scores_table.scores_table(slicer.mrmlScene, rows, tableNode)
         segments.ensure_closed_surfaces(segmentationNode)
-        self.embeddings = embeddings
-        self.embeddingsSegmentationID = segmentationNode.GetID()
+        score_store.store_embeddings(segmentationNode, embeddings, self._modelKey[0], self._model.model_id,
+                                     self._model.checksum)
         return segmentationNode, tableNode, legend
 
     def process(self, ctNode, segmentationInput=None, source: str = "demo", fast: bool = True, cpu: bool = False,
@@ -250,15 +248,41 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
 
         return preset_queries()
 
+    def sceneEmbeddings(self, segmentationNode):
+        """(organ embeddings, model) stored with the segmentation, the model loaded again from its
+        stored source when it is not the one in memory (a reopened scene); refused with a
+        message when the embeddings are missing or that model cannot be had with the same checksum."""
+        from TotalFMLib.errors import InputError, ModelError
+
+        from . import score_store
+
+        embeddings, stored = score_store.read_embeddings(segmentationNode)
+        if not embeddings or stored is None:
+            raise InputError(None, "press Apply first: search needs this case's organ embeddings")
+        if self._model is not None and self._model.checksum == stored["checksum"]:
+            return embeddings, self._model
+        problem = None
+        try:
+            if stored["source"] == "official" and not self.officialModelCached():
+                raise InputError(None, "the released weights are not downloaded")  # never download unasked
+            model = self.loadModel(stored["source"])
+            if model.checksum == stored["checksum"]:
+                return embeddings, model
+            problem = "a different model now answers to that source"
+        except (ModelError, InputError, OSError) as e:
+            problem = str(e)
+        raise InputError(None, f"this segmentation was scored with {stored['model_id']} (checksum "
+                               f"{stored['checksum'][:12]}, from {stored['source']}), which cannot be loaded here "
+                               f"({problem}): choose that model and press Apply")
+
     def search(self, segmentationNode, query: str, tableNode=None, topK=None, threshold=None):
         """Rank organs for a typed finding and highlight the matches: ranked within ``topK`` (3) with
         a score of at least ``threshold`` (the model's match score); the table lists them first."""
         from . import colouring, score_store, scores_table
         from TotalFMLib.errors import InputError
 
-        if self._model is None or self.embeddingsSegmentationID != segmentationNode.GetID():
-            raise InputError(None, "press Apply first: search needs this case's organ embeddings")
-        hits = self._model.search(self.embeddings, query, top_k=topK, threshold=threshold)
+        embeddings, model = self.sceneEmbeddings(segmentationNode)
+        hits = model.search(embeddings, query, top_k=topK, threshold=threshold)
         colouring.highlight(segmentationNode, hits)
         if tableNode is not None:
             order = [h.organ for h in sorted(hits, key=lambda h: h.rank) if h.matched]

@@ -1,10 +1,17 @@
-"""The one place scores live in the scene: every ``ScoreRow`` in its organ segment's tags
-(``TotalFM.score.<finding key>``, the row URL-encoded, plus an index tag
-``TotalFM.scoreKeys``), saved with the scene."""
+"""The one place results live in the scene, saved with it (.mrb and .seg.nrrd keep segment tags):
+every ``ScoreRow`` in its organ segment's tags (``TotalFM.score.<finding key>``, the row
+URL-encoded, plus an index tag ``TotalFM.scoreKeys``), and each organ's embedding
+(``TotalFM.embedding``: float32, base64) with the model that made it in a node attribute
+(``TotalFM.model``: source, model id, checksum), so search works again after the scene is
+reopened, with the same model."""
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import urllib.parse
+
+import numpy as np
 
 from TotalFMLib.errors import InputError
 from TotalFMLib.outputs.export import parse_value
@@ -15,6 +22,8 @@ from .segments import organ_segments, segment_tag
 
 TAG_SCORE_PREFIX = "TotalFM.score."
 TAG_SCORE_KEYS = "TotalFM.scoreKeys"
+TAG_EMBEDDING = "TotalFM.embedding"
+ATTRIBUTE_MODEL = "TotalFM.model"
 
 
 def finding_key(finding: str) -> str:
@@ -92,3 +101,36 @@ def row_findings(rows: list[ScoreRow]) -> list[str]:
         findings.remove(ANY_LESION)
         findings.insert(0, ANY_LESION)
     return findings
+
+
+def store_embeddings(segmentation_node, embeddings: dict, source: str, model_id: str, checksum: str) -> int:
+    """Each organ's embedding into its segment's tags (others cleared) and the model into the
+    node's attribute. Returns the number of segments that received one."""
+    seg = segmentation_node.GetSegmentation()
+    stored = 0
+    was_modifying = segmentation_node.StartModify()
+    for organ, sid in organ_segments(segmentation_node).items():
+        segment = seg.GetSegment(sid)
+        vector = embeddings.get(organ)
+        if vector is None:
+            segment.RemoveTag(TAG_EMBEDDING)
+            continue
+        data = np.ascontiguousarray(np.asarray(vector, dtype="<f4").ravel()).tobytes()
+        segment.SetTag(TAG_EMBEDDING, base64.b64encode(data).decode("ascii"))
+        stored += 1
+    segmentation_node.SetAttribute(ATTRIBUTE_MODEL, json.dumps(
+        {"source": str(source), "model_id": model_id, "checksum": checksum}))
+    segmentation_node.EndModify(was_modifying)
+    return stored
+
+
+def read_embeddings(segmentation_node) -> tuple[dict, dict | None]:
+    """({structure name: float32 vector}, {"source", "model_id", "checksum"} or None)."""
+    seg = segmentation_node.GetSegmentation()
+    out = {}
+    for organ, sid in organ_segments(segmentation_node).items():
+        text = segment_tag(seg.GetSegment(sid), TAG_EMBEDDING)
+        if text:
+            out[organ] = np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
+    model = segmentation_node.GetAttribute(ATTRIBUTE_MODEL)
+    return out, (json.loads(model) if model else None)
