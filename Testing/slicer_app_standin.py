@@ -20,7 +20,12 @@ What is stood in, because it is the Qt application or lives only in Slicer's sou
   its documentation states them) and, like Slicer's, writes every field's default when it
   wraps a node, so a field that cannot hold its own default fails here as it fails in Slicer;
 - ``SampleData``: the module's sample sources are served from the pip-cached test data, picked
-  by the SHA-256 the source declares, and loaded with the real Volumes logic.
+  by the SHA-256 the source declares, and loaded with the real Volumes logic;
+- the widgets of the module's ``.ui`` file (``slicer.util.loadUI`` and ``childWidgetVariables``,
+  the two Qt calls of slicer.util the Widget makes): one plain object per widget the file
+  declares, with the properties the Widget reads and writes, and signals that tests emit by
+  hand. So the Widget's own code (setup, Apply, polling, the handlers) runs on the real Logic
+  and scene; what Qt would draw is not checked.
 """
 from __future__ import annotations
 
@@ -156,8 +161,8 @@ def parameterNodeWrapper(cls):
                     setattr(self, name, cls.__dict__.get(name))
 
         def __getattr__(self, name):
-            if name not in hints:
-                raise AttributeError(name)
+            if name not in hints:  # AddObserver, RemoveObserver, ...: the node's own, as Slicer's wrapper forwards
+                return getattr(self.parameterNode, name)
             t, node = base(hints[name]), self.parameterNode
             if _is_node_type(t):
                 return node.GetNodeReference(name)
@@ -204,7 +209,7 @@ def _qt_attribute(name: str):
     """Any Qt class is inert; module dunders (``__file__``, asked for by inspect) do not exist."""
     if name.startswith("__"):
         raise AttributeError(name)
-    return _Inert
+    return _Inert()
 
 
 class App:
@@ -220,6 +225,12 @@ class App:
 
     def processEvents(self, *args):
         self.events_processed += 1
+
+    def setOverrideCursor(self, cursor):
+        pass
+
+    def restoreOverrideCursor(self):
+        pass
 
     def testingEnabled(self):
         return True
@@ -303,7 +314,132 @@ class ScriptedLoadableModuleLogic:
 
 class ScriptedLoadableModuleWidget:
     def __init__(self, parent=None):
-        self.parent = parent
+        self.parent = parent or types.SimpleNamespace(isEntered=True)
+        self.layout = _Inert()
+
+    def setup(self):
+        pass
+
+    def resourcePath(self, name: str) -> str:
+        return str(MODULE_FILE.parent / "Resources" / name)
+
+
+# ------------------------------------------------------------------- the .ui widgets
+class Widget:
+    """A widget of the .ui file: its properties as attributes, signals recorded by name."""
+
+    def __init__(self, name: str, cls: str):
+        self.objectName, self.className = name, cls
+        self.text, self.toolTip, self.currentPath, self.enabled, self.value = "", "", "", True, 0
+        self.lines: list[str] = []
+        self.slots: dict[str, list] = {}
+
+    def connect(self, signal, slot):
+        self.slots.setdefault(signal, []).append(slot)
+
+    def emit(self, signal, *args):
+        for slot in self.slots.get(signal, []):
+            _call_slot(slot, args)
+
+    def setMRMLScene(self, scene):
+        self.scene = scene
+
+    def appendPlainText(self, text):
+        self.lines.append(text)
+
+    def clear(self):
+        self.lines = []
+
+
+def _call_slot(slot, args):
+    """As PythonQt calls a Python slot: with as many of the signal's arguments as it takes."""
+    import inspect
+
+    params = inspect.signature(slot).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return slot(*args)
+    positional = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                  inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    return slot(*args[:len(positional)])
+
+
+class ComboBox(Widget):
+    def __init__(self, name, cls):
+        super().__init__(name, cls)
+        self.items: list[str] = []
+        self.currentIndex = -1
+
+    @property
+    def count(self):
+        return len(self.items)
+
+    @property
+    def currentText(self):
+        return self.items[self.currentIndex] if 0 <= self.currentIndex < len(self.items) else ""
+
+    def clear(self):
+        self.items, self.currentIndex = [], -1
+
+    def addItem(self, text):
+        self.items.append(text)
+        self.currentIndex = max(self.currentIndex, 0)
+
+    def addItems(self, texts):
+        for text in texts:
+            self.addItem(text)
+
+    def findText(self, text):
+        return self.items.index(text) if text in self.items else -1
+
+
+class _Index:
+    def __init__(self, row):
+        self._row = row
+
+    def isValid(self):
+        return self._row >= 0
+
+    def row(self):
+        return self._row
+
+
+class TableView(Widget):
+    """qMRMLTableView: selecting a row emits selectionChanged(), as the real view does."""
+
+    def __init__(self, name, cls):
+        super().__init__(name, cls)
+        self.tableNode, self._row = None, -1
+
+    def setMRMLTableNode(self, node):
+        self.tableNode, self._row = node, -1
+        self.emit("selectionChanged()")  # the real view emits it here too
+
+    def currentIndex(self):
+        return _Index(self._row)
+
+    def selectRow(self, row):
+        self._row = row
+        self.emit("selectionChanged()")
+
+    def sortFilterProxyModel(self):
+        return types.SimpleNamespace(mapToSource=lambda index: index)
+
+
+WIDGET_CLASSES = {"QComboBox": ComboBox, "ctkComboBox": ComboBox, "qMRMLTableView": TableView}
+
+
+def loadUI(path):
+    import xml.etree.ElementTree as ET
+
+    root = types.SimpleNamespace(setMRMLScene=lambda scene: None, widgets={})
+    for element in ET.parse(path).getroot().iter("widget"):
+        cls = element.get("class")
+        root.widgets[element.get("name")] = WIDGET_CLASSES.get(cls, Widget)(element.get("name"), cls)
+    return root
+
+
+def childWidgetVariables(root):
+    return types.SimpleNamespace(**root.widgets)
 
 
 class ScriptedLoadableModuleTest(unittest.TestCase):
@@ -374,6 +510,8 @@ def install() -> SceneApp:
     _module("SampleData", SampleDataLogic=SampleDataLogic, downloadSample=downloadSample)
     slicer.mrmlScene = env.scene
     slicer.app = env.app
+    slicer.util.loadUI = loadUI
+    slicer.util.childWidgetVariables = childWidgetVariables
     slicer.modules = env.modules
     return env
 

@@ -186,3 +186,100 @@ def test_search_refuses_embeddings_of_a_model_it_cannot_load(env):
     empty = env.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
     with pytest.raises(InputError, match="press Apply first"):
         logic.search(empty, "liver lesion")
+
+
+# ----------------------------------------------------------------------- the Widget
+@pytest.fixture()
+def widget(env, monkeypatch):
+    """The module's Widget built on the stood-in .ui widgets, the real Logic and scene; the
+    PyTorch and TotalSegmentator extensions' installs (Slicer modules) are not run here."""
+    w = env.module.TotalFMSlicerWidget()
+    w.setup()
+    monkeypatch.setattr(w.logic, "ensureDependencies", lambda *args, **kwargs: None)
+    yield w
+    w.cleanup()
+
+
+def poll_until_done(w, seconds: float = 600) -> list:
+    """Call the Widget's timer slot until the run is over; the errors it raised (as Qt would print)."""
+    import time
+
+    errors, t0 = [], time.monotonic()
+    while w._run is not None and time.monotonic() - t0 < seconds:
+        try:
+            w.onPoll()
+        except Exception as e:  # noqa: BLE001 - a slot's exception, shown by tryWithErrorDisplay
+            errors.append(e)
+        time.sleep(0.05)
+    assert w._run is None, "the run did not finish"
+    return errors
+
+
+def choose_inputs(env, w):
+    ct, label = load_example(env)
+    p = w._parameterNode
+    p.inputVolume, p.inputSegmentation = ct, label
+    return ct, label
+
+
+def test_opening_the_module_makes_a_parameter_node_and_enables_apply(env, widget):
+    widget.enter()
+    assert widget._parameterNode is not None and widget.ui.applyButton.text == "Apply"
+    assert widget.ui.applyButton.enabled is False  # no CT yet
+    choose_inputs(env, widget)
+    widget.updateButtons()
+    assert widget.ui.applyButton.enabled is True and widget.ui.fastCheckBox.enabled is False
+
+
+def test_a_failed_job_gives_apply_back(env, widget, tmp_path):
+    choose_inputs(env, widget)
+    junk = tmp_path / "not_a_model.pt"
+    junk.write_bytes(b"this is not a TotalFM checkpoint")
+    widget._parameterNode.modelSource = "checkpoint"
+    widget._parameterNode.checkpointPath = str(junk)
+    widget.ui.applyButton.emit("clicked(bool)", False)
+    assert widget.ui.applyButton.text == "Cancel"
+    errors = poll_until_done(widget)
+    assert errors and "not_a_model.pt" in str(errors[0])
+    assert widget.ui.applyButton.text == "Apply" and widget.ui.applyButton.enabled is True
+
+
+def test_the_widget_runs_scores_searches_and_reviews(env, widget):
+    choose_inputs(env, widget)
+    widget.ui.applyButton.emit("clicked(bool)", False)
+    assert poll_until_done(widget) == []
+    p = widget._parameterNode
+    assert p.resultSegmentation is not None and p.scoresTable is not None
+    assert widget.ui.findingComboBox.currentText == "any lesion" and "Score" not in widget.ui.legendLabel.text
+    assert widget.ui.exportButton.enabled is True
+    widget.ui.searchLineEdit.text = "enlarged liver"
+    widget.ui.searchLineEdit.emit("returnPressed()")
+    assert any(line.startswith("'enlarged liver':") for line in widget.ui.logTextEdit.lines)
+    widget.ui.nextButton.emit("clicked()")
+    first = widget.currentOrgan()
+    assert first and widget.ui.currentOrganLabel.text == first
+    widget.ui.agreeButton.emit("clicked()")
+    from TotalFMSlicerLib import scores_table
+
+    assert scores_table.review_marks(p.scoresTable) == {first: "agree"}
+    assert widget.currentOrgan() != first  # the mark moves on to the next organ
+
+
+def test_closing_the_scene_during_a_run_leaves_nothing_behind(env, widget):
+    choose_inputs(env, widget)
+    widget.ui.applyButton.emit("clicked(bool)", False)
+    env.scene.Clear(0)  # the Widget observes the scene: it cancels and lets go of the parameter node
+    assert poll_until_done(widget) == []
+    assert env.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+    assert widget.ui.applyButton.text == "Apply"
+
+
+def test_handlers_do_nothing_without_a_parameter_node_or_results(env, widget):
+    widget.setParameterNode(None)
+    for handler in (lambda: widget.onFindingChosen(0), widget.onRestoreColors, lambda: widget.stepOrgan(1),
+                    widget.onTableSelection, widget.onExport, widget.onSearch, widget.onApplyButton):
+        handler()
+    widget.enter()  # a parameter node, but nothing scored yet
+    for handler in (lambda: widget.onFindingChosen(0), widget.onRestoreColors, lambda: widget.stepOrgan(1),
+                    widget.onTableSelection, widget.onExport, widget.onSearch):
+        handler()
