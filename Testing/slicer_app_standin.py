@@ -17,7 +17,7 @@ What is stood in, because it is the Qt application or lives only in Slicer's sou
   Slicer keeps it (a singleton ``vtkMRMLScriptedModuleNode`` per module);
 - ``slicer.parameterNodeWrapper``: ``parameterNodeWrapper`` and ``Choice``. The wrapper checks
   the class against ``parameter_node_problems`` (the rules of Slicer's parameterNodeWrapper as
-  its documentation states them) and, like Slicer's, writes every field's default when it
+  its documentation states them, ``parameter_node_rules.py``) and, like Slicer's, writes every field's default when it
   wraps a node, so a field that cannot hold its own default fails here as it fails in Slicer;
 - ``SampleData``: the module's sample sources are served from the pip-cached test data, picked
   by the SHA-256 the source declares, and loaded with the real Volumes logic;
@@ -29,11 +29,9 @@ What is stood in, because it is the Qt application or lives only in Slicer's sou
 """
 from __future__ import annotations
 
-import enum
 import hashlib
 import importlib.util
 import logging
-import pathlib
 import sys
 import types
 import typing
@@ -41,96 +39,9 @@ import unittest
 from pathlib import Path
 
 import slicer
+from parameter_node_rules import is_node_type, parameter_node_problems
 
 MODULE_FILE = Path(__file__).resolve().parents[1] / "TotalFMSlicer" / "TotalFMSlicer.py"
-
-# ------------------------------------------------------------ parameter node rules
-SIMPLE_TYPES = (int, float, bool, str)
-PATH_TYPES = (pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePath, pathlib.PurePosixPath,
-              pathlib.PureWindowsPath)
-# GUI connectors of Slicer's parameterNodeWrapper, by widget class: the field types each binds
-GUI_CONNECTORS = {
-    "qMRMLNodeComboBox": "node", "qMRMLSubjectHierarchyTreeView": "node",
-    "QCheckBox": bool, "QPushButton": bool, "ctkCheckBox": bool,
-    "QLineEdit": str, "QComboBox": (str, "enum"), "ctkComboBox": (str, "enum"),
-    "ctkPathLineEdit": "path",  # pathlib types only, not Optional[...] and not str
-    "QSpinBox": int, "QDoubleSpinBox": float, "ctkSliderWidget": float,
-    "ctkDoubleSpinBox": float, "QSlider": int, "qMRMLSliderWidget": float, "ctkRangeWidget": "range",
-}
-
-
-def _is_node_type(t) -> bool:
-    return isinstance(t, type) and issubclass(t, slicer.vtkMRMLNode)
-
-
-def _field_problem(name: str, t, has_default: bool, default) -> str | None:
-    """Why Slicer's parameterNodeWrapper cannot hold field ``name`` of type ``t``, or None."""
-    origin, args = typing.get_origin(t), typing.get_args(t)
-    if origin is typing.Annotated:
-        return _field_problem(name, args[0], has_default, default)
-    if origin is typing.Union:
-        members = [a for a in args if a is not type(None)]
-        if all(_is_node_type(a) for a in members):
-            if type(None) not in args:  # the default of a node field is None, which must be writable
-                return (f"{name}: a Union of node types must include None "
-                        f"(Union[{', '.join(a.__name__ for a in members)}, None])")
-            return None
-        for a in members:  # a Union (or Optional) of supported types
-            if p := _field_problem(name, a, has_default and type(None) not in args, default):
-                return p
-        return None
-    if origin in (list, tuple, dict):
-        for a in args:
-            if a is not Ellipsis and (p := _field_problem(name, a, False, None)):
-                return p
-        return None
-    if _is_node_type(t) or t in SIMPLE_TYPES or t in PATH_TYPES:
-        if t in PATH_TYPES and has_default and str(default) == ".":
-            return f"{name}: the default Path() shows '.' in the path box; default to None (Optional[Path])"
-        return None
-    if isinstance(t, type) and issubclass(t, enum.Enum):
-        return None
-    return f"{name}: type {t!r} has no serializer in Slicer's parameterNodeWrapper"
-
-
-def parameter_node_problems(cls) -> list[str]:
-    """The fields of a parameter node class that Slicer's parameterNodeWrapper refuses or shows badly."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    problems = []
-    for name, t in hints.items():
-        has_default = name in cls.__dict__
-        p = _field_problem(name, t, has_default, cls.__dict__.get(name))
-        if p:
-            problems.append(p)
-    return problems
-
-
-def gui_binding_problems(cls, ui_widgets: dict[str, str]) -> list[str]:
-    """Fields bound in the .ui (``SlicerParameterName``: widget class) without a GUI connector
-    for that widget class and field type."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    problems = []
-    for field, widget in ui_widgets.items():
-        if widget not in GUI_CONNECTORS:
-            problems.append(f"{field}: no GUI connector for {widget}")
-            continue
-        t = hints.get(field)
-        if typing.get_origin(t) is typing.Annotated:
-            t = typing.get_args(t)[0]
-        if typing.get_origin(t) is typing.Union:  # node combo boxes take a Union of nodes (with None)
-            members = [a for a in typing.get_args(t) if a is not type(None)]
-            if all(_is_node_type(a) for a in members):
-                t = members[0] if len(members) == 1 else members
-        kinds = GUI_CONNECTORS[widget]
-        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
-        ok = (("node" in kinds and (isinstance(t, list) or _is_node_type(t)))
-              or ("path" in kinds and t in PATH_TYPES)
-              or ("enum" in kinds and isinstance(t, type) and issubclass(t, enum.Enum))
-              or (t in kinds))
-        if not ok:
-            problems.append(f"{field}: {widget} cannot show a field of type {t!r}")
-    return problems
-
 
 class Choice:
     def __init__(self, choices):
@@ -164,7 +75,7 @@ def parameterNodeWrapper(cls):
             if name not in hints:  # AddObserver, RemoveObserver, ...: the node's own, as Slicer's wrapper forwards
                 return getattr(self.parameterNode, name)
             t, node = base(hints[name]), self.parameterNode
-            if _is_node_type(t):
+            if is_node_type(t):
                 return node.GetNodeReference(name)
             text = node.GetParameter(name)
             if text == "" and t is not str:
@@ -175,7 +86,7 @@ def parameterNodeWrapper(cls):
             if name not in hints:
                 raise AttributeError(f"{cls.__name__} has no field {name}")
             t, node = base(hints[name]), self.parameterNode
-            if _is_node_type(t):
+            if is_node_type(t):
                 node.SetNodeReferenceID(name, value.GetID() if value is not None else None)
             else:
                 node.SetParameter(name, "" if value is None else str(value))

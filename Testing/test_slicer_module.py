@@ -17,6 +17,7 @@ slicer = pytest.importorskip("slicer", reason="slicer-core wheel (pip install sl
 pytest.importorskip("vtk")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import parameter_node_rules as rules  # noqa: E402
 import slicer_app_standin as standin  # noqa: E402
 
 UI_FILE = standin.MODULE_FILE.parent / "Resources" / "UI" / "TotalFMSlicer.ui"
@@ -45,8 +46,8 @@ def ui_bindings() -> dict[str, str]:
 # ------------------------------------------------------------------ parameter node
 def test_parameter_node_follows_slicers_rules_and_wraps_a_node(env):
     cls = env.module.TotalFMSlicerParameterNode
-    assert standin.parameter_node_problems(cls.wrapped_class) == []
-    assert standin.gui_binding_problems(cls.wrapped_class, ui_bindings()) == []
+    assert rules.parameter_node_problems(cls.wrapped_class) == []
+    assert rules.gui_binding_problems(cls.wrapped_class, ui_bindings()) == []
     p = env.module.TotalFMSlicerLogic().getParameterNode()
     assert p.inputVolume is None and p.inputSegmentation is None and p.checkpointPath == ""
     assert p.modelSource == "demo" and p.fastSegmentation is True
@@ -62,7 +63,7 @@ def test_rules_refuse_a_union_of_nodes_without_none_and_a_dot_path():
         seg: Union[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode]
         path: Path = Path()
 
-    problems = standin.parameter_node_problems(Bad)
+    problems = rules.parameter_node_problems(Bad)
     assert any("seg: a Union of node types must include None" in p for p in problems)
     assert any("path: the default Path()" in p for p in problems)
     wrapper = standin.parameterNodeWrapper(Bad)
@@ -72,8 +73,8 @@ def test_rules_refuse_a_union_of_nodes_without_none_and_a_dot_path():
     class Good:
         seg: Union[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode, None]
 
-    assert standin.parameter_node_problems(Good) == []
-    assert standin.gui_binding_problems(Good, {"seg": "QCheckBox"}) == ["seg: QCheckBox cannot show a field of "
+    assert rules.parameter_node_problems(Good) == []
+    assert rules.gui_binding_problems(Good, {"seg": "QCheckBox"}) == ["seg: QCheckBox cannot show a field of "
                                                                         f"type {[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode]!r}"]
 
 
