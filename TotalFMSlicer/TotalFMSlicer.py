@@ -8,7 +8,6 @@ imported inside functions only.
 """
 import logging
 import os
-import tempfile
 
 import qt
 import vtk
@@ -66,12 +65,6 @@ def registerSampleData():
     from TotalFMSlicerLib.sample_data import registerSampleData as register
 
     register(os.path.join(os.path.dirname(__file__), "Resources", "Icons", "TotalFMSlicer.png"))
-
-
-def legendHtml(legend) -> str:
-    from TotalFMSlicerLib.colouring import legend_html
-
-    return legend_html(legend)
 
 
 #
@@ -284,7 +277,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for finding in self.logic.scoredFindings(segmentationNode):
             self.ui.findingComboBox.addItem(finding)
         self.ui.findingComboBox.currentIndex = max(0, self.ui.findingComboBox.findText(ANY_LESION))
-        self.ui.legendLabel.text = legendHtml(legend)
+        self.ui.legendLabel.text = self.logic.legendHtml(legend)
 
     def fillPresets(self) -> None:
         if self.ui.presetComboBox.count:
@@ -308,7 +301,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Cannot show the scores."), waitCursor=True):
             legend = self.logic.showFinding(p.resultSegmentation, self.ui.findingComboBox.currentText)
-            self.ui.legendLabel.text = legendHtml(legend)
+            self.ui.legendLabel.text = self.logic.legendHtml(legend)
 
     def onRestoreColors(self) -> None:
         p = self.shownResults()
@@ -428,52 +421,11 @@ class TotalFMSlicerTest(ScriptedLoadableModuleTest):
         return ctNode, labelNode
 
     def test_TotalFMSlicer_demo_model(self):
-        import numpy as np
-
-        from TotalFMLib.vocabulary import catalogue
-        from TotalFMSlicerLib import colouring, score_store
+        from TotalFMSlicerLib.self_test_checks import checkWholePath
 
         self.delayDisplay("Loading the example CT and its segmentation")
         ctNode, labelNode = self.loadExample()
-        logic = TotalFMSlicerLogic()
-        self.delayDisplay("Scoring with the demo model")
-        segmentationNode, tableNode, legend = logic.process(ctNode, labelNode, "demo", cpu=True)
-
-        rows = score_store.scored_rows(segmentationNode)
-        organs = {r.organ for r in rows}
-        self.assertGreater(len(organs), 5)
-        self.assertEqual(tableNode.GetNumberOfRows(), len(organs))
-        self.assertEqual(set(logic.tableOrgans(tableNode)), organs)
-        segmentation = segmentationNode.GetSegmentation()
-        display = segmentationNode.GetDisplayNode()
-        for row in rows:
-            if row.finding != ANY_LESION:
-                continue
-            segment = segmentation.GetSegment(row.organ)
-            self.assertTrue(np.allclose(segment.GetColor(), legend.color(row.score), atol=1e-6))
-            expected = 1.0 if row.flagged else colouring.DIM_OPACITY
-            self.assertAlmostEqual(display.GetSegmentOpacity3D(row.organ), expected)
-
-        self.delayDisplay("Finding search")
-        hits = logic.search(segmentationNode, "kidney stone", tableNode, topK=3, threshold=float("-inf"))
-        matched = [h.organ for h in sorted(hits, key=lambda h: h.rank) if h.matched]
-        self.assertEqual(len(matched), 3)
-        self.assertEqual(logic.tableOrgans(tableNode)[: len(matched)], matched)
-        self.assertTrue(np.allclose(segmentation.GetSegment(matched[0]).GetColor(), colouring.HIGHLIGHT_COLOR))
-
-        self.delayDisplay("Review and export")
-        logic.setReview(tableNode, matched[0], "agree")
-        logic.centerViewsOnOrgan(segmentationNode, matched[0])
-        path = os.path.join(tempfile.mkdtemp(), "scores.csv")
-        logic.exportCsv(segmentationNode, tableNode, path)
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-        self.assertEqual(len(lines), len(rows) + 1)
-        self.assertTrue(lines[0].endswith(",review"))
-
-        logic.restoreColors(segmentationNode)
-        liver = segmentation.GetSegment("liver")
-        self.assertTrue(np.allclose(liver.GetColor(), np.array(catalogue.organ("liver").color) / 255.0))
+        checkWholePath(self, TotalFMSlicerLogic(), ctNode, labelNode)
         self.delayDisplay("Test passed")
 
     def test_TotalFMSlicer_cancel_leaves_scene(self):

@@ -17,5 +17,6 @@ the application stood in, Testing/test_slicer_module.py):
   review, export);
 - ``parameters``: the parameter node;
 - ``dependencies``: installing torch, TotalSegmentator and the requirements at Apply;
-- ``sample_data``: the example CT and segmentation in the Sample Data module.
+- ``sample_data``: the example CT and segmentation in the Sample Data module;
+- ``self_test_checks``: what the module's self-test checks on the whole path.
 """

@@ -237,6 +237,12 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
         return colouring.apply_scores(segmentationNode, score_store.scored_rows(segmentationNode), finding)
 
     @staticmethod
+    def legendHtml(legend) -> str:
+        from .colouring import legend_html
+
+        return legend_html(legend)
+
+    @staticmethod
     def restoreColors(segmentationNode) -> int:
         from . import colouring
 
