@@ -284,3 +284,51 @@ def test_handlers_do_nothing_without_a_parameter_node_or_results(env, widget):
     for handler in (lambda: widget.onFindingChosen(0), widget.onRestoreColors, lambda: widget.stepOrgan(1),
                     widget.onTableSelection, widget.onExport, widget.onSearch):
         handler()
+
+
+class TotalSegmentatorLogicStandIn:
+    """Stands in for SlicerTotalSegmentator's Logic (a Slicer module; its inference cannot run
+    here): it logs through ``logCallback`` as the real one does, then fills the segmentation node
+    with the example's TotalSegmentator segmentation, or fails."""
+
+    def __init__(self, label, fail: bool = False):
+        self.label, self.fail = label, fail
+        self.own_log = []
+        self.logCallback = self.own_log.append  # the TotalSegmentator widget's own log box
+
+    def process(self, ctNode, segmentationNode, fast, cpu, task, interactive=False):
+        self.logCallback(f"TotalSegmentator: task {task}, fast {fast}")
+        if self.fail:
+            raise RuntimeError("TotalSegmentator failed")
+        from TotalFMSlicerLib import geometry, segments
+
+        scene = segmentationNode.GetScene()
+        made = segments.segmentation_from_labelmap(scene, geometry.volume_from_volume_node(self.label), ctNode, "tmp")
+        segmentationNode.GetSegmentation().DeepCopy(made.GetSegmentation())
+        scene.RemoveNode(made)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_segmenting_gives_totalsegmentator_its_log_back_and_keeps_the_gui_painting(env, monkeypatch, fail):
+    from TotalFMSlicerLib import logic as logic_module
+
+    ct, label = load_example(env)
+    ts = TotalSegmentatorLogicStandIn(label, fail)
+    own = ts.logCallback
+    monkeypatch.setattr(logic_module, "totalSegmentatorLogic", lambda: ts)
+    logic = env.module.TotalFMSlicerLogic()
+    seen = []
+    logic.logCallback = seen.append
+    painted = env.app.app.events_processed
+    before = env.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+    if fail:
+        with pytest.raises(RuntimeError, match="TotalSegmentator failed"):
+            logic.segment(ct)
+        assert env.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == before  # nothing half-made
+    else:
+        node = logic.segment(ct)
+        assert node.GetSegmentation().GetNumberOfSegments() > 5
+        assert env.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == before + 1
+    assert ts.logCallback is own  # TotalSegmentator's own log box is not silenced for good
+    assert any("TotalSegmentator: task total" in line for line in seen)
+    assert env.app.app.events_processed > painted
