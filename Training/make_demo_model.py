@@ -91,7 +91,7 @@ def calibrate(model_pt: Path, bench: Path) -> dict:
     from TotalFMLib.training.evaluate import calibration_from, encode_benchmark, score_rows, val_thresholds
     from TotalFMLib.training.normal_anatomy import above_normals, flags, normal_rows
     from TotalFMLib.training.benchmark_bases import BASES
-    from TotalFMLib.training.query_benchmark import finding_query_ranks, match_score, nonsense_matches, summary
+    from TotalFMLib.training.query_benchmark import measure
 
     model = TotalFM.load(model_pt, device="cpu")
     cases = encode_benchmark(model, bench, None, parts=("val",))
@@ -109,15 +109,9 @@ def calibrate(model_pt: Path, bench: Path) -> dict:
         s = np.array([r["score"] for r in rows if r["finding"] == finding])
         if 0 < y.sum() < len(y):
             per_finding[finding] = float(M.auroc(y, s))
-    search = {}
-    for style in ("organ", "plain"):
-        def find(emb, q, threshold=None, style=style):
-            return model.search(emb, q, style=style, threshold=threshold)
-
-        cut = match_score(cases, find, "val")
-        at_cut = lambda emb, q, style=style, cut=cut: model.search(emb, q, style=style, threshold=cut)  # noqa: E731
-        search[style] = {**summary(finding_query_ranks(cases, at_cut, "val"), nonsense_matches(cases, at_cut, "val"),
-                                   len(cases)), "match_score": cut}
+    search = {style: measure(cases, lambda emb, q, threshold=None, style=style:
+                             model.search(emb, q, style=style, threshold=threshold), "val", "val")
+              for style in ("organ", "plain")}
     style = max(search, key=lambda s: (search[s]["nonsense_matches"] == 0, search[s]["top1"]))
     return {"calibration": calibration, "thresholds_raised_for_normal_anatomy": raised, "query_style": style,
             "match_score": search[style]["match_score"], "auroc": per_finding,

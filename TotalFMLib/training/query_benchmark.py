@@ -80,3 +80,14 @@ def summary(rows: list[dict], nonsense: list[dict], cases: int) -> dict:
                "matched": float(np.mean([r["matched"] for r in v]))} for f, v in sorted(by.items())}
     return {"queries": len(rows), "top1": float(np.mean([r["rank"] == 1 for r in rows])) if rows else float("nan"),
             "per_finding": per, "nonsense_queries": len(NONSENSE) * cases, "nonsense_matches": len(nonsense)}
+
+
+def measure(cases: list[CaseEmbeddings], search, calibrate_on: str = "val", test_on: str = "test") -> dict:
+    """The query benchmark on the ``test_on`` cases with the match score chosen on the
+    ``calibrate_on`` cases (``match_score``): ``summary`` plus {"match_score"}.
+    ``search(embeddings, query, threshold=None)`` is the model's search."""
+    cut = match_score(cases, search, calibrate_on)
+    at_cut = lambda embeddings, query: search(embeddings, query, threshold=cut)  # noqa: E731
+    tested = sum(1 for c in cases if c.split == test_on)
+    return {**summary(finding_query_ranks(cases, at_cut, test_on), nonsense_matches(cases, at_cut, test_on), tested),
+            "match_score": cut}

@@ -100,14 +100,10 @@ def query_results(model, bench, holdout: str | None, part: str = "test") -> dict
     """The query benchmark (``query_benchmark``) on the fold's ``part`` cases, with the match
     score chosen on the fold's validation cases."""
     from .evaluate import encode_benchmark
-    from .query_benchmark import finding_query_ranks, match_score, nonsense_matches, summary
+    from .query_benchmark import measure
 
     cases = encode_benchmark(model, bench, holdout, parts=("val", part))
-    cut = match_score(cases, lambda emb, q, threshold=None: model.search(emb, q, threshold=threshold), "val")
-    find = lambda emb, q: model.search(emb, q, threshold=cut)  # noqa: E731
-    rows = finding_query_ranks(cases, find, part)
-    tested = [c for c in cases if c.split == part]
-    return {**summary(rows, nonsense_matches(cases, find, part), len(tested)), "match_score": cut}
+    return measure(cases, lambda emb, q, threshold=None: model.search(emb, q, threshold=threshold), "val", part)
 
 
 def normal_results(model, calibration: dict, holdout: str, cache) -> dict:
