@@ -29,6 +29,7 @@ What is stood in, because it is the Qt application or lives only in Slicer's sou
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -376,6 +377,7 @@ class SampleDataLogic:
                                        loadFileProperties=loadFileProperties or {})
 
 
+@functools.lru_cache(maxsize=None)
 def _cached_file(checksum: str) -> Path:
     """The pip-cached test data file whose SHA-256 is ``checksum`` ("SHA256:<hex>")."""
     from TotalFMLib.inputs.sample_data import fetch

@@ -6,7 +6,7 @@ nothing inserted) must not be flagged.
 - ``above_normals``: a calibration raised, where needed, just above the highest score any
   normal organ of those CTs reached for that finding in that organ, so none of them is
   flagged (a reviewer must not see normal anatomy lit up, whatever the AUROC);
-- ``normal_flags``: what a model flags on each base CT, for "any lesion" and each finding.
+- ``flags``: what a calibration flags among such rows, for "any lesion" and each finding.
 
 The final demo model is calibrated on every base CT, so its own figure is 0 by construction;
 the honest figure is a fold's: thresholds from the other patients, flags on the held-out
@@ -70,8 +70,3 @@ def flags(rows, calibration: dict | None = None) -> dict:
     return {"organs": len({r.organ for r in rows}), "rows": len(rows), "flagged_rows": len(flagged),
             "any_lesion": [r.organ for r in flagged if r.finding == ANY_LESION], "findings": findings}
 
-
-def normal_flags(model, bases=BASES, cache=None) -> list[dict]:
-    """Per base CT: {"base", "patient", **flags} with the model's own calibration."""
-    by_name = normal_rows(model, bases, cache)
-    return [{"base": b.name, "patient": b.patient, **flags(by_name[b.name])} for b in bases]
