@@ -144,12 +144,17 @@ def test_every_option_of_every_command_has_help():
 
     from TotalFMLib.cli import build_parser
 
-    parser = build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    def subcommands(parser):
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    commands = subcommands(build_parser())
+    assert set(commands) == {"analyze", "search", "organs", "findings", "demo", "pacs"}
+    pacs = subcommands(commands.pop("pacs"))
+    assert set(pacs) == {"find", "get", "store", "analyze"}
+    commands.update({f"pacs {name}": sub for name, sub in pacs.items()})
     missing = [f"{name} {'/'.join(action.option_strings) or action.dest}"
                for name, sub in commands.items() for action in sub._actions
                if not isinstance(action, argparse._HelpAction) and not (action.help or "").strip()]
-    assert set(commands) == {"analyze", "search", "organs", "findings", "demo"}
     assert not missing, missing
 
 

@@ -1,14 +1,15 @@
 """The ``totalfm`` command line (also ``python -m TotalFMLib``).
 
     totalfm analyze --ct CT [--seg SEG] [--model demo|official|PATH] [--organs ...] [--findings ...]
-                    [--csv out.csv] [--json out.json] [--png out.png]
+                    [--csv out.csv] [--json out.json] [--png out.png] [--dicom-out DIR]
     totalfm search  --ct CT [--seg SEG] "kidney stone" [--top-k 3] [--threshold 0.2]
     totalfm organs | totalfm findings
     totalfm demo [--out DIR]
+    totalfm pacs find | get | store | analyze        (pacs/cli.py)
 
 Everything that can be checked cheaply is checked before the model loads: the output paths,
 the organ and finding names, the CT and its segmentation (``pipeline.open_case``). Bad input
-ends with exit status 2 and one line ``totalfm: error: <file>: <problem>``; outputs are
+ends with exit status 2 and one line ``totalfm: error: <file>: <problem>`` (a PACS failure: 3); outputs are
 written all or nothing (``outputs.destinations``), so a failed run leaves no file behind.
 """
 from __future__ import annotations
@@ -79,6 +80,10 @@ def _write_outputs(result, case, targets: dict) -> list[Path]:
 
         writers[targets["png"]] = lambda tmp: render_scores(case.ct, case.seg, result.rows, tmp,
                                                             title=f"{result.case_id} - {result.model_id}")
+    if targets.get("dicom"):
+        from .outputs.dicom_export import dicom_writers
+
+        writers.update(dicom_writers(result, case, targets["dicom"]))
     return Destinations(writers).write(writers)
 
 
@@ -86,9 +91,16 @@ def _analyze(args, ct, seg, targets: dict, case_id: str | None, organs=None, fin
     from .outputs.destinations import Destinations
     from .pipeline import analyze, check_selection
 
-    Destinations(targets.values()).check()
+    files = {k: v for k, v in targets.items() if k != "dicom"}
+    Destinations(files.values()).check()
+    if targets.get("dicom"):
+        from .outputs.dicom_export import check_dicom_source, targets as dicom_targets
+
+        dicom_targets(targets["dicom"]).check()
     check_selection(organs, findings)
     case = _open_case(args, ct, seg)
+    if targets.get("dicom"):
+        check_dicom_source(case.ct)
     model = _load_model(args)
     with progress_bar("encoding organs", not args.quiet) as progress:
         result = analyze(model, case, organs=organs, findings=findings, case_id=case_id, progress=progress)
@@ -104,9 +116,9 @@ def _analyze(args, ct, seg, targets: dict, case_id: str | None, organs=None, fin
 
 
 def cmd_analyze(args) -> int:
-    targets = {"csv": args.csv, "json": args.json, "png": args.png}
+    targets = {"csv": args.csv, "json": args.json, "png": args.png, "dicom": args.dicom_out}
     if not any(targets.values()):
-        raise TotalFMError("analyze: give at least one of --csv, --json, --png")
+        raise TotalFMError("analyze: give at least one of --csv, --json, --png, --dicom-out")
     return _analyze(args, args.ct, args.seg, {k: v for k, v in targets.items() if v}, args.case_id,
                     _split(args.organs), _split(args.findings))
 
@@ -211,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--csv", metavar="FILE", help="write the score rows as CSV (columns: README, Output columns)")
     a.add_argument("--json", metavar="FILE", help="write the score rows and the case's metadata as JSON")
     a.add_argument("--png", metavar="FILE", help="write a picture: axial slices with organs coloured by score")
+    a.add_argument("--dicom-out", metavar="DIR",
+                   help="write a DICOM SEG of the scored organs and a DICOM SR (TID 1500) of the findings into DIR "
+                        "(organs_seg.dcm, findings_sr.dcm); the CT must be a DICOM series folder")
     rows_arg(a)
     a.set_defaults(func=cmd_analyze)
 
@@ -238,17 +253,26 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(d)
     rows_arg(d)
     d.set_defaults(func=cmd_demo)
+
+    from .pacs.cli import add_parser as add_pacs_parser
+
+    add_pacs_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .errors import PacsError
+
     args = build_parser().parse_args(argv)
-    if args.func in (cmd_analyze, cmd_search, cmd_demo):  # the commands that run a model
+    if args.func in (cmd_analyze, cmd_search, cmd_demo) or getattr(args, "pacs_command", "") == "analyze":
         from . import runtime
 
         runtime.setup(quiet=args.quiet)
     try:
         return args.func(args)
+    except PacsError as e:
+        print(f"totalfm: error: {e}", file=sys.stderr)
+        return 3
     except TotalFMError as e:
         print(f"totalfm: error: {e}", file=sys.stderr)
         return 2

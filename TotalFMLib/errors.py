@@ -30,3 +30,9 @@ class ModelError(TotalFMError, RuntimeError):
 
 class Cancelled(TotalFMError):
     """Raised inside long work when the caller's cancel flag is set."""
+
+
+class PacsError(TotalFMError, ConnectionError):
+    """A PACS that cannot be reached, does not answer in time, or refuses a request or an
+    object. The message names the PACS (address and AE title or URL, never credentials),
+    what failed and what was sent or received before it."""

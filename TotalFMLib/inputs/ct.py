@@ -22,7 +22,6 @@ from .image_files import (IMAGE_SUFFIXES, SEG_NRRD_SUFFIX, check_image_shape, ex
 from .label_maps import volume_name
 from .volume import Volume
 
-NOT_CT_MODALITIES = {"MR", "PT", "NM", "US"}  # volumetric DICOM series that are surely no CT
 
 # CT-likeness rule (see the module docstring)
 CT_LOW_PERCENTILE, CT_HIGH_PERCENTILE = 1.0, 99.9
@@ -33,9 +32,10 @@ _SAMPLE_VOXELS = 2_000_000
 def load_ct(path) -> Volume:
     """CT as float32 Hounsfield units, array (Z, Y, X), geometry as SimpleITK reports it.
 
-    ``path``: a NIfTI/NRRD/MetaImage file, a DICOM series folder (HU after
-    RescaleSlope/Intercept; of several series the one with most slices is taken and
-    ``meta["note"]`` says so), or a ``Volume``, which is returned as it is.
+    ``path``: a NIfTI/NRRD/MetaImage file, a DICOM series or study folder (HU after
+    RescaleSlope/Intercept; of several series the one ``dicom_series.choose_ct_series``
+    prefers is read and ``meta["note"]`` says which and why; ``meta["files"]`` lists its
+    files in slice order), or a ``Volume``, which is returned as it is.
     """
     if isinstance(path, Volume):
         return path
@@ -55,40 +55,38 @@ def load_ct(path) -> Volume:
 
 
 def _read_dicom_series(folder: Path):
+    """The CT series of a study folder (``dicom_series.choose_ct_series``), read by SimpleITK."""
+    from .dicom_series import choose_ct_series
+
     files = [f for f in folder.iterdir() if not f.name.startswith(".")]
     if not files:
         raise InputError(folder, "folder is empty; expected a DICOM series (or pass a CT file)")
+    choice = choose_ct_series(folder)
+    if choice is None:
+        raise InputError(folder, f"holds no DICOM image series ({len(files)} files, none a DICOM image); "
+                                 f"expected a folder of CT slices")
+    series = choice.chosen
+    paths = series.sorted_files()
     with quiet_itk() as sitk:
         reader = sitk.ImageSeriesReader()
-        series = {uid: reader.GetGDCMSeriesFileNames(str(folder), uid)
-                  for uid in reader.GetGDCMSeriesIDs(str(folder))}
-        if not series:
-            subfolders = sum(f.is_dir() for f in files)
-            hint = f"; it has {subfolders} subfolders: pass the series folder itself" if subfolders else ""
-            raise InputError(folder, f"holds no DICOM image series ({len(files) - subfolders} files, "
-                                     f"none a DICOM image); expected a folder of CT slices{hint}")
-        uid = max(series, key=lambda s: len(series[s]))
-        reader.SetFileNames(series[uid])
+        reader.SetFileNames([str(p) for p in paths])
         reader.MetaDataDictionaryArrayUpdateOn()
         try:
             image = reader.Execute()
         except RuntimeError:
-            raise InputError(folder, f"could not read the DICOM series {uid or '(no UID)'} "
-                                     f"({len(series[uid])} files): unsupported or damaged pixel data") from None
+            raise InputError(folder, f"could not read the DICOM series {series.label} ({len(paths)} files): "
+                                     f"unsupported or damaged pixel data") from None
 
         def tag(key: str) -> str:
             return reader.GetMetaData(0, key).strip() if reader.HasMetaDataKey(0, key) else ""
 
-        meta = {"format": "DICOM", "series_uid": uid, "slices": len(series[uid]),
-                "modality": tag("0008|0060"), "series_description": tag("0008|103e"),
-                "rescale_slope": tag("0028|1053") or "1", "rescale_intercept": tag("0028|1052") or "0"}
-    if meta["modality"].upper() in NOT_CT_MODALITIES:
-        raise InputError(folder, f"is a {meta['modality']} series (DICOM Modality {meta['modality']}); "
-                                 f"expected a CT series")
-    if len(series) > 1:
-        meta["series"] = {s: len(f) for s, f in series.items()}
-        meta["note"] = (f"folder holds {len(series)} DICOM series; loaded {uid} with the most "
-                        f"slices ({len(series[uid])})")
+        meta = {"format": "DICOM", "series_uid": series.uid, "slices": len(paths),
+                "modality": tag("0008|0060"), "series_description": series.description,
+                "rescale_slope": tag("0028|1053") or "1", "rescale_intercept": tag("0028|1052") or "0",
+                "files": [str(p) for p in paths]}
+    if len(choice.usable) + len(choice.skipped) > 1:
+        meta["series"] = {s.uid: len(s.files) for s in choice.usable + choice.skipped}
+        meta["note"] = f"folder holds {len(meta['series'])} DICOM series; {choice.note}"
     check_image_shape(folder, image, "CT volume")
     return image, meta
 
