@@ -21,6 +21,10 @@ What is stood in, because it is the Qt application or lives only in Slicer's sou
   wraps a node, so a field that cannot hold its own default fails here as it fails in Slicer;
 - ``SampleData``: the module's sample sources are served from the pip-cached test data, picked
   by the SHA-256 the source declares, and loaded with the real Volumes logic;
+- ``slicer.dicomDatabase`` (CTK's Qt ``ctkDICOMDatabase``): ``DicomDatabase``, a table of
+  SOP Instance UID -> file that a test fills, answering ``fileForInstance`` as the real one
+  does for the series a test "loaded from DICOM" (the node attribute ``DICOM.instanceUIDs``
+  that Slicer's DICOM plugins set is set by the test);
 - the widgets of the module's ``.ui`` file (``slicer.util.loadUI`` and ``childWidgetVariables``,
   the two Qt calls of slicer.util the Widget makes): one plain object per widget the file
   declares, with the properties the Widget reads and writes, and signals that tests emit by
@@ -147,6 +151,9 @@ class App:
     def testingEnabled(self):
         return True
 
+    def topLevelWidgets(self):
+        return []  # no main window: slicer.util.mainWindow() gives None, a dialog's parent then
+
     def applicationLogic(self):
         return self.logic
 
@@ -165,6 +172,16 @@ def _add_cameras(scene) -> None:
         view = scene.GetNthNodeByClass(i, "vtkMRMLViewNode")
         camera = scene.AddNewNodeByClass("vtkMRMLCameraNode")
         camera.SetLayoutName(view.GetLayoutName())
+
+
+class DicomDatabase:
+    """``slicer.dicomDatabase``: the file of each SOP Instance UID a test registered."""
+
+    def __init__(self, files: dict[str, str] | None = None):
+        self.files = dict(files or {})
+
+    def fileForInstance(self, uid: str) -> str:
+        return self.files.get(uid, "")
 
 
 class SceneApp:
@@ -426,6 +443,7 @@ def install() -> SceneApp:
     slicer.util.loadUI = loadUI
     slicer.util.childWidgetVariables = childWidgetVariables
     slicer.modules = env.modules
+    slicer.dicomDatabase = DicomDatabase()
     return env
 
 

@@ -332,3 +332,77 @@ def test_segmenting_gives_totalsegmentator_its_log_back_and_keeps_the_gui_painti
     assert ts.logCallback is own  # TotalSegmentator's own log box is not silenced for good
     assert any("TotalSegmentator: task total" in line for line in seen)
     assert env.app.app.events_processed > painted
+
+
+# ------------------------------------------------------------------ DICOM export
+def load_dicom_example(env, dicom_base, folder):
+    """The example series (UIDs filled in) as a CT node "loaded from DICOM" (the attribute Slicer's
+    DICOM plugins set, the files in the database) and its label map node."""
+    import pydicom
+
+    from dicom_study import complete_series
+    from TotalFMLib.inputs.ct import load_ct
+    from TotalFMLib.inputs.segmentation import load_segmentation
+    from TotalFMSlicerLib import geometry
+
+    files = complete_series(dicom_base[0], folder)
+    uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]
+    slicer.dicomDatabase.files.update(zip(uids, map(str, files)))
+    ct = load_ct(folder)
+    ct_node = geometry.volume_node_from_volume(env.scene, ct, "2: CT Body 3.0")
+    ct_node.SetAttribute("DICOM.instanceUIDs", " ".join(uids))
+    labels = geometry.volume_node_from_volume(env.scene, load_segmentation(dicom_base[1], ct), "organs",
+                                              "vtkMRMLLabelMapVolumeNode")
+    return ct_node, labels
+
+
+def test_the_widget_exports_dicom_seg_and_sr_with_the_review_marks(env, widget, dicom_base, tmp_path, monkeypatch):
+    import subprocess
+
+    import highdicom as hd
+
+    from orthanc_server import require
+
+    ct, labels = load_dicom_example(env, dicom_base, tmp_path / "series")
+    p = widget._parameterNode
+    p.inputVolume, p.inputSegmentation = ct, labels
+    widget.ui.applyButton.emit("clicked(bool)", False)
+    assert poll_until_done(widget) == []
+    assert widget.ui.exportDicomButton.enabled is True
+    widget.ui.nextButton.emit("clicked()")
+    first = widget.currentOrgan()
+    widget.ui.disagreeButton.emit("clicked()")
+    out = tmp_path / "dicom_out"
+    monkeypatch.setattr(sys.modules["qt"], "QFileDialog",
+                        types.SimpleNamespace(getExistingDirectory=lambda *args: str(out)), raising=False)
+    widget.ui.exportDicomButton.emit("clicked(bool)", False)
+    assert {f.name for f in out.iterdir()} == {"organs_seg.dcm", "findings_sr.dcm"}
+    assert widget.ui.logTextEdit.lines[-1].startswith("Wrote ")
+    for f in out.iterdir():
+        report = subprocess.run([require("dciodvfy"), str(f)], capture_output=True, text=True, timeout=120)
+        assert not [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+    sr = hd.sr.srread(out / "findings_sr.dcm")
+    marks = {g.tracking_identifier: e.value.value for g in sr.content.get_volumetric_roi_measurement_groups()
+             for e in g.get_qualitative_evaluations() if e.name.value == "review"}
+    from TotalFMLib.vocabulary import catalogue
+
+    assert marks == {catalogue.organ(first).display_name: "disagree"}
+    assert sr.StudyInstanceUID == slicer_study_uid(ct)
+
+
+def slicer_study_uid(ct_node) -> str:
+    import pydicom
+
+    first = ct_node.GetAttribute("DICOM.instanceUIDs").split()[0]
+    return str(pydicom.dcmread(slicer.dicomDatabase.fileForInstance(first), stop_before_pixels=True).StudyInstanceUID)
+
+
+def test_dicom_export_of_a_ct_not_loaded_from_dicom_is_refused_in_one_line(env, tmp_path):
+    from TotalFMLib.errors import InputError
+
+    ct, label = load_example(env)
+    logic = env.module.TotalFMSlicerLogic()
+    segmentation, table, _ = logic.process(ct, label, "demo", cpu=True)
+    with pytest.raises(InputError, match="was not loaded from Slicer's DICOM database") as e:
+        logic.exportDicom(ct, segmentation, table, tmp_path / "out")
+    assert "\n" not in str(e.value) and not (tmp_path / "out").exists()

@@ -112,6 +112,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.disagreeButton.connect("clicked()", lambda: self.onReview("disagree"))
         self.ui.unsureButton.connect("clicked()", lambda: self.onReview("unsure"))
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         self.ui.checkpointPathLineEdit.connect("currentPathChanged(QString)", self.onCheckpointPathChanged)
 
         self.initializeParameterNode()
@@ -176,7 +177,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         hasResults = bool(p and p.resultSegmentation and p.scoresTable) and not running
         for widget in (self.ui.findingComboBox, self.ui.restoreColorsButton, self.ui.searchButton,
                        self.ui.presetComboBox, self.ui.previousButton, self.ui.nextButton, self.ui.agreeButton,
-                       self.ui.disagreeButton, self.ui.unsureButton, self.ui.exportButton):
+                       self.ui.disagreeButton, self.ui.unsureButton, self.ui.exportButton, self.ui.exportDicomButton):
             widget.enabled = hasResults
 
     def addLog(self, text: str) -> None:
@@ -379,6 +380,15 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
             written = self.logic.exportCsv(p.resultSegmentation, p.scoresTable, path)
             self.addLog(_("Wrote {path}").format(path=written))
+
+    def onExportDicom(self) -> None:
+        p = self.shownResults()
+        folder = p and qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Export DICOM SEG and SR"))
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay(_("DICOM export failed."), waitCursor=True):
+            done = self.logic.exportDicom(p.inputVolume, p.resultSegmentation, p.scoresTable, folder)
+            self.addLog(_("Wrote {paths}").format(paths=", ".join(str(path) for path in done.paths)))
 
 
 #

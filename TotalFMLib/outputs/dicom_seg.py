@@ -45,8 +45,9 @@ class SourceSeries:
 
 
 def source_series(ct) -> SourceSeries:
-    """The source series of a CT ``Volume`` read from a DICOM folder, checked for what DICOM
-    output needs (UIDs); InputError naming the folder otherwise."""
+    """The source series of a CT ``Volume`` read from DICOM (``ct.meta["files"]``: its files, in
+    any order; they are put in the volume's slice order here), checked for what DICOM output
+    needs (UIDs); InputError naming the CT otherwise."""
     import pydicom
 
     files = ct.meta.get("files") if ct.meta.get("format") == "DICOM" else None
@@ -55,6 +56,8 @@ def source_series(ct) -> SourceSeries:
         raise InputError(where, "DICOM output needs a CT read from a DICOM series folder (the SEG and SR "
                                 "reference its images); this CT is a " + str(ct.meta.get("format", "volume")))
     headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    slice_axis = np.asarray(ct.direction, dtype=float).reshape(3, 3)[:, 2]
+    headers.sort(key=lambda h: float(np.asarray(h.get("ImagePositionPatient") or (0, 0, 0), dtype=float) @ slice_axis))
     missing = [name for name in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID",
                                  "FrameOfReferenceUID") if not str(headers[0].get(name, "") or "")]
     if missing:

@@ -324,6 +324,14 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
         return r, a, s
 
     @staticmethod
+    def exportDicom(ctNode, segmentationNode, tableNode, folder):
+        """organs_seg.dcm + findings_sr.dcm (with the review marks) of a CT loaded from DICOM."""
+        from . import dicom_export
+
+        return dicom_export.export_dicom(ctNode, segmentationNode, tableNode, folder,
+                                         getattr(slicer, "dicomDatabase", None))
+
+    @staticmethod
     def exportCsv(segmentationNode, tableNode, path):
         from . import score_store, scores_table
 
