@@ -19,50 +19,18 @@ import sys
 import textwrap
 from pathlib import Path
 
+from .console import SUMMARY_ROWS, load_model, note, split_list, summary
 from .errors import TotalFMError
 from .progress import progress_bar
-
-SUMMARY_ROWS = 12  # organs in the console table unless --rows says otherwise
-
-
-def _split(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
-
-
-def _note(args, text: str) -> None:
-    """An informational line on stderr (silenced by -q)."""
-    if not getattr(args, "quiet", False):
-        print(text, file=sys.stderr)
-
 
 def _open_case(args, ct, seg):
     """The checked case (the pipeline's door), its warnings printed."""
     from .pipeline import open_case
 
-    case = open_case(ct, seg, device=args.device, log=lambda text: _note(args, text))
+    case = open_case(ct, seg, device=args.device, log=lambda text: note(args, text))
     for warning in case.warnings:
         print(f"totalfm: warning: {warning}", file=sys.stderr)
     return case
-
-
-def _load_model(args):
-    from .totalfm import TotalFM
-
-    _note(args, f"loading the {args.model} model ...")
-    return TotalFM.load(args.model, device=args.device, precision=getattr(args, "precision", "fp32"))
-
-
-def _summary(rows, limit: int) -> str:
-    from .results import ANY_LESION
-
-    lesion = sorted((r for r in rows if r.finding == ANY_LESION), key=lambda r: -r.score)
-    shown = lesion if limit <= 0 else lesion[:limit]
-    lines = [f"{'organ':32s} {'any lesion':>10s} {'thr':>5s} flag"]
-    lines += [f"{r.organ:32s} {r.score:10.3f} {r.threshold:5.2f} {'*' if r.flagged else ''}" for r in shown]
-    if len(shown) < len(lesion):
-        lines.append(f"... {len(lesion) - len(shown)} more organs not shown (--rows 0 shows all; "
-                     f"the CSV and JSON hold every organ and finding)")
-    return "\n".join(lines)
 
 
 def _write_outputs(result, case, targets: dict) -> list[Path]:
@@ -101,13 +69,13 @@ def _analyze(args, ct, seg, targets: dict, case_id: str | None, organs=None, fin
     case = _open_case(args, ct, seg)
     if targets.get("dicom"):
         check_dicom_source(case.ct)
-    model = _load_model(args)
+    model = load_model(args)
     with progress_bar("encoding organs", not args.quiet) as progress:
         result = analyze(model, case, organs=organs, findings=findings, case_id=case_id, progress=progress)
     if result.missing:
         print(f"totalfm: warning: not in the segmentation: {', '.join(result.missing)}", file=sys.stderr)
     written = _write_outputs(result, case, targets)
-    print(_summary(result.rows, args.rows))
+    print(summary(result.rows, args.rows))
     if args.model == "demo":
         print("Demonstration model trained on inserted lesions: not for clinical use.")
     for path in written:
@@ -120,7 +88,7 @@ def cmd_analyze(args) -> int:
     if not any(targets.values()):
         raise TotalFMError("analyze: give at least one of --csv, --json, --png, --dicom-out")
     return _analyze(args, args.ct, args.seg, {k: v for k, v in targets.items() if v}, args.case_id,
-                    _split(args.organs), _split(args.findings))
+                    split_list(args.organs), split_list(args.findings))
 
 
 def cmd_demo(args) -> int:
@@ -129,7 +97,7 @@ def cmd_demo(args) -> int:
     out = Path(args.out)
     targets = {"csv": out / "example_ct_scores.csv", "json": out / "example_ct_scores.json",
                "png": out / "example_ct_overlay.png"}
-    _note(args, "fetching the example CT and its TotalSegmentator segmentation (pip, cached) ...")
+    note(args, "fetching the example CT and its TotalSegmentator segmentation (pip, cached) ...")
     return _analyze(args, fetch("example_ct"), fetch("example_seg"), targets, "example_ct")
 
 
@@ -142,11 +110,11 @@ def cmd_search(args) -> int:
         raise InputError(None, "empty search query")
     if args.top_k is not None and args.top_k < 1:
         raise InputError(None, f"--top-k must be at least 1, not {args.top_k}")
-    check_selection(_split(args.organs))
+    check_selection(split_list(args.organs))
     case = _open_case(args, args.ct, args.seg)
-    model = _load_model(args)
+    model = load_model(args)
     with progress_bar("encoding organs", not args.quiet) as progress:
-        embedded = embed(model, case, organs=_split(args.organs), progress=progress)
+        embedded = embed(model, case, organs=split_list(args.organs), progress=progress)
     hits = model.search(embedded.embeddings, args.query, top_k=args.top_k, threshold=args.threshold)
     print(f"{'rank':>4s}  {'match':5s}  {'score':>6s}  {'similarity':>10s}  organ")
     for h in hits:

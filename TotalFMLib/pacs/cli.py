@@ -59,16 +59,16 @@ def cmd_store(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from ..cli import _load_model, _split, _summary
+    from ..console import load_model, note, split_list, summary
     from ..progress import progress_bar
     from .roundtrip import analyze_study
 
     settings = settings_from(args)
     with progress_bar("study", not args.quiet) as progress:
-        trip = analyze_study(settings, args.study_uid, args.out, lambda: _load_model(args), seg=args.seg,
-                             organs=_split(args.organs), findings=_split(args.findings), store=not args.no_store,
-                             progress=progress, log=lambda text: args.quiet or print(text, file=sys.stderr))
-    print(_summary(trip.result.rows, 12))
+        trip = analyze_study(settings, args.study_uid, args.out, lambda: load_model(args), seg=args.seg,
+                             organs=split_list(args.organs), findings=split_list(args.findings), store=not args.no_store,
+                             progress=progress, log=lambda text: note(args, text))
+    print(summary(trip.result.rows, 12))
     for path in trip.written:
         print(f"wrote {path}")
     for path in trip.stored:
