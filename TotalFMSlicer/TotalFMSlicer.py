@@ -1,10 +1,6 @@
-"""TotalFM in 3D Slicer: organ-wise lesion scores, finding search and organ-by-organ review.
-
-This file holds the Module, a Widget that only wires the .ui to the Logic, and the self-test.
-The Logic, the parameter node, the dependency install and the MRML layer live in the module's
-own package ``TotalFMSlicerLib`` (tested in plain pytest on slicer-core), which calls the core
-pipeline of TotalFMLib. Heavy packages (torch, transformers, TotalFMLib's model code) are
-imported inside functions only.
+"""TotalFM in 3D Slicer: the Module, a Widget that only wires the .ui to the Logic, and the
+self-test. The Logic, the parameter node, the dependency install and the MRML layer live in
+``TotalFMSlicerLib`` (tested in pytest on slicer-core); heavy packages are imported in functions.
 """
 import logging
 import os
@@ -21,16 +17,10 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+from TotalFMSlicerLib import module_text
 from TotalFMSlicerLib.dependencies import missingRequirements
 from TotalFMSlicerLib.logic import ANY_LESION, TotalFMSlicerLogic
 from TotalFMSlicerLib.parameters import TotalFMSlicerParameterNode  # noqa: F401 (Slicer finds it here)
-
-DOCS_URL = "https://github.com/TotalFMSlicer/SlicerTotalFM#3d-slicer"
-
-#
-# TotalFMSlicer
-#
-
 
 class TotalFMSlicer(ScriptedLoadableModule):
     def __init__(self, parent):
@@ -39,25 +29,8 @@ class TotalFMSlicer(ScriptedLoadableModule):
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Quantification")]
         self.parent.dependencies = []
         self.parent.contributors = ["TotalFMSlicer developers"]
-        self.parent.helpText = _("""
-Organ-wise zero-shot CT findings with TotalFM, an organ-separated CT vision-language model.
-Select a CT and a TotalSegmentator segmentation (or let TotalSegmentator make one), press Apply:
-each organ is coloured by its lesion score, a typed finding highlights the matching organs, and
-the table lets you review organ by organ and export CSV.
-See the <a href="{docs}">documentation</a>.<br><br>
-<b>Models and licences.</b> TotalFMSlicer and TotalFMLib: Apache-2.0.
-<i>demo</i>: a small model bundled with the extension to try the workflow; its scores mean little.
-<i>official</i>: the released TotalFM weights (Hugging Face jichi-labo/TotalFM), downloaded on first
-use after you agree; the authors release them for research purposes only.
-TotalSegmentator (<i>total</i> task): Apache-2.0.<br>
-Research software, not a medical device: not for clinical decisions.
-""").format(docs=DOCS_URL)
-        self.parent.acknowledgementText = _("""
-TotalFM: Yamamoto and Kikuchi, MICCAI 2026, arXiv:2601.00260 (code: github.com/jichi-labo/TotalFM).
-TotalSegmentator: Wasserthal J. et al., TotalSegmentator: Robust Segmentation of 104 Anatomic
-Structures in CT Images, Radiology: Artificial Intelligence 2023;5(5):e230024.
-The example CT is TotalSegmentator's test data.
-""")
+        self.parent.helpText = module_text.helpText()
+        self.parent.acknowledgementText = module_text.acknowledgementText()
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
@@ -65,11 +38,6 @@ def registerSampleData():
     from TotalFMSlicerLib.sample_data import registerSampleData as register
 
     register(os.path.join(os.path.dirname(__file__), "Resources", "Icons", "TotalFMSlicer.png"))
-
-
-#
-# Widget: wiring only
-#
 
 
 class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -163,7 +131,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.updateButtons()
 
     def onCheckpointPathChanged(self, path: str) -> None:
-        if self._parameterNode:
+        if self._parameterNode:  # the path widget has no parameter-node connector
             self._parameterNode.checkpointPath = path
 
     def updateButtons(self, caller=None, event=None) -> None:
@@ -175,10 +143,9 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         hasSegmenter = bool(p) and not p.inputSegmentation
         self.ui.fastCheckBox.enabled = hasSegmenter
         hasResults = bool(p and p.resultSegmentation and p.scoresTable) and not running
-        for widget in (self.ui.findingComboBox, self.ui.restoreColorsButton, self.ui.searchButton,
-                       self.ui.presetComboBox, self.ui.previousButton, self.ui.nextButton, self.ui.agreeButton,
-                       self.ui.disagreeButton, self.ui.unsureButton, self.ui.exportButton, self.ui.exportDicomButton):
-            widget.enabled = hasResults
+        for name in ("findingComboBox", "restoreColorsButton", "searchButton", "presetComboBox", "previousButton",
+                     "nextButton", "agreeButton", "disagreeButton", "unsureButton", "exportButton", "exportDicomButton"):
+            getattr(self.ui, name).enabled = hasResults
 
     def addLog(self, text: str) -> None:
         logging.info(text)
@@ -198,11 +165,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.ensureDependencies(self.resourcePath("requirements.txt"), needSegmenter=not p.inputSegmentation)
             source = self.logic.modelSource(p.modelSource, p.checkpointPath)
             if source == "official" and not self.logic.officialModelCached():
-                if not slicer.util.confirmOkCancelDisplay(
-                        _("Download the released TotalFM weights (more than 1 GB) from Hugging Face "
-                          "(jichi-labo/TotalFM)? The authors release them for research purposes only; "
-                          "they are kept in the model cache folder."),
-                        _("TotalFM weights")):
+                if not slicer.util.confirmOkCancelDisplay(module_text.officialDownloadQuestion(), _("TotalFM weights")):
                     return
             self.fillPresets()
             self.ui.logTextEdit.clear()
@@ -297,19 +260,16 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return p if p and p.resultSegmentation and p.scoresTable else None
 
     def onFindingChosen(self, index: int) -> None:
-        p = self.shownResults()
-        if p is None:
+        if not (p := self.shownResults()):
             return
         with slicer.util.tryWithErrorDisplay(_("Cannot show the scores."), waitCursor=True):
             legend = self.logic.showFinding(p.resultSegmentation, self.ui.findingComboBox.currentText)
             self.ui.legendLabel.text = self.logic.legendHtml(legend)
 
     def onRestoreColors(self) -> None:
-        p = self.shownResults()
-        if p is None:
-            return
-        restored = self.logic.restoreColors(p.resultSegmentation)
-        self.addLog(_("Original colours restored on {n} segments.").format(n=restored))
+        if p := self.shownResults():
+            restored = self.logic.restoreColors(p.resultSegmentation)
+            self.addLog(_("Original colours restored on {n} segments.").format(n=restored))
 
     def onPresetChosen(self, index: int) -> None:
         self.ui.searchLineEdit.text = self.ui.presetComboBox.currentText
@@ -334,8 +294,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return view.sortFilterProxyModel().mapToSource(index).row()
 
     def currentOrgan(self):
-        p = self.shownResults()
-        if p is None:
+        if not (p := self.shownResults()):
             return None
         organs = self.logic.tableOrgans(p.scoresTable)
         row = self.currentRow()
@@ -369,8 +328,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.stepOrgan(+1, fromRow=row)
 
     def onExport(self) -> None:
-        p = self.shownResults()
-        if p is None:
+        if not (p := self.shownResults()):
             return
         name = (p.inputVolume.GetName() if p.inputVolume else "totalfm") + "_totalfm.csv"
         path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Export CSV"), name,
@@ -389,11 +347,6 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("DICOM export failed."), waitCursor=True):
             done = self.logic.exportDicom(p.inputVolume, p.resultSegmentation, p.scoresTable, folder)
             self.addLog(_("Wrote {paths}").format(paths=", ".join(str(path) for path in done.paths)))
-
-
-#
-# Test
-#
 
 
 class TotalFMSlicerTest(ScriptedLoadableModuleTest):
@@ -439,12 +392,7 @@ class TotalFMSlicerTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_TotalFMSlicer_cancel_leaves_scene(self):
-        ctNode, labelNode = self.loadExample()
-        before = slicer.mrmlScene.GetNumberOfNodes()
-        logic = TotalFMSlicerLogic()
-        run = logic.startAnalysis(ctNode, labelNode, "demo", cpu=True)
-        run.job.cancel()
-        run.job.wait()
-        self.assertIsNone(logic.finishAnalysis(run))
-        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), before)
+        from TotalFMSlicerLib.self_test_checks import checkCancelLeavesScene
+
+        checkCancelLeavesScene(self, TotalFMSlicerLogic(), *self.loadExample())
         self.delayDisplay("Test passed")

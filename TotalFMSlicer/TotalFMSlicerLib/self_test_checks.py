@@ -52,3 +52,15 @@ def checkWholePath(test, logic, ctNode, labelNode) -> None:
     logic.restoreColors(segmentationNode)
     liver = segmentation.GetSegment("liver")
     test.assertTrue(np.allclose(liver.GetColor(), np.array(catalogue.organ("liver").color) / 255.0))
+
+
+def checkCancelLeavesScene(test, logic, ctNode, labelNode) -> None:
+    """A run cancelled at once shows nothing and leaves the scene's nodes as they were."""
+    import slicer
+
+    before = slicer.mrmlScene.GetNumberOfNodes()
+    run = logic.startAnalysis(ctNode, labelNode, "demo", cpu=True)
+    run.job.cancel()
+    run.job.wait()
+    test.assertIsNone(logic.finishAnalysis(run))
+    test.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), before)
