@@ -19,8 +19,9 @@ What is stood in, because it is the Qt application or lives only in Slicer's sou
   the class against ``parameter_node_problems`` (the rules of Slicer's parameterNodeWrapper as
   its documentation states them, ``parameter_node_rules.py``) and, like Slicer's, writes every field's default when it
   wraps a node, so a field that cannot hold its own default fails here as it fails in Slicer;
-- ``SampleData``: the module's sample sources are served from the pip-cached test data, picked
-  by the SHA-256 the source declares, and loaded with the real Volumes logic;
+- ``SampleData``: a source's ``file://`` URI (the module's bundled sample files) is read and
+  checked by SHA-256 as SampleData does; a web URI is served from the pip-cached test data with
+  the SHA-256 the source declares (no network in tests); loaded with the real Volumes logic;
 - ``slicer.dicomDatabase`` (CTK's Qt ``ctkDICOMDatabase``): ``DicomDatabase``, a table of
   SOP Instance UID -> file that a test fills, answering ``fileForInstance`` as the real one
   does for the series a test "loaded from DICOM" (the node attribute ``DICOM.instanceUIDs``
@@ -408,9 +409,25 @@ def _cached_file(checksum: str) -> Path:
     raise RuntimeError(f"no cached sample file with {checksum}")
 
 
+def _sample_file(source) -> Path:
+    """A source's file: a ``file://`` URI read as SampleData reads it (checked by SHA-256), else
+    (no network in tests) the pip-cached copy with the declared SHA-256."""
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    uri = source["uris"]
+    if uri.startswith("file:"):
+        path = Path(url2pathname(urlparse(uri).path))
+        digest = source["checksums"].split(":", 1)[1].lower()
+        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            raise ValueError(f"Checksum verification failed for {uri}")
+        return path
+    return _cached_file(source["checksums"])
+
+
 def downloadSample(sampleName):
     source = SampleDataLogic.sources[sampleName]
-    path = _cached_file(source["checksums"])
+    path = _sample_file(source)
     volumes = slicer.vtkSlicerVolumesLogic()
     volumes.SetMRMLApplicationLogic(slicer.app.applicationLogic())
     volumes.SetMRMLScene(slicer.mrmlScene)

@@ -406,3 +406,21 @@ def test_dicom_export_of_a_ct_not_loaded_from_dicom_is_refused_in_one_line(env, 
     with pytest.raises(InputError, match="was not loaded from Slicer's DICOM database") as e:
         logic.exportDicom(ct, segmentation, table, tmp_path / "out")
     assert "\n" not in str(e.value) and not (tmp_path / "out").exists()
+
+
+def test_the_sample_data_ships_with_the_module_and_loads_offline(env):
+    """The self-test's example CT and segmentation come from the module's own Resources (no
+    network on an extension build machine), checked by the SHA-256 the source declares."""
+    import hashlib
+    from urllib.parse import urlparse
+
+    env.module.registerSampleData()
+    import SampleData
+
+    resources = standin.MODULE_FILE.parent / "Resources" / "SampleData"
+    for name in ("TotalFMExampleCT", "TotalFMExampleSegmentation"):
+        source = SampleData.SampleDataLogic.sources[name]
+        path = Path(urlparse(source["uris"]).path)
+        assert source["uris"].startswith("file:") and path.parent == resources.resolve()
+        assert "SHA256:" + hashlib.sha256(path.read_bytes()).hexdigest() == source["checksums"]
+        assert SampleData.downloadSample(name) is not None

@@ -37,7 +37,8 @@ class TotalFMSlicer(ScriptedLoadableModule):
 def registerSampleData():
     from TotalFMSlicerLib.sample_data import registerSampleData as register
 
-    register(os.path.join(os.path.dirname(__file__), "Resources", "Icons", "TotalFMSlicer.png"))
+    resources = os.path.join(os.path.dirname(__file__), "Resources")
+    register(os.path.join(resources, "Icons", "TotalFMSlicer.png"), os.path.join(resources, "SampleData"))
 
 
 class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -373,7 +374,7 @@ class TotalFMSlicerTest(ScriptedLoadableModuleTest):
         return os.path.join(os.path.dirname(__file__), "Resources", name)
 
     def loadExample(self):
-        """The example CT and its segmentation through SampleData (its cache serves them offline)."""
+        """The example CT and its segmentation through SampleData (bundled: no network needed)."""
         import SampleData
 
         registerSampleData()

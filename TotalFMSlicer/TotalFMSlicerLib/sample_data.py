@@ -1,5 +1,12 @@
-"""The module's sample data: the example CT and its segmentation in Slicer's Sample Data module
-(downloaded once, checked by SHA-256, then served from SampleData's cache)."""
+"""The module's sample data: the example CT and its segmentation in Slicer's Sample Data module.
+
+Both files ship with the extension (``Resources/SampleData``, 2.3 MB: TotalSegmentator's test
+data, Apache-2.0), so the sample and the self-test work with the network off; SampleData
+copies them into its cache from their ``file://`` URI and checks their SHA-256 as it does a
+download. A checkout without them falls back to the pinned download URL.
+"""
+from pathlib import Path
+
 from slicer.i18n import tr as _
 
 # The example CT and its TotalSegmentator segmentation: TotalSegmentator's own test data
@@ -10,17 +17,24 @@ EXAMPLE_SEG = ("example_seg_fast_force_split.nii.gz",
                "SHA256:e8097758e56e73099075b6caaebce23ef11bc6fad66a4ec3753b9406846558c7")
 
 
-def registerSampleData(icon: str) -> None:
+def sampleUri(bundledFolder, fileName: str, sourceName: str) -> str:
+    """The bundled file's ``file://`` URI, or the download URL when it is not there."""
+    bundled = Path(bundledFolder) / fileName
+    return bundled.resolve().as_uri() if bundled.is_file() else EXAMPLE_DATA_URL + sourceName
+
+
+def registerSampleData(icon: str, bundledFolder) -> None:
     """The example abdomen CT and its TotalSegmentator label map in the Sample Data module."""
     import SampleData
 
     SampleData.SampleDataLogic.registerCustomSampleDataCategory("TotalFM", title=_("TotalFM"))
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="TotalFM", sampleName="TotalFMExampleCT", thumbnailFileName=icon,
-        uris=EXAMPLE_DATA_URL + EXAMPLE_CT[0], fileNames="TotalFMExampleCT.nii.gz",
+        uris=sampleUri(bundledFolder, "TotalFMExampleCT.nii.gz", EXAMPLE_CT[0]), fileNames="TotalFMExampleCT.nii.gz",
         checksums=EXAMPLE_CT[1], nodeNames="TotalFMExampleCT", loadFileTypes="VolumeFile")
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="TotalFM", sampleName="TotalFMExampleSegmentation", thumbnailFileName=icon,
-        uris=EXAMPLE_DATA_URL + EXAMPLE_SEG[0], fileNames="TotalFMExampleSegmentation.nii.gz",
+        uris=sampleUri(bundledFolder, "TotalFMExampleSegmentation.nii.gz", EXAMPLE_SEG[0]),
+        fileNames="TotalFMExampleSegmentation.nii.gz",
         checksums=EXAMPLE_SEG[1], nodeNames="TotalFMExampleSegmentation", loadFileTypes="VolumeFile",
         loadFileProperties={"labelmap": True})
