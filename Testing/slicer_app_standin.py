@@ -7,7 +7,8 @@ Cameras, Layout and Application logics, and Slicer's own ``slicer.util``.
 
 What is stood in, because it is the Qt application or lives only in Slicer's source tree:
 - ``qt``: an inert module (the Widget is not built here; the Logic and Test use no Qt);
-- ``slicer.app``: signal connections are recorded, ``processEvents`` is counted;
+- ``slicer.app``: signal connections are recorded, ``processEvents`` is counted and delivers
+  the clicks a test queued (as Qt's event queue delivers a click during a long call);
 - ``slicer.mrmlScene``: a real ``vtkMRMLScene`` set up as the application does (application
   and layout logics: selection, interaction, layout, slice and 3D view nodes, one camera per
   3D view as the camera displayable manager would add);
@@ -135,13 +136,17 @@ class App:
     def __init__(self):
         self.connections = []
         self.events_processed = 0
+        self.pending = []
         self.logic = slicer.vtkSlicerApplicationLogic()
 
     def connect(self, signal, slot):
         self.connections.append((signal, slot))
 
     def processEvents(self, *args):
+        """Counted; delivers the clicks a test queued in ``pending`` (Qt's event queue)."""
         self.events_processed += 1
+        while self.pending:
+            self.pending.pop(0)()
 
     def setOverrideCursor(self, cursor):
         pass

@@ -288,18 +288,35 @@ def test_handlers_do_nothing_without_a_parameter_node_or_results(env, widget):
 
 class TotalSegmentatorLogicStandIn:
     """Stands in for SlicerTotalSegmentator's Logic (a Slicer module; its inference cannot run
-    here): it logs through ``logCallback`` as the real one does, then fills the segmentation node
-    with the example's TotalSegmentator segmentation, or fails."""
+    here). As the real one: ``process`` starts a child process and ``logProcessOutput`` forwards
+    each line it prints to ``logCallback``, raising CalledProcessError when it ends badly; here
+    the process prints a line every 50 ms for ``lines`` lines, then the node is filled with the
+    example's TotalSegmentator segmentation (or ``fail`` makes the process exit with 1)."""
 
-    def __init__(self, label, fail: bool = False):
-        self.label, self.fail = label, fail
+    def __init__(self, label, fail: bool = False, lines: int = 5):
+        self.label, self.fail, self.lines = label, fail, lines
         self.own_log = []
         self.logCallback = self.own_log.append  # the TotalSegmentator widget's own log box
+        self.processes = []
+
+    def logProcessOutput(self, proc):
+        import subprocess
+
+        for line in proc.stdout:
+            self.logCallback(line.rstrip())
+        proc.wait()
+        if proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args)
 
     def process(self, ctNode, segmentationNode, fast, cpu, task, interactive=False):
+        import subprocess
+
         self.logCallback(f"TotalSegmentator: task {task}, fast {fast}")
-        if self.fail:
-            raise RuntimeError("TotalSegmentator failed")
+        script = (f"import sys, time\nfor i in range({self.lines}):\n    print('step', i, flush=True)\n"
+                  f"    time.sleep(0.05)\nsys.exit({int(self.fail)})")
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        self.processes.append(proc)
+        self.logProcessOutput(proc)
         from TotalFMSlicerLib import geometry, segments
 
         scene = segmentationNode.GetScene()
@@ -322,7 +339,9 @@ def test_segmenting_gives_totalsegmentator_its_log_back_and_keeps_the_gui_painti
     painted = env.app.app.events_processed
     before = env.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
     if fail:
-        with pytest.raises(RuntimeError, match="TotalSegmentator failed"):
+        import subprocess
+
+        with pytest.raises(subprocess.CalledProcessError):
             logic.segment(ct)
         assert env.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == before  # nothing half-made
     else:
@@ -330,8 +349,38 @@ def test_segmenting_gives_totalsegmentator_its_log_back_and_keeps_the_gui_painti
         assert node.GetSegmentation().GetNumberOfSegments() > 5
         assert env.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == before + 1
     assert ts.logCallback is own  # TotalSegmentator's own log box is not silenced for good
-    assert any("TotalSegmentator: task total" in line for line in seen)
+    assert "logProcessOutput" not in vars(ts)  # its own method again
+    assert any("TotalSegmentator: task total" in line for line in seen) and "step 4" in seen
     assert env.app.app.events_processed > painted
+
+
+def test_cancel_during_segmentation_kills_totalsegmentator_and_leaves_the_scene(env, widget, monkeypatch):
+    """Apply without a segmentation: TotalSegmentator runs in the foreground and Apply reads
+    Cancel; a click on it (delivered while the GUI paints) stops TotalSegmentator's process,
+    and no node is left behind."""
+    from TotalFMSlicerLib import logic as logic_module
+
+    ct, label = load_example(env)
+    ts = TotalSegmentatorLogicStandIn(label, lines=400)  # 20 s unless stopped
+    monkeypatch.setattr(logic_module, "totalSegmentatorLogic", lambda: ts)
+    p = widget._parameterNode
+    p.inputVolume = ct
+    p.inputSegmentation = None
+    before = env.scene.GetNumberOfNodes()
+    labels_seen = []
+
+    def click_cancel():
+        labels_seen.append(widget.ui.applyButton.text)
+        widget.ui.applyButton.emit("clicked(bool)", False)
+
+    env.app.app.pending.append(click_cancel)
+    widget.ui.applyButton.emit("clicked(bool)", False)
+    assert labels_seen == ["Cancel"]
+    (proc,) = ts.processes
+    assert proc.poll() is not None and proc.returncode != 0  # killed, not finished
+    assert widget._run is None and widget.ui.applyButton.text == "Apply" and widget.ui.applyButton.enabled
+    assert widget.ui.logTextEdit.lines[-1] == "Cancelled: the scene is as it was."
+    assert env.scene.GetNumberOfNodes() == before and ts.logCallback == ts.own_log.append
 
 
 # ------------------------------------------------------------------ DICOM export

@@ -6,7 +6,8 @@ The folders follow the data flow (docs/architecture.md):
     crops/       Case -> organ crops (the published recipe)
     models/      crops and sentences -> embeddings (towers, checkpoints, precision)
     zeroshot/    embeddings -> scores and search hits
-    outputs/     scores -> CSV, JSON, picture
+    outputs/     scores -> CSV, JSON, picture, DICOM SEG + SR
+    pacs/        a study from a PACS through the pipeline, its SEG + SR back
     pipeline.py  one function that runs a case through all of them; cli.py, training/ use it
 
 ``import TotalFMLib`` changes nothing in the process and loads no heavy package; entry points

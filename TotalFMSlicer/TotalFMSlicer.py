@@ -19,7 +19,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 from TotalFMSlicerLib import module_text
 from TotalFMSlicerLib.dependencies import missingRequirements
-from TotalFMSlicerLib.logic import ANY_LESION, TotalFMSlicerLogic
+from TotalFMSlicerLib.logic import ANY_LESION, Cancelled, TotalFMSlicerLogic
 from TotalFMSlicerLib.parameters import TotalFMSlicerParameterNode  # noqa: F401 (Slicer finds it here)
 
 class TotalFMSlicer(ScriptedLoadableModule):
@@ -49,6 +49,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._run = None  # the AnalysisRun in progress
+        self._segmenting = False  # TotalSegmentator is running (in the foreground)
         self._lastMessage = ""
         self._timer = qt.QTimer()
         self._timer.setInterval(100)
@@ -62,10 +63,8 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = TotalFMSlicerLogic()
         self.logic.logCallback = self.addLog
-
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.openCacheButton.connect("clicked(bool)", self.onOpenCache)
         self.ui.clearCacheButton.connect("clicked(bool)", self.onClearCache)
@@ -83,7 +82,6 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
         self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         self.ui.checkpointPathLineEdit.connect("currentPathChanged(QString)", self.onCheckpointPathChanged)
-
         self.initializeParameterNode()
         self.updateCacheLabel()
         self.fillPresets()
@@ -137,7 +135,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def updateButtons(self, caller=None, event=None) -> None:
         p = self._parameterNode
-        running = self._run is not None
+        running = self._run is not None or self._segmenting
         self.ui.applyButton.text = _("Cancel") if running else _("Apply")
         self.ui.applyButton.enabled = running or bool(p and p.inputVolume)
         self.ui.checkpointPathLineEdit.enabled = bool(p and p.modelSource == "checkpoint")
@@ -155,8 +153,8 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ----------------------------------------------------------------- run
     def onApplyButton(self) -> None:
-        if self._run is not None:
-            self._run.job.cancel()
+        if self._run is not None or self._segmenting:
+            self._run.job.cancel() if self._run is not None else self.logic.cancelSegmentation()
             self.addLog(_("Cancelling..."))
             return
         p = self._parameterNode
@@ -170,11 +168,15 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     return
             self.fillPresets()
             self.ui.logTextEdit.clear()
-            self.ui.applyButton.enabled = False  # TotalSegmentator runs first, in the foreground
+            self._segmenting = not p.inputSegmentation  # TotalSegmentator first, in the foreground
+            self.updateButtons()
             try:
                 self._run = self.logic.startAnalysis(p.inputVolume, p.inputSegmentation, source,
                                                      fast=p.fastSegmentation, cpu=p.forceCpu)
+            except Cancelled:
+                return self.addLog(_("Cancelled: the scene is as it was."))
             finally:
+                self._segmenting = False
                 self.updateButtons()
             self._lastMessage = ""
             self.ui.progressBar.value = 0
@@ -226,9 +228,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onOpenCache(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Cannot open the model cache folder."), waitCursor=False):
-            folder = self.logic.cacheFolder()
-            folder.mkdir(parents=True, exist_ok=True)
-            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(folder)))
+            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(self.logic.cacheFolder())))
 
     def onClearCache(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Cannot clear the model cache."), waitCursor=True):

@@ -8,6 +8,7 @@ from pathlib import Path
 import slicer
 from slicer.i18n import tr as _
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
+from TotalFMLib.errors import Cancelled
 
 from . import dependencies
 from .dependencies import totalSegmentatorLogic
@@ -33,6 +34,7 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
         self.logCallback = None
         self._model = None
         self._modelKey = None
+        self._segmentationCancelled = False
 
     def getParameterNode(self):
         return TotalFMSlicerParameterNode(super().getParameterNode())
@@ -73,9 +75,12 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def cacheFolder() -> Path:
+        """The model cache folder (created, so that it can be opened)."""
         from TotalFMLib.models import hub
 
-        return hub.model_cache_dir()
+        folder = hub.model_cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     @staticmethod
     def cacheDescription() -> str:
@@ -102,26 +107,47 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
 
     # ------------------------------------------------------------------ inputs
     def segment(self, ctNode, fast: bool = True, cpu: bool = False):
-        """A new segmentation node from the TotalSegmentator extension (task 'total')."""
+        """A new segmentation node from the TotalSegmentator extension (task 'total'). It runs in
+        the foreground (TotalSegmentator's Logic waits for its process), painting the GUI at every
+        log line; ``cancelSegmentation()``, pressed meanwhile, kills TotalSegmentator's process
+        and raises ``Cancelled`` with nothing left in the scene."""
         tsLogic = totalSegmentatorLogic()
         previousCallback = tsLogic.logCallback  # TotalSegmentator's own widget's log box, given back below
+        running = []  # TotalSegmentator's process, seen as its Logic starts reading its output
+        readOutput = tsLogic.logProcessOutput
+
+        def watch(proc, *args, **kwargs):
+            running.append(proc)
+            return readOutput(proc, *args, **kwargs)
 
         def log(text):
             self.log(text)
-            slicer.app.processEvents()  # TotalSegmentator runs in the foreground: keep the GUI painting
+            slicer.app.processEvents()  # keeps the GUI painting, and lets a Cancel click arrive
+            if self._segmentationCancelled and running and running[-1].poll() is None:
+                running[-1].kill()
 
-        tsLogic.logCallback = log
+        self._segmentationCancelled = False
+        tsLogic.logCallback, tsLogic.logProcessOutput = log, watch  # instance attributes, removed below
         self.log(_("Segmenting {name} with TotalSegmentator ({mode})...").format(
             name=ctNode.GetName(), mode=_("fast") if fast else _("full resolution")))
         segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", ctNode.GetName() + " organs")
         try:
             tsLogic.process(ctNode, segmentationNode, fast, cpu, "total", interactive=False)
-        except Exception:
+            if self._segmentationCancelled:
+                raise Cancelled("cancelled")
+        except Exception as e:
             slicer.mrmlScene.RemoveNode(segmentationNode)
+            if self._segmentationCancelled:
+                raise Cancelled("cancelled") from (None if isinstance(e, Cancelled) else e)
             raise
         finally:
             tsLogic.logCallback = previousCallback
+            del tsLogic.logProcessOutput
         return segmentationNode
+
+    def cancelSegmentation(self) -> None:
+        """Stop a TotalSegmentator run in progress (called from a click while ``segment`` runs)."""
+        self._segmentationCancelled = True
 
     @staticmethod
     def caseVolumes(ctNode, segmentationInput):
@@ -137,7 +163,6 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
     def analyze(self, ct, seg, source: str = "demo", device=None, caseId: str = "case", progress=None, cancel=None):
         """The pipeline's ``CaseResult`` (score rows, organ embeddings, warnings). Touches no MRML
         node and no widget, so it may run on a worker thread."""
-        from TotalFMLib.errors import Cancelled
         from TotalFMLib.progress import sub_progress
 
         progress = progress or (lambda fraction, message: None)
