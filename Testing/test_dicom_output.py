@@ -178,7 +178,7 @@ def test_sr_reads_back_to_the_scores(exported):
     from TotalFMLib.vocabulary import catalogue
 
     expected = {(catalogue.organ(r["organ"]).display_name, r["finding"]):
-                (float(r["score"]), "Present" if r["flagged"] == "True" else "Absent") for r in rows}
+                (float(r["score"]), {"true": "Present", "false": "Absent"}[r["flagged"]]) for r in rows}
     assert read.keys() == expected.keys()
     for key, (score, flag) in expected.items():
         assert read[key][0] == pytest.approx(score, abs=1e-6) and read[key][1] == flag, key
@@ -193,14 +193,20 @@ def test_review_marks_go_into_the_sr(study, dicom_base, tmp_path):
 
     case = open_case(study, dicom_base[1])
     result = analyze(TotalFM.load("demo"), case, organs=["liver", "spleen"], findings=["any lesion"])
+    flags = {"liver": True, "spleen": False}  # both ways, whatever the demo model says here
+    for row in result.rows:
+        row.flagged = flags[row.organ]
     done = write_dicom(result, case, tmp_path, marks={"liver": "disagree"})
     sr = hd.sr.srread(done.sr)
-    marks = {}
+    marks, present = {}, {}
     for group in sr.content.get_volumetric_roi_measurement_groups():
         for e in group.get_qualitative_evaluations():
             if e.name.value == "review":
                 marks[group.tracking_identifier] = e.value.value
+            else:
+                present[group.tracking_identifier] = (e.name.meaning, e.value.value, e.value.meaning)
     assert marks == {"Liver": "disagree"}
+    assert present == {"Liver": ("any lesion", "52101004", "Present"), "Spleen": ("any lesion", "2667000", "Absent")}
     with pytest.raises(ValueError, match="agree, disagree, unsure"):
         write_dicom(result, case, tmp_path / "bad", marks={"liver": "maybe"})
     assert not (tmp_path / "bad").exists()
