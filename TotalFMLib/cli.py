@@ -5,6 +5,7 @@
     totalfm search  --ct CT [--seg SEG] "kidney stone" [--top-k 3] [--threshold 0.2]
     totalfm organs | totalfm findings
     totalfm demo [--out DIR]
+    totalfm index ROOT --library LIB | totalfm find "kidney stone" --library LIB   (library/cli.py)
     totalfm pacs find | get | store | analyze        (pacs/cli.py)
 
 Everything that can be checked cheaply is checked before the model loads: the output paths,
@@ -222,8 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     rows_arg(d)
     d.set_defaults(func=cmd_demo)
 
+    from .library.cli import add_parsers as add_library_parsers
     from .pacs.cli import add_parser as add_pacs_parser
 
+    add_library_parsers(sub, model_args)
     add_pacs_parser(sub)
     return p
 
@@ -232,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import PacsError
 
     args = build_parser().parse_args(argv)
-    if args.func in (cmd_analyze, cmd_search, cmd_demo) or getattr(args, "pacs_command", "") == "analyze":
+    if args.func in (cmd_analyze, cmd_search, cmd_demo) or args.command in ("index", "find") \
+            or getattr(args, "pacs_command", "") == "analyze":
         from . import runtime
 
         runtime.setup(quiet=args.quiet)

@@ -1,0 +1,153 @@
+"""Indexing: every study under a folder through the one pipeline, into the library.
+
+``index_study(model, source)`` runs ``pipeline.analyze`` on one study and returns its
+``StudyRecord`` (a failure becomes a record with its one-line reason, never an exception);
+``index_folder`` finds the studies (``studies.find_studies``), skips those the library already
+holds for this model (resuming), and writes each record in its own transaction as it
+arrives, so an interruption (Ctrl-C, ``kill -9``) loses at most the studies in flight and a
+rerun continues without duplicates. ``workers`` > 1 runs studies in that many processes
+(each loads the model once and uses its share of the CPU threads); the parent alone writes.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import TotalFMError
+from .store import Library, StudyRecord
+from .studies import StudySource, find_studies
+
+
+def organ_boxes(case, organs) -> dict[str, dict]:
+    """{organ: {"voxels": [[z0, z1], [y0, y1], [x0, x1]], "center_mm": [x, y, z]}} on the CT grid."""
+    from scipy import ndimage
+
+    from ..vocabulary import catalogue
+
+    labels = case.seg.array
+    slices = ndimage.find_objects(labels.astype(np.int32, copy=False))
+    direction = np.asarray(case.ct.direction, dtype=float).reshape(3, 3)
+    boxes = {}
+    for name in organs:
+        i = catalogue.organ(name).label_id - 1
+        if i >= len(slices) or slices[i] is None:
+            continue
+        z, y, x = slices[i]
+        centre_ijk = np.array([(x.start + x.stop - 1) / 2, (y.start + y.stop - 1) / 2, (z.start + z.stop - 1) / 2])
+        centre = np.asarray(case.ct.origin) + direction @ (centre_ijk * np.asarray(case.ct.spacing))
+        boxes[name] = {"voxels": [[z.start, z.stop], [y.start, y.stop], [x.start, x.stop]],
+                       "center_mm": [round(float(c), 2) for c in centre]}
+    return boxes
+
+
+def _dicom_ids(case) -> tuple[str, str, str]:
+    """(Study Instance UID, Series Instance UID, Patient ID) of a CT read from DICOM, else blanks.
+    The patient's name is not read."""
+    files = case.ct.meta.get("files") if case.ct.meta.get("format") == "DICOM" else None
+    if not files:
+        return "", "", ""
+    import pydicom
+
+    ds = pydicom.dcmread(files[0], stop_before_pixels=True,
+                         specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "PatientID"])
+    return (str(ds.get("StudyInstanceUID", "") or ""), str(ds.get("SeriesInstanceUID", "") or ""),
+            str(ds.get("PatientID", "") or ""))
+
+
+def index_study(model, source: StudySource, organs=None) -> StudyRecord:
+    """One study through the pipeline: its record, done or failed with the reason."""
+    from ..pipeline import analyze, open_case
+    from ..zeroshot.scoring import organ_matrix
+    from ..zeroshot.search import baseline
+
+    started = time.perf_counter()
+    record = StudyRecord(source.key, source.relative, model.model_id, model.checksum)
+    try:
+        case = open_case(source.path, source.segmentation)
+        result = analyze(model, case, organs=organs, case_id=source.relative)
+        chosen, matrix = organ_matrix(result.embeddings)
+        mean, sd = baseline(matrix, chosen, model.encode_texts, model.config.query_style)
+        boxes = organ_boxes(case, [o.name for o in chosen])
+        record.study_uid, record.series_uid, record.patient_id = _dicom_ids(case)
+        scores: dict[str, dict] = {}
+        for r in result.rows:
+            scores.setdefault(r.organ, {})[r.finding] = [round(r.score, 6), bool(r.flagged)]
+        record.organs = [{"organ": o.name, "label_id": o.label_id, "embedding": matrix[i].astype(np.float32),
+                          "mean": mean[i], "sd": sd[i], "bbox": boxes.get(o.name, {}),
+                          "scores": scores.get(o.name, {})} for i, o in enumerate(chosen)]
+    except TotalFMError as e:
+        record.status, record.reason = "failed", str(e)
+    except Exception as e:  # noqa: BLE001 - one study must not stop the archive; the reason is kept
+        record.status, record.reason = "failed", f"unexpected {type(e).__name__}: {e}".splitlines()[0]
+    record.seconds = time.perf_counter() - started
+    return record
+
+
+@dataclass
+class IndexSummary:
+    found: int
+    skipped: int        # already in the library for this model
+    done: int
+    failed: int
+    seconds: float
+
+
+_worker_model = None
+
+
+def _worker_init(model_source: str, device, threads: int) -> None:
+    global _worker_model
+    import torch
+
+    from .. import runtime
+    from ..totalfm import TotalFM
+
+    runtime.setup(threads=threads, quiet=True)
+    torch.set_num_threads(threads)
+    _worker_model = TotalFM.load(model_source, device=device)
+
+
+def _worker_index(source: StudySource, organs) -> StudyRecord:
+    return index_study(_worker_model, source, organs)
+
+
+def index_folder(root, library: Library, model, model_source: str = "demo", *, workers: int = 1, organs=None,
+                 retry_failed: bool = False, device=None, progress=None) -> IndexSummary:
+    """Index every study under ``root`` not yet in ``library`` for ``model``; ``progress(done,
+    total, record)`` after each study."""
+    started = time.perf_counter()
+    sources = find_studies(root)
+    have = library.done_keys(model.checksum, retry_failed)
+    todo = [s for s in sources if s.key not in have]
+    done = failed = 0
+
+    def keep(record: StudyRecord) -> None:
+        nonlocal done, failed
+        library.write(record)
+        done += record.status == "done"
+        failed += record.status == "failed"
+        if progress is not None:
+            progress(done + failed, len(todo), record)
+
+    if workers <= 1 or len(todo) <= 1:
+        for source in todo:
+            keep(index_study(model, source, organs))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                                 initargs=(model_source, device, threads)) as pool:
+            futures = [pool.submit(_worker_index, s, organs) for s in todo]
+            try:
+                for future in as_completed(futures):
+                    keep(future.result())
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    return IndexSummary(len(sources), len(sources) - len(todo), done, failed, time.perf_counter() - started)
