@@ -194,3 +194,27 @@ def test_approximate_search_of_a_large_group_agrees_with_exact():
         best = found[np.argsort(-(rows[found, :-1] @ q + rows[found, -1]))[:10]]
         recalls.append(len(exact & set(best.tolist())) / 10)
     assert np.mean(recalls) >= 0.95, np.mean(recalls)
+
+
+def test_indexing_on_a_dask_cluster_of_two_workers_on_loopback(root, library, tmp_path):
+    """Dask's own local cluster (two worker processes on 127.0.0.1) indexes the studies; this
+    process writes the library, which equals the one indexed here in one process."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        lib = tmp_path / "dask"
+        assert main(["index", str(root), "--library", str(lib), "--scheduler", cluster.scheduler_address, "-q"]) == 0
+
+        def models_loaded():
+            from TotalFMLib.library import indexer
+
+            return len(indexer._worker_models)
+
+        loaded = client.run(models_loaded)
+    assert len(loaded) == 2 and sum(loaded.values()) >= 1
+    q = "SELECT s.source, s.status, o.organ, o.embedding FROM studies s LEFT JOIN organs o ON o.study_id=s.id ORDER BY 1, 3"
+    one, two = rows(library, q), rows(lib, q)
+    assert [r[:3] for r in one] == [r[:3] for r in two]
+    for a, b in zip(one, two):
+        if a[3] is not None:
+            np.testing.assert_allclose(np.frombuffer(a[3], "<f4"), np.frombuffer(b[3], "<f4"), atol=1e-5)

@@ -1,6 +1,7 @@
 """``totalfm index`` and ``totalfm find``: the case library from the command line.
 
-    totalfm index ROOT --library LIB [--model demo] [--workers N] [--organs ...] [--retry-failed]
+    totalfm index ROOT --library LIB [--model demo] [--workers N | --scheduler tcp://HOST:8786] [--organs ...]
+                  [--retry-failed]
     totalfm find "kidney stone" --library LIB [--organs kidneys] [--top-k 10] [--csv F] [--json F]
     totalfm find --like STUDY:ORGAN --library LIB [--top-k 10]
 """
@@ -38,7 +39,8 @@ def cmd_index(args) -> int:
 
     try:
         summary = index_folder(root, library, model, args.model, workers=args.workers, organs=split_list(args.organs),
-                               retry_failed=args.retry_failed, device=args.device, progress=progress)
+                               retry_failed=args.retry_failed, device=args.device, progress=progress,
+                               scheduler=args.scheduler)
     finally:
         if bar is not None:
             bar.close()
@@ -113,6 +115,9 @@ def add_parsers(sub, model_args) -> None:
                    help="studies indexed at once, each in its own process (default 1: one process uses every core)")
     i.add_argument("--organs", help="comma-separated organs or groups (default: the clinical default set)")
     i.add_argument("--retry-failed", action="store_true", help="index again the studies that failed before")
+    i.add_argument("--scheduler", metavar="ADDRESS",
+                   help="index on a Dask cluster (e.g. tcp://10.0.0.5:8786); its workers must see ROOT at the same "
+                        "path and have TotalFMLib installed; this machine writes the library")
     model_args(i)
     i.set_defaults(func=cmd_index)
 

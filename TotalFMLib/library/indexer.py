@@ -6,7 +6,9 @@
 holds for this model (resuming), and writes each record in its own transaction as it
 arrives, so an interruption (Ctrl-C, ``kill -9``) loses at most the studies in flight and a
 rerun continues without duplicates. ``workers`` > 1 runs studies in that many processes
-(each loads the model once and uses its share of the CPU threads); the parent alone writes.
+(each loads the model once and uses its share of the CPU threads); ``scheduler`` sends them
+to a Dask cluster instead (many machines; each worker loads the model once). Either way the
+parent alone writes the library.
 """
 from __future__ import annotations
 
@@ -95,29 +97,55 @@ class IndexSummary:
     seconds: float
 
 
-_worker_model = None
+_worker_models: dict = {}
 
 
 def _worker_init(model_source: str, device, threads: int) -> None:
-    global _worker_model
     import torch
 
     from .. import runtime
-    from ..totalfm import TotalFM
 
     runtime.setup(threads=threads, quiet=True)
     torch.set_num_threads(threads)
-    _worker_model = TotalFM.load(model_source, device=device)
+    _worker_model(model_source, device)
 
 
-def _worker_index(source: StudySource, organs) -> StudyRecord:
-    return index_study(_worker_model, source, organs)
+def _worker_model(model_source: str, device):
+    """The model of this worker process, loaded once (the pool's and Dask's workers)."""
+    from ..totalfm import TotalFM
+
+    key = (model_source, device)
+    if key not in _worker_models:
+        _worker_models[key] = TotalFM.load(model_source, device=device)
+    return _worker_models[key]
+
+
+def _worker_index(source: StudySource, organs, model_source: str = "demo", device=None) -> StudyRecord:
+    return index_study(_worker_model(model_source, device), source, organs)
+
+
+def _run_on_dask(scheduler: str, todo, organs, model_source, device, keep) -> None:
+    """The studies as tasks on a Dask cluster (``scheduler``: its address); results come back
+    here, where the library is written (one writer)."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        from ..errors import InputError
+
+        raise InputError(None, 'indexing on a Dask cluster needs dask.distributed: pip install "dask[distributed]"') \
+            from None
+    with Client(scheduler, timeout="30s") as client:
+        futures = [client.submit(_worker_index, s, organs, model_source, device, key=f"totalfm-index-{s.key}",
+                                 pure=False) for s in todo]
+        for future in as_completed(futures):
+            keep(future.result())
 
 
 def index_folder(root, library: Library, model, model_source: str = "demo", *, workers: int = 1, organs=None,
-                 retry_failed: bool = False, device=None, progress=None) -> IndexSummary:
+                 retry_failed: bool = False, device=None, progress=None, scheduler: str | None = None) -> IndexSummary:
     """Index every study under ``root`` not yet in ``library`` for ``model``; ``progress(done,
-    total, record)`` after each study."""
+    total, record)`` after each study. ``scheduler``: a Dask cluster's address, whose workers
+    index the studies (they must see ``root`` under the same path)."""
     started = time.perf_counter()
     sources = find_studies(root)
     have = library.done_keys(model.checksum, retry_failed)
@@ -132,7 +160,9 @@ def index_folder(root, library: Library, model, model_source: str = "demo", *, w
         if progress is not None:
             progress(done + failed, len(todo), record)
 
-    if workers <= 1 or len(todo) <= 1:
+    if scheduler:
+        _run_on_dask(scheduler, todo, organs, model_source, device, keep)
+    elif workers <= 1 or len(todo) <= 1:
         for source in todo:
             keep(index_study(model, source, organs))
     else:
@@ -142,7 +172,7 @@ def index_folder(root, library: Library, model, model_source: str = "demo", *, w
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
                                  initargs=(model_source, device, threads)) as pool:
-            futures = [pool.submit(_worker_index, s, organs) for s in todo]
+            futures = [pool.submit(_worker_index, s, organs, model_source, device) for s in todo]
             try:
                 for future in as_completed(futures):
                     keep(future.result())
