@@ -6,8 +6,9 @@
 1. Indexing throughput on the real example CT (copies of it): the pipeline study by study
    (open_case + analyze, nothing stored) against ``index_folder`` with 1 and 2 workers, in
    organs per second and as a ratio; the library's size on disk per study.
-2. Stores for vectors + metadata at 10^5 rows: SQLite (the library's), DuckDB and LanceDB
-   where installed: write time, time to read every vector back as a matrix, size on disk.
+2. Stores for vectors + metadata, where installed: SQLite (the library's), DuckDB, LanceDB:
+   studies per second written one study per transaction (as the indexer writes, crash-safe
+   per study), a bulk write of 10^5 rows, reading every vector back as a matrix, size on disk.
 3. Text-search latency over 10^4, 10^5, 10^6 synthetic organ rows at the published 768 and
    the demo model's 256 dimensions: exact (one matrix product over the baseline-augmented
    rows, ``ann.augmented``) against the HNSW index (``ann.GroupIndex``: build time, median and
@@ -114,75 +115,125 @@ def synthetic(n: int, d: int, seed: int = 0):
     return matrix, mean, sd, queries
 
 
-def stores(n: int = 100_000, d: int = 256) -> None:
+PER_STUDY = 20  # organs of one study, written in one transaction
+
+
+def _sqlite(work, matrix, mean, sd, studies):
     from TotalFMLib.library.store import Library, StudyRecord
 
-    print(f"\n## 2. Stores at {n} rows x {d} dimensions (write, read every vector back, size)")
+    def record(lib_key, s, block):
+        rows = [{"organ": f"o{j}", "label_id": j + 1, "embedding": matrix[block + j], "mean": mean[block + j],
+                 "sd": sd[block + j], "bbox": {}, "scores": {}} for j in range(PER_STUDY)]
+        return StudyRecord(f"{lib_key}{s}", f"study{s}", "bench", "c" * 64, organs=rows)
+
+    small = Library(work / "sqlite_small", create=True)
+    t = time.perf_counter()
+    for s in range(studies):
+        small.write(record("k", s, s * PER_STUDY))
+    rate = studies / (time.perf_counter() - t)
+    lib = Library(work / "sqlite", create=True)
+    t = time.perf_counter()
+    with lib.transaction():  # the bulk load: every study in one transaction
+        lib.db.execute("PRAGMA foreign_keys=OFF")
+        for s in range(len(matrix) // PER_STUDY):
+            r = record("k", s, s * PER_STUDY)
+            cur = lib.db.execute("INSERT INTO studies (study_key, model_checksum, model_id, source, status, organs, "
+                                 "indexed_at) VALUES (?,?,?,?,?,?,?)", (r.study_key, r.model_checksum, r.model_id,
+                                                                        r.source, "done", PER_STUDY, "now"))
+            lib.db.executemany("INSERT INTO organs (study_id, organ, label_id, model_checksum, dim, embedding, "
+                               "baseline_mean, baseline_sd, bbox, scores) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                               [(cur.lastrowid, o["organ"], o["label_id"], r.model_checksum, matrix.shape[1],
+                                 np.asarray(o["embedding"], "<f4").tobytes(), o["mean"], o["sd"], "{}", "{}")
+                                for o in r.organs])
+    bulk = time.perf_counter() - t
+    t = time.perf_counter()
+    assert lib.vectors("c" * 64)[3].shape == matrix.shape
+    read = time.perf_counter() - t
+    lib.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the size of the database, not of its log
+    size = sum(p.stat().st_size for p in (work / "sqlite").glob("*")) / 2**20
+    return rate, bulk, read, size
+
+
+def _arrow(matrix, mean, sd, start=0, stop=None):
+    import pyarrow as pa
+
+    stop = len(matrix) if stop is None else stop
+    ids = np.arange(start, stop)
+    return pa.table({"id": ids, "study": [f"study{i // PER_STUDY}" for i in ids],
+                     "organ": [f"o{i % PER_STUDY}" for i in ids],
+                     "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix[start:stop].ravel()), matrix.shape[1]),
+                     "mean": mean[start:stop], "sd": sd[start:stop]})
+
+
+def _duckdb(work, matrix, mean, sd, studies):
+    import duckdb
+
+    d = matrix.shape[1]
+    create = (f"CREATE TABLE organs (id BIGINT, study VARCHAR, organ VARCHAR, vector FLOAT[{d}], mean DOUBLE, "
+              f"sd DOUBLE)")
+    con = duckdb.connect(str(work / "duck_small.db"))
+    con.execute(create)
+    t = time.perf_counter()
+    for s in range(studies):
+        con.register("part", _arrow(matrix, mean, sd, s * PER_STUDY, (s + 1) * PER_STUDY))
+        con.execute("INSERT INTO organs SELECT * FROM part")
+        con.unregister("part")
+    rate = studies / (time.perf_counter() - t)
+    con.close()
+    con = duckdb.connect(str(work / "duck.db"))
+    con.execute(create)
+    con.register("everything", _arrow(matrix, mean, sd))
+    t = time.perf_counter()
+    con.execute("INSERT INTO organs SELECT * FROM everything")
+    con.close()
+    bulk = time.perf_counter() - t
+    con = duckdb.connect(str(work / "duck.db"), read_only=True)
+    t = time.perf_counter()
+    arr = con.sql("SELECT vector FROM organs ORDER BY id").to_arrow_table()
+    got = np.asarray(arr.column(0).combine_chunks().flatten(), dtype=np.float32).reshape(matrix.shape)
+    read = time.perf_counter() - t
+    con.close()
+    assert got.shape == matrix.shape
+    return rate, bulk, read, (work / "duck.db").stat().st_size / 2**20
+
+
+def _lancedb(work, matrix, mean, sd, studies):
+    import lancedb
+
+    db = lancedb.connect(str(work / "lance_small"))
+    table = db.create_table("organs", _arrow(matrix, mean, sd, 0, PER_STUDY))
+    t = time.perf_counter()
+    for s in range(1, studies):
+        table.add(_arrow(matrix, mean, sd, s * PER_STUDY, (s + 1) * PER_STUDY))
+    rate = (studies - 1) / (time.perf_counter() - t)
+    db = lancedb.connect(str(work / "lance"))
+    t = time.perf_counter()
+    table = db.create_table("organs", _arrow(matrix, mean, sd))
+    bulk = time.perf_counter() - t
+    t = time.perf_counter()
+    got = np.asarray(table.to_arrow().column("vector").combine_chunks().flatten(), np.float32).reshape(matrix.shape)
+    read = time.perf_counter() - t
+    assert got.shape == matrix.shape
+    return rate, bulk, read, sum(p.stat().st_size for p in (work / "lance").rglob("*") if p.is_file()) / 2**20
+
+
+def stores(n: int = 100_000, d: int = 256, studies: int = 500) -> None:
+    print(f"\n## 2. Stores: {studies} studies of {PER_STUDY} organs written one study per transaction (as the "
+          f"indexer writes), and {n} rows x {d} dimensions written at once and read back as one matrix")
     matrix, mean, sd, _ = synthetic(n, d, seed=1)
-    print("| store | write s | read all s | MB on disk | notes |")
+    print("| store | studies/s, one per transaction | bulk write s | read all s | MB on disk |")
     print("|---|---|---|---|---|")
     work = Path(tempfile.mkdtemp(prefix="store-bench-"))
     try:
-        lib = Library(work / "sqlite", create=True)
-        t = time.perf_counter()
-        per = 20
-        for s in range(n // per):
-            rows = [{"organ": f"o{j}", "label_id": j + 1, "embedding": matrix[s * per + j], "mean": mean[s * per + j],
-                     "sd": sd[s * per + j], "bbox": {}, "scores": {}} for j in range(per)]
-            lib.write(StudyRecord(f"k{s}", f"study{s}", "bench", "c" * 64, organs=rows))
-        write = time.perf_counter() - t
-        t = time.perf_counter()
-        got = lib.vectors("c" * 64)[3]
-        read = time.perf_counter() - t
-        assert got.shape == (n, d)
-        size = sum(p.stat().st_size for p in (work / "sqlite").glob("*")) / 2**20
-        print(f"| SQLite (stdlib), one transaction per study of {per} organs | {write:.2f} | {read:.2f} | {size:.0f} | "
-              f"crash-safe per study, many readers + one writer |")
-        try:
-            import duckdb
-
-            con = duckdb.connect(str(work / "duck.db"))
-            t = time.perf_counter()
-            con.execute(f"CREATE TABLE organs (id INTEGER, study VARCHAR, organ VARCHAR, embedding FLOAT[{d}], "
-                        f"mean DOUBLE, sd DOUBLE)")
-            import pyarrow as pa
-
-            arrow_rows = pa.table({"id": np.arange(n), "study": [f"study{i // per}" for i in range(n)],
-                              "organ": [f"o{i % per}" for i in range(n)],
-                              "embedding": pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), d),
-                              "mean": mean, "sd": sd})
-            con.execute("INSERT INTO organs SELECT * FROM arrow_rows")
-            con.close()
-            write = time.perf_counter() - t
-            con = duckdb.connect(str(work / "duck.db"), read_only=True)
-            t = time.perf_counter()
-            arr = con.execute("SELECT embedding FROM organs ORDER BY id").to_arrow_table()
-            got = np.asarray(arr.column(0).combine_chunks().flatten(), dtype=np.float32).reshape(n, d)
-            read = time.perf_counter() - t
-            print(f"| DuckDB {duckdb.__version__} (bulk insert from Arrow) | {write:.2f} | {read:.2f} | "
-                  f"{(work / 'duck.db').stat().st_size / 2**20:.0f} | one writer process at a time; vector index "
-                  f"(vss) is downloaded at run time, so not usable offline |")
-        except ImportError:
-            print("| DuckDB | - | - | - | not installed |")
-        try:
-            import lancedb
-            import pyarrow as pa
-
-            db = lancedb.connect(str(work / "lance"))
-            table = pa.table({"id": np.arange(n), "organ": [f"o{i % per}" for i in range(n)],
-                              "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), d)})
-            t = time.perf_counter()
-            tbl = db.create_table("organs", table)
-            write = time.perf_counter() - t
-            t = time.perf_counter()
-            arr = tbl.to_arrow()
-            got = np.asarray(arr.column("vector").combine_chunks().flatten(), dtype=np.float32).reshape(n, d)
-            read = time.perf_counter() - t
-            size = sum(p.stat().st_size for p in (work / "lance").rglob("*") if p.is_file()) / 2**20
-            print(f"| LanceDB {lancedb.__version__} (one bulk write) | {write:.2f} | {read:.2f} | {size:.0f} | "
-                  f"columnar files, object storage; wheel 75 MB + pyarrow |")
-        except ImportError:
-            print("| LanceDB | - | - | - | not installed |")
+        for name, run, module in (("SQLite (stdlib; the library's)", _sqlite, None), ("DuckDB", _duckdb, "duckdb"),
+                                  ("LanceDB", _lancedb, "lancedb")):
+            try:
+                version = f" {__import__(module).__version__}" if module else ""
+            except ImportError:
+                print(f"| {name} | not installed | | | |")
+                continue
+            rate, bulk, read, size = run(work, matrix, mean, sd, studies)
+            print(f"| {name}{version} | {rate:.0f} | {bulk:.2f} | {read:.2f} | {size:.0f} |", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"peak memory so far: {peak_mb():.0f} MB")
