@@ -66,7 +66,8 @@ def index_study(model, source: StudySource, organs=None) -> StudyRecord:
     from ..zeroshot.search import baseline
 
     started = time.perf_counter()
-    record = StudyRecord(source.key, source.relative, model.model_id, model.checksum)
+    record = StudyRecord(source.key, source.relative, model.model_id, model.checksum, str(source.path.resolve()),
+                         str(source.segmentation.resolve()) if source.segmentation else "")
     try:
         case = open_case(source.path, source.segmentation)
         result = analyze(model, case, organs=organs, case_id=source.relative)

@@ -22,7 +22,7 @@ from ..errors import InputError
 from .store import Library
 
 HIT_COLUMNS = ("rank", "study", "organ", "score", "similarity", "matched", "study_uid", "series_uid", "model_id",
-               "any_lesion", "center_mm")
+               "any_lesion", "center_mm", "path", "seg_path")
 
 
 @dataclass
@@ -38,6 +38,8 @@ class LibraryHit:
     model_id: str
     any_lesion: float | None
     center_mm: list | None
+    path: str = ""        # the study's CT file or DICOM folder, to open it
+    seg_path: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -58,7 +60,8 @@ def _hits(library: Library, ids, sources, names, score, similarity, order, cut) 
         lesion = d["scores"].get("any lesion")
         out.append(LibraryHit(rank, sources[i], names[i], float(score[i]), float(similarity[i]),
                               bool(cut is None or score[i] >= cut), d["study_uid"], d["series_uid"], d["model_id"],
-                              None if lesion is None else float(lesion[0]), d["bbox"].get("center_mm")))
+                              None if lesion is None else float(lesion[0]), d["bbox"].get("center_mm"),
+                              d["path"], d["seg_path"]))
     return out
 
 

@@ -38,7 +38,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS studies (
     id INTEGER PRIMARY KEY, study_key TEXT NOT NULL, model_checksum TEXT NOT NULL, model_id TEXT NOT NULL,
-    source TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, study_uid TEXT, series_uid TEXT,
+    source TEXT NOT NULL, path TEXT, seg_path TEXT, status TEXT NOT NULL, reason TEXT, study_uid TEXT, series_uid TEXT,
     patient_hash TEXT, organs INTEGER NOT NULL DEFAULT 0, seconds REAL, indexed_at TEXT NOT NULL,
     UNIQUE (study_key, model_checksum));
 CREATE TABLE IF NOT EXISTS organs (
@@ -58,6 +58,8 @@ class StudyRecord:
     source: str
     model_id: str
     model_checksum: str
+    path: str = ""                           # the CT file or DICOM folder, absolute (to open a hit)
+    seg_path: str = ""                       # its segmentation ("" when TotalSegmentator made it)
     status: str = "done"
     reason: str = ""
     study_uid: str = ""
@@ -122,9 +124,10 @@ class Library:
             self.db.execute("DELETE FROM studies WHERE study_key=? AND model_checksum=?",
                             (record.study_key, record.model_checksum))
             cur = self.db.execute(
-                "INSERT INTO studies (study_key, model_checksum, model_id, source, status, reason, study_uid, "
-                "series_uid, patient_hash, organs, seconds, indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (record.study_key, record.model_checksum, record.model_id, record.source, record.status,
+                "INSERT INTO studies (study_key, model_checksum, model_id, source, path, seg_path, status, reason, "
+                "study_uid, series_uid, patient_hash, organs, seconds, indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (record.study_key, record.model_checksum, record.model_id, record.source, record.path,
+                 record.seg_path, record.status,
                  record.reason, record.study_uid, record.series_uid, self.patient_hash(record.patient_id),
                  len(record.organs), record.seconds, now))
             study_id = cur.lastrowid
@@ -166,11 +169,13 @@ class Library:
         if not organ_ids:
             return {}
         rows = self.db.execute(
-            f"SELECT o.id, s.source, s.study_uid, s.series_uid, s.model_id, o.bbox, o.scores FROM organs o "
+            f"SELECT o.id, s.source, s.study_uid, s.series_uid, s.model_id, o.bbox, o.scores, s.path, s.seg_path "
+            f"FROM organs o "
             f"JOIN studies s ON s.id=o.study_id WHERE o.id IN ({','.join('?' * len(organ_ids))})",
             list(organ_ids)).fetchall()
         return {r[0]: {"study": r[1], "study_uid": r[2] or "", "series_uid": r[3] or "", "model_id": r[4],
-                       "bbox": json.loads(r[5]), "scores": json.loads(r[6])} for r in rows}
+                       "bbox": json.loads(r[5]), "scores": json.loads(r[6]), "path": r[7] or "",
+                       "seg_path": r[8] or ""} for r in rows}
 
     def embedding_of(self, source: str, organ: str, model_checksum: str) -> np.ndarray | None:
         row = self.db.execute("SELECT o.embedding FROM organs o JOIN studies s ON s.id=o.study_id WHERE s.source=? "
