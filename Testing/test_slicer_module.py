@@ -473,3 +473,53 @@ def test_the_sample_data_ships_with_the_module_and_loads_offline(env):
         assert source["uris"].startswith("file:") and path.parent == resources.resolve()
         assert "SHA256:" + hashlib.sha256(path.read_bytes()).hexdigest() == source["checksums"]
         assert SampleData.downloadSample(name) is not None
+
+
+# ------------------------------------------------------------------ case library panel
+def test_the_library_panel_finds_across_studies_and_opens_a_hit_with_its_organ_highlighted(env, widget, sample,
+                                                                                          tmp_path):
+    import shutil
+
+    from TotalFMLib.cli import main
+    from TotalFMSlicerLib import colouring, segments
+
+    root = tmp_path / "studies"
+    root.mkdir()
+    for name, ct, seg in (("abdomen", "example_ct", "example_seg"), ("upper", "example_ct_sm", "example_seg_sm")):
+        shutil.copy(sample(ct), root / f"{name}.nii.gz")
+        shutil.copy(sample(seg), root / f"{name}_seg.nii.gz")
+    assert main(["index", str(root), "--library", str(tmp_path / "lib"), "-q"]) == 0
+    before = env.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+    widget.ui.libraryPathLineEdit.currentPath = str(tmp_path / "lib")
+    widget.ui.libraryQueryLineEdit.text = "enlarged liver"
+    widget.ui.libraryFindButton.emit("clicked(bool)", False)
+    hits = widget.ui.libraryTableView.tableNode
+    assert hits is not None and hits.GetNumberOfRows() == 20
+    studies = {hits.GetTable().GetValueByName(r, "study").ToString() for r in range(hits.GetNumberOfRows())}
+    assert studies == {"abdomen.nii.gz", "upper.nii.gz"}
+    widget.ui.libraryTableView.selectRow(0)
+    organ = hits.GetTable().GetValueByName(0, "organ").ToString()
+    widget.ui.libraryOpenButton.emit("clicked(bool)", False)
+    assert widget.ui.logTextEdit.lines[-1].startswith("opened ")
+    assert env.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == before + 1
+    segmentation = env.scene.GetNthNodeByClass(env.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") - 1,
+                                               "vtkMRMLSegmentationNode")
+    display = segmentation.GetDisplayNode()
+    for name, sid in segments.organ_segments(segmentation).items():
+        colour = segmentation.GetSegmentation().GetSegment(sid).GetColor()
+        if name == organ:
+            assert colour == pytest.approx(colouring.HIGHLIGHT_COLOR) and display.GetSegmentOpacity3D(sid) == 1.0
+        else:
+            assert display.GetSegmentOpacity3D(sid) < 1.0
+
+
+def test_the_library_panel_says_what_is_wrong_in_one_line(env, widget, tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, *a, **k: shown.append(text), raising=False)
+    widget.ui.libraryPathLineEdit.currentPath = str(tmp_path / "nothing")
+    widget.ui.libraryQueryLineEdit.text = "kidney stone"
+    try:
+        widget.ui.libraryFindButton.emit("clicked(bool)", False)
+    except Exception as e:  # noqa: BLE001 - tryWithErrorDisplay shows, then re-raises
+        shown.append(str(e))
+    assert any("is no case library" in text for text in shown)

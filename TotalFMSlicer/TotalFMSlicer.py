@@ -19,6 +19,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 from TotalFMSlicerLib import module_text
 from TotalFMSlicerLib.dependencies import missingRequirements
+from TotalFMSlicerLib.library_panel import LibraryPanel
 from TotalFMSlicerLib.logic import ANY_LESION, Cancelled, TotalFMSlicerLogic
 from TotalFMSlicerLib.parameters import TotalFMSlicerParameterNode  # noqa: F401 (Slicer finds it here)
 
@@ -82,6 +83,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
         self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         self.ui.checkpointPathLineEdit.connect("currentPathChanged(QString)", self.onCheckpointPathChanged)
+        self.libraryPanel = LibraryPanel(self.ui, self.logic, self.addLog)
         self.initializeParameterNode()
         self.updateCacheLabel()
         self.fillPresets()
@@ -221,10 +223,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------- model cache
     def updateCacheLabel(self) -> None:
-        try:
-            self.ui.cacheSizeLabel.text = self.logic.cacheDescription()
-        except ImportError:
-            self.ui.cacheSizeLabel.text = _("(after the first Apply)")
+        self.ui.cacheSizeLabel.text = self.logic.cacheDescription()
 
     def onOpenCache(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Cannot open the model cache folder."), waitCursor=False):
@@ -255,8 +254,7 @@ class TotalFMSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.presetComboBox.addItems(presets)
 
     def shownResults(self):
-        """The parameter node when it holds a scored segmentation and its table, else None (no
-        scene yet, a closed scene, or nothing scored): the handlers below then do nothing."""
+        """The parameter node when it holds scored results, else None (the handlers then do nothing)."""
         p = self._parameterNode
         return p if p and p.resultSegmentation and p.scoresTable else None
 

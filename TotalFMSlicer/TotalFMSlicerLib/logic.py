@@ -84,9 +84,13 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def cacheDescription() -> str:
-        from TotalFMLib.models import hub
+        """"12 MB in <folder>", or a hint before the first Apply has installed what it needs."""
+        try:
+            from TotalFMLib.models import hub
 
-        return f"{hub.cache_size() / 1e6:.0f} MB in {hub.model_cache_dir()}"
+            return f"{hub.cache_size() / 1e6:.0f} MB in {hub.model_cache_dir()}"
+        except ImportError:
+            return _("(after the first Apply)")
 
     @staticmethod
     def clearCache() -> str:
@@ -347,6 +351,31 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
             if camera is not None:
                 camera.SetFocalPoint(r, a, s)
         return r, a, s
+
+    # ------------------------------------------------------------ case library
+    def libraryFind(self, libraryPath, query: str, source: str = "demo", topK: int = 20, tableNode=None):
+        """The case library's hits for a typed finding (``totalfm find``), as a table node."""
+        from TotalFMLib.library.query import find_text
+        from TotalFMLib.library.store import Library
+
+        from . import library_panel
+
+        library = Library(libraryPath)
+        try:
+            hits = find_text(library, self.loadModel(source), query, top_k=topK)
+        finally:
+            library.close()
+        return library_panel.hits_table(slicer.mrmlScene, hits, tableNode)
+
+    def openLibraryHit(self, tableNode, row: int):
+        """Load a hit's study, highlight its organ, centre the views on it: (CT, segmentation)."""
+        from . import library_panel
+
+        hit = library_panel.hit_at(tableNode, row)
+        ctNode, segmentationNode = library_panel.open_hit(slicer.mrmlScene, hit)
+        slicer.util.setSliceViewerLayers(background=ctNode)
+        self.centerViewsOnOrgan(segmentationNode, hit["organ"])
+        return ctNode, segmentationNode
 
     @staticmethod
     def exportDicom(ctNode, segmentationNode, tableNode, folder):
