@@ -218,3 +218,20 @@ def test_indexing_on_a_dask_cluster_of_two_workers_on_loopback(root, library, tm
     for a, b in zip(one, two):
         if a[3] is not None:
             np.testing.assert_allclose(np.frombuffer(a[3], "<f4"), np.frombuffer(b[3], "<f4"), atol=1e-5)
+
+
+def test_stored_crop_geometry_is_the_crop_stages(library, root):
+    import json
+
+    from TotalFMLib.pipeline import open_case
+    from TotalFMLib.totalfm import TotalFM
+
+    stored = {organ: json.loads(bbox)["crop"] for organ, bbox in rows(
+        library, "SELECT o.organ, o.bbox FROM organs o JOIN studies s ON s.id=o.study_id WHERE s.source=?",
+        "abdomen.nii.gz")}
+    crops = TotalFM.load("demo").crops(open_case(root / "abdomen.nii.gz", root / "abdomen_seg.nii.gz"),
+                                       organs=sorted(stored))
+    assert set(crops.boxes) == set(stored)
+    for organ, box in crops.boxes.items():
+        assert stored[organ]["voxels"] == [[b.start, b.stop] for b in box], organ
+        assert stored[organ]["spacing_mm"] == pytest.approx(list(crops.spacing))

@@ -24,10 +24,18 @@ from .studies import StudySource, find_studies
 
 
 def organ_boxes(case, organs) -> dict[str, dict]:
-    """{organ: {"voxels": [[z0, z1], [y0, y1], [x0, x1]], "center_mm": [x, y, z]}} on the CT grid."""
+    """{organ: {"voxels": [[z0, z1], [y0, y1], [x0, x1]], "center_mm": [x, y, z], "crop": {...}}}:
+    the organ's box on the CT grid, its centre, and the crop geometry of the published recipe
+    (``crops.recipe``: spacing of the resampled grid, the crop box on it), computed from the
+    organ's box scaled to that grid (to within a voxel of the crop stage's own box)."""
     from scipy import ndimage
 
+    from ..crops.recipe import crop_box, target_size, target_spacing
     from ..vocabulary import catalogue
+
+    spacing = target_spacing(case.ct.spacing)
+    size_xyz = target_size(case.ct.shape[::-1], case.ct.spacing, spacing)
+    scale = np.asarray(case.ct.spacing[::-1]) / np.asarray(spacing[::-1])  # (z, y, x) old / new voxel size
 
     labels = case.seg.array
     slices = ndimage.find_objects(labels.astype(np.int32, copy=False))
@@ -40,8 +48,13 @@ def organ_boxes(case, organs) -> dict[str, dict]:
         z, y, x = slices[i]
         centre_ijk = np.array([(x.start + x.stop - 1) / 2, (y.start + y.stop - 1) / 2, (z.start + z.stop - 1) / 2])
         centre = np.asarray(case.ct.origin) + direction @ (centre_ijk * np.asarray(case.ct.spacing))
+        scaled = tuple(slice(int(sl.start * f), max(int(sl.start * f) + 1, int(round(sl.stop * f))))
+                       for sl, f in zip((z, y, x), scale))
+        crop = crop_box(scaled, size_xyz[::-1])
         boxes[name] = {"voxels": [[z.start, z.stop], [y.start, y.stop], [x.start, x.stop]],
-                       "center_mm": [round(float(c), 2) for c in centre]}
+                       "center_mm": [round(float(c), 2) for c in centre],
+                       "crop": {"spacing_mm": [round(float(v), 4) for v in spacing],
+                                "voxels": [[c.start, c.stop] for c in crop]}}
     return boxes
 
 
