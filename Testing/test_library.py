@@ -235,3 +235,23 @@ def test_stored_crop_geometry_is_the_crop_stages(library, root):
     for organ, box in crops.boxes.items():
         assert stored[organ]["voxels"] == [[b.start, b.stop] for b in box], organ
         assert stored[organ]["spacing_mm"] == pytest.approx(list(crops.spacing))
+
+
+def test_the_graph_path_of_find_gives_the_exact_ranking_and_is_saved(library, monkeypatch):
+    """With the exact-scan limit lowered, every organ group goes through its saved graphs; on
+    groups this small they must give exactly the ranking of the exact scan."""
+    pytest.importorskip("usearch")
+    from TotalFMLib.library import ann
+    from TotalFMLib.library.query import find_text
+    from TotalFMLib.library.store import Library
+    from TotalFMLib.totalfm import TotalFM
+
+    model = TotalFM.load("demo")
+    exact = find_text(Library(library), model, "liver lesion", top_k=15)
+    monkeypatch.setattr(ann, "EXACT_LIMIT", 1)
+    monkeypatch.setattr(ann, "MIN_BAND_ROWS", 1)
+    for attempt in range(2):  # built and saved, then loaded
+        graph = find_text(Library(library), model, "liver lesion", top_k=15)
+        assert [(h.study, h.organ) for h in graph] == [(h.study, h.organ) for h in exact]
+        assert [h.score for h in graph] == pytest.approx([h.score for h in exact], abs=1e-5)
+        assert list((library / "ann").rglob("*.usearch"))

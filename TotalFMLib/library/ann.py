@@ -56,6 +56,8 @@ class GroupIndex:
         bands = []
         for b in range(count):
             positions = np.flatnonzero(band_of == b)
+            if positions.size == 0:  # equal norms put every row of a small group in one band
+                continue
             index = Index(ndim=vectors.shape[1], metric="cos", dtype=DTYPE, connectivity=CONNECTIVITY,
                           expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
             index.add(positions.astype(np.uint64), vectors[positions], threads=threads)
@@ -88,16 +90,18 @@ class GroupIndex:
         return cls(bands) if bands else None
 
 
-def group_index(library, model_checksum: str, organ: str, matrix, mean, sd) -> GroupIndex:
-    """The saved graphs of this group if its rows are unchanged, else new ones (saved)."""
-    vectors = augmented(matrix, mean, sd)
-    digest = hashlib.sha256(vectors[:: max(1, len(vectors) // 64)].tobytes()).hexdigest()[:12]
+def group_index(library, model_checksum: str, organ: str, matrix, mean, sd, rows) -> GroupIndex:
+    """The saved graphs of the group ``rows`` (positions in ``matrix``) if its rows are
+    unchanged, else new ones (saved). Only a sample of rows is read to recognise the group."""
+    sample = rows[:: max(1, len(rows) // 64)]
+    digest = hashlib.sha256(np.ascontiguousarray(matrix[sample]).tobytes() + mean[sample].tobytes()
+                            + sd[sample].tobytes()).hexdigest()[:12]
     folder = Path(library.folder) / "ann" / model_checksum[:16]
-    stem = folder / f"{organ}-{len(vectors)}-{digest}"
-    saved = GroupIndex.load(stem, vectors.shape[1]) if folder.is_dir() else None
+    stem = folder / f"{organ}-{len(rows)}-{digest}"
+    saved = GroupIndex.load(stem, matrix.shape[1] + 1) if folder.is_dir() else None
     if saved is not None:
         return saved
-    built = GroupIndex.build(vectors)
+    built = GroupIndex.build(augmented(np.asarray(matrix[rows]), mean[rows], sd[rows]))
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob(f"{organ}-*.usearch"):
         old.unlink(missing_ok=True)

@@ -95,8 +95,7 @@ def find_text(library: Library, model, query: str, organs=None, top_k: int = 10,
     for organ, q in queries.items():
         rows = np.flatnonzero(names_arr == organ)
         if rows.size > ann.EXACT_LIMIT:
-            found = ann.group_index(library, model.checksum, organ, matrix[rows], mean[rows], sd[rows]).search(q, top_k)
-            rows = rows[found]
+            rows = rows[ann.group_index(library, model.checksum, organ, matrix, mean, sd, rows).search(q, top_k)]
         similarity[rows] = matrix[rows] @ q
         candidates.extend(rows.tolist())
     candidates_arr = np.asarray(candidates)

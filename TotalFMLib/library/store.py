@@ -150,19 +150,40 @@ class Library:
 
     def vectors(self, model_checksum: str, organs=None):
         """(organ ids, study sources, organ names, matrix (N, D), baseline means, spreads) of one
-        model's organ embeddings, optionally of some organs only."""
-        sql = ("SELECT o.id, s.source, o.organ, o.embedding, o.baseline_mean, o.baseline_sd FROM organs o "
-               "JOIN studies s ON s.id=o.study_id WHERE o.model_checksum=?")
-        args: list = [model_checksum]
-        if organs:
-            sql += f" AND o.organ IN ({','.join('?' * len(organs))})"
-            args += list(organs)
-        rows = self.db.execute(sql + " ORDER BY o.id", args).fetchall()
-        if not rows:
+        model's organ embeddings, optionally of some organs only. The matrix is memory-mapped
+        from ``LIB/cache/`` (a copy of the model's rows as one array, made on the first query
+        after the rows change; safe to delete), so a query does not read every blob again."""
+        count, top = self.db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM organs WHERE model_checksum=?",
+                                     (model_checksum,)).fetchone()
+        if not count:
             return [], [], [], np.zeros((0, 0), np.float32), np.zeros(0), np.zeros(0)
+        stem = self.folder / "cache" / f"{model_checksum[:16]}-{count}-{top}"
+        if not (stem.with_suffix(".npy").is_file() and stem.with_suffix(".npz").is_file()):
+            self._write_cache(model_checksum, stem)
+        matrix = np.load(stem.with_suffix(".npy"), mmap_mode="r")
+        with np.load(stem.with_suffix(".npz")) as meta:
+            ids, sources, names, mean, sd = (meta[k] for k in ("ids", "sources", "names", "mean", "sd"))
+        if organs:
+            keep = np.flatnonzero(np.isin(names, list(organs)))
+            ids, sources, names, mean, sd = ids[keep], sources[keep], names[keep], mean[keep], sd[keep]
+            matrix = matrix[keep] if keep.size < len(matrix) else matrix
+        return ids.tolist(), sources.tolist(), names.tolist(), matrix, mean, sd
+
+    def _write_cache(self, model_checksum: str, stem: Path) -> None:
+        rows = self.db.execute(
+            "SELECT o.id, s.source, o.organ, o.embedding, o.baseline_mean, o.baseline_sd FROM organs o "
+            "JOIN studies s ON s.id=o.study_id WHERE o.model_checksum=? ORDER BY o.id", (model_checksum,)).fetchall()
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        for old in stem.parent.glob(f"{model_checksum[:16]}-*"):
+            old.unlink(missing_ok=True)
+        tmp = stem.parent / f".{stem.name}.{secrets.token_hex(4)}"
         matrix = np.frombuffer(b"".join(r[3] for r in rows), dtype="<f4").reshape(len(rows), -1)
-        return ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], matrix,
-                np.array([r[4] for r in rows]), np.array([r[5] for r in rows]))
+        np.save(tmp.with_suffix(".npy"), matrix)
+        np.savez(tmp.with_suffix(".npz"), ids=np.array([r[0] for r in rows]), sources=np.array([r[1] for r in rows]),
+                 names=np.array([r[2] for r in rows]), mean=np.array([r[4] for r in rows]),
+                 sd=np.array([r[5] for r in rows]))
+        tmp.with_suffix(".npz").replace(stem.with_suffix(".npz"))
+        tmp.with_suffix(".npy").replace(stem.with_suffix(".npy"))
 
     def organ_details(self, organ_ids) -> dict[int, dict]:
         """{organ id: study source, UIDs, bbox, scores} for the hits to show."""
