@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 EXACT_LIMIT = 20_000        # rows per group searched exactly (a scan; ~10 ms at 768 dimensions here)
-MIN_CANDIDATES = 64
-BANDS, MIN_BAND_ROWS = 32, 2_000  # graphs per group (by row norm), and the fewest rows of one
+MIN_CANDIDATES = 2_048  # candidates re-scored exactly per query, shared by the bands (64 each with 32)
+BANDS, MIN_BAND_ROWS = 32, 10_000  # graphs per group (by row norm), and the fewest rows of one
 DTYPE = "i8"                      # graph vectors quantised to 8 bits (candidates are re-scored in float32)
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 256
 
@@ -35,7 +35,8 @@ class GroupIndex:
     20,000 x 64, one inner-product graph 0.70, one cosine graph 0.81, eight inner-product
     bands 0.89, eight cosine bands 0.96; at 10^6 x 768, eight float32 bands 0.73 (23 ms),
     32 bands of 8-bit vectors 0.997 (33 ms; 256 candidates per step, 64 per band). Each band
-    returns its best candidates; the caller re-scores them exactly in float32."""
+    returns its best candidates (``MIN_CANDIDATES`` shared among the bands, so fewer, larger
+    bands return more each); the caller re-scores them exactly in float32."""
 
     def __init__(self, bands):
         self.bands = bands  # [(usearch Index, positions of its rows in the group)]
@@ -66,9 +67,9 @@ class GroupIndex:
 
     def search(self, query: np.ndarray, k: int) -> np.ndarray:
         """Positions of candidate rows for ``query`` (no bias term): the best ``max(4k,
-        MIN_CANDIDATES)`` of every band."""
+        MIN_CANDIDATES / bands)`` of every band."""
         q = np.append(np.asarray(query, dtype=np.float32), np.float32(1.0))
-        want = max(4 * k, MIN_CANDIDATES)
+        want = max(4 * k, MIN_CANDIDATES // max(1, len(self.bands)))
         found = [np.asarray(index.search(q, min(want, len(positions))).keys, dtype=np.int64)
                  for index, positions in self.bands]
         return np.unique(np.concatenate(found))
