@@ -8,6 +8,7 @@ The folders follow the data flow (docs/architecture.md):
     zeroshot/    embeddings -> scores and search hits
     outputs/     scores -> CSV, JSON, picture, DICOM SEG + SR
     pacs/        a study from a PACS through the pipeline, its SEG + SR back
+    library/     many studies through the pipeline into a searchable case library
     pipeline.py  one function that runs a case through all of them; cli.py, training/ use it
 
 ``import TotalFMLib`` changes nothing in the process and loads no heavy package; entry points
