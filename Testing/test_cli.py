@@ -148,7 +148,7 @@ def test_every_option_of_every_command_has_help():
         return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
 
     commands = subcommands(build_parser())
-    assert set(commands) == {"analyze", "search", "organs", "findings", "demo", "pacs"}
+    assert set(commands) == {"analyze", "search", "organs", "findings", "demo", "index", "find", "pacs"}
     pacs = subcommands(commands.pop("pacs"))
     assert set(pacs) == {"find", "get", "store", "analyze"}
     commands.update({f"pacs {name}": sub for name, sub in pacs.items()})
