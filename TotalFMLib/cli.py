@@ -34,8 +34,9 @@ def _open_case(args, ct, seg):
     return case
 
 
-def _write_outputs(result, case, targets: dict) -> list[Path]:
-    """The requested outputs of one analysis, all or nothing."""
+def _write_outputs(result, case, targets: dict, dicom_source=None) -> list[Path]:
+    """The requested outputs of one analysis, all or nothing (``dicom_source``: the checked
+    source series of a DICOM output)."""
     from .outputs import export
     from .outputs.destinations import Destinations
 
@@ -52,7 +53,7 @@ def _write_outputs(result, case, targets: dict) -> list[Path]:
     if targets.get("dicom"):
         from .outputs.dicom_export import dicom_writers
 
-        writers.update(dicom_writers(result, case, targets["dicom"]))
+        writers.update(dicom_writers(result, case, targets["dicom"], source=dicom_source))
     return Destinations(writers).write(writers)
 
 
@@ -68,14 +69,13 @@ def _analyze(args, ct, seg, targets: dict, case_id: str | None, organs=None, fin
         dicom_targets(targets["dicom"]).check()
     check_selection(organs, findings)
     case = _open_case(args, ct, seg)
-    if targets.get("dicom"):
-        check_dicom_source(case.ct)
+    dicom_source = check_dicom_source(case.ct) if targets.get("dicom") else None  # before the model loads
     model = load_model(args)
     with progress_bar("encoding organs", not args.quiet) as progress:
         result = analyze(model, case, organs=organs, findings=findings, case_id=case_id, progress=progress)
     if result.missing:
         print(f"totalfm: warning: not in the segmentation: {', '.join(result.missing)}", file=sys.stderr)
-    written = _write_outputs(result, case, targets)
+    written = _write_outputs(result, case, targets, dicom_source)
     print(summary(result.rows, args.rows))
     if args.model == "demo":
         print("Demonstration model trained on inserted lesions: not for clinical use.")

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def cmd_index(args) -> int:
@@ -15,8 +16,6 @@ def cmd_index(args) -> int:
     from ..errors import InputError
     from .indexer import index_folder
     from .store import Library
-
-    from pathlib import Path
 
     root = Path(args.root).expanduser()
     if not root.is_dir():
@@ -53,23 +52,24 @@ def cmd_index(args) -> int:
 
 
 def _write(hits, csv_path, json_path) -> None:
+    """The cohort as CSV and/or JSON, all or nothing."""
     import csv
     import json
 
     from ..outputs.destinations import Destinations
     from .query import HIT_COLUMNS
 
-    writers = {}
-    if csv_path:
-        def write_csv(tmp):
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=HIT_COLUMNS)
-                w.writeheader()
-                for h in hits:
-                    w.writerow({**h.as_dict(), "center_mm": " ".join(map(str, h.center_mm or []))})
-        writers[csv_path] = write_csv
-    if json_path:
-        writers[json_path] = lambda tmp: open(tmp, "w").write(json.dumps([h.as_dict() for h in hits], indent=1))
+    def write_csv(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=HIT_COLUMNS)
+            w.writeheader()
+            for h in hits:
+                w.writerow({**h.as_dict(), "center_mm": " ".join(map(str, h.center_mm or []))})
+
+    def write_json(tmp):
+        Path(tmp).write_text(json.dumps([h.as_dict() for h in hits], indent=1))
+
+    writers = {path: writer for path, writer in ((csv_path, write_csv), (json_path, write_json)) if path}
     Destinations(writers).write(writers)
 
 

@@ -115,12 +115,9 @@ _worker_models: dict = {}
 
 
 def _worker_init(model_source: str, device, threads: int) -> None:
-    import torch
-
     from .. import runtime
 
     runtime.setup(threads=threads, quiet=True)
-    torch.set_num_threads(threads)
     _worker_model(model_source, device)
 
 

@@ -17,6 +17,7 @@ recorded as failed with that reason. Files and folders whose names end in ``_seg
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ class StudySource:
     relative: str            # its path under ROOT (the study's name in the library)
     segmentation: Path | None
 
-    @property
+    @functools.cached_property  # read once: the indexer asks for it when sorting out what to do and when writing
     def key(self) -> str:
         """Identity for resuming: relative path, size and modification time of what is read."""
         h = hashlib.sha256(self.relative.encode())

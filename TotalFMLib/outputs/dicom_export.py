@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import dicom_seg, dicom_sr
+from . import dicom_seg, dicom_source, dicom_sr
 from .destinations import Destinations
 
 SEG_NAME, SR_NAME = "organs_seg.dcm", "findings_sr.dcm"
@@ -35,10 +35,16 @@ def targets(folder) -> Destinations:
     return Destinations([folder / SEG_NAME, folder / SR_NAME])
 
 
-def check_dicom_source(ct) -> dicom_seg.SourceSeries:
-    """The source series, or InputError when DICOM output cannot reference it (cheap)."""
-    dicom_seg.require_highdicom()
-    return dicom_seg.source_series(ct)
+def check_dicom_source(ct) -> dicom_source.SourceSeries:
+    """The source series, or InputError when DICOM output cannot reference it (headers only;
+    pass it on to ``dicom_writers`` so they are not read again)."""
+    dicom_source.require_highdicom()
+    return dicom_source.source_series(ct)
+
+
+def _save(dataset, path: Path) -> None:
+    """A highdicom object as a DICOM file (Part 10, with file meta)."""
+    dataset.save_as(str(path), enforce_file_format=True)
 
 
 def scored_organs(result) -> list[str]:
@@ -48,22 +54,23 @@ def scored_organs(result) -> list[str]:
     return sorted({r.organ for r in result.rows}, key=lambda o: catalogue.organ(o).label_id)
 
 
-def dicom_writers(result, case, folder, marks: dict[str, str] | None = None) -> dict:
+def dicom_writers(result, case, folder, marks: dict[str, str] | None = None, source=None) -> dict:
     """{path: writer(tmp)} of the SEG and SR of a ``pipeline.CaseResult`` on its ``Case``: both
     objects are built here (so a failure to build one leaves no file), written by the caller
-    together with its other outputs (``Destinations.write``)."""
+    together with its other outputs (``Destinations.write``). ``source``: the case's
+    ``check_dicom_source`` when the caller checked it already."""
     from pydicom.uid import generate_uid
 
     from .. import __version__
 
-    source = check_dicom_source(case.ct)
+    source = source or check_dicom_source(case.ct)
     organs = scored_organs(result)
     seg = dicom_seg.organ_seg(case, organs, source, series_uid=generate_uid(), sop_uid=generate_uid(),
                               software_version=__version__, device_serial=result.model_checksum[:16])
     sr = dicom_sr.findings_sr(result, seg, organs, source, series_uid=generate_uid(), sop_uid=generate_uid(),
                               marks=marks)
     seg_path, sr_path = targets(folder).check().paths
-    return {seg_path: lambda tmp: dicom_seg.write(seg, tmp), sr_path: lambda tmp: dicom_seg.write(sr, tmp)}
+    return {seg_path: lambda tmp: _save(seg, tmp), sr_path: lambda tmp: _save(sr, tmp)}
 
 
 def write_dicom(result, case, folder, marks: dict[str, str] | None = None) -> DicomExport:

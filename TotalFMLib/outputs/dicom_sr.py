@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..vocabulary import catalogue
-from .dicom_seg import MANUFACTURER, SourceSeries, require_highdicom
+from .dicom_source import MANUFACTURER, SourceSeries, require_highdicom
 
 SCHEME = "99TOTALFM"
 SCHEME_NAME = "TotalFM findings and review marks"

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import PacsError
-from .transfer import INSTALL_HINT, Incoming, Study, not_sent_note, read_outgoing, sent_note
+from ..outputs.dicom_source import INSTALL_HINT
+from .transfer import Incoming, Study, not_sent_note, read_outgoing, sent_note
 from .settings import PacsSettings
 
 

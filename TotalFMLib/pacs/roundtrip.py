@@ -52,13 +52,13 @@ def analyze_study(settings, study_uid: str, out, model_loader, *, seg=None, orga
     files = pacs.retrieve_study(settings, study_uid, study_folder, progress=sub_progress(progress, 0.0, 0.3))
     log(f"received {len(files)} instances into {study_folder}")
     case = open_case(study_folder, seg, log=log)
-    check_dicom_source(case.ct)
+    source = check_dicom_source(case.ct)
     note = case.ct.meta.get("note") or f"scored series {case.ct.meta.get('series_uid', '')}"
     log(note)
     model = model_loader()
     result = analyze(model, case, organs=organs, findings=findings, case_id=study_uid,
                      progress=sub_progress(progress, 0.3, 0.9))
-    writers = dicom_writers(result, case, out, marks=marks)
+    writers = dicom_writers(result, case, out, marks=marks, source=source)
     if csv:
         writers[csv_path] = lambda tmp: export.write_csv(result.rows, tmp)
     written = Destinations(writers).write(writers)

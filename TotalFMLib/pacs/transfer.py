@@ -8,8 +8,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-INSTALL_HINT = 'pip install "TotalFMLib[dicom]" (highdicom, pynetdicom, dicomweb-client)'
-
 
 @dataclass
 class Study:
