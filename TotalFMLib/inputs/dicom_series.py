@@ -220,24 +220,21 @@ def choose_ct_series(folder: Path) -> SeriesChoice | None:
     series = read_headers(folder)
     if not series:
         return None
-    usable, skipped, refusals = [], [], []
+    usable, skipped = [], []
     for s in series.values():
         s.skipped = skip_reason(s)
         if not s.skipped:
             try:
                 check_series(folder, s)
             except InputError as e:
-                s.skipped = e.problem.split(": ", 1)[-1] if len(series) > 1 else ""
-                refusals.append(e)
-                if len(series) == 1:
+                if len(series) == 1:  # the folder's only series: its problem is the folder's
                     raise
+                s.skipped = e.problem.removeprefix(f"series {s.label} ")  # "has missing slices: ..."
         (skipped if s.skipped else usable).append(s)
     if not usable:
-        if len(series) == 1 and refusals:
-            raise refusals[0]
         only = next(iter(series.values()))
         if len(series) == 1 and only.skipped.startswith("modality"):
-            modality = only.skipped.split()[-1]
+            modality = str(only.first.get("Modality", "")).upper()
             raise InputError(folder, f"is a {modality} series (DICOM Modality {modality}); expected a CT series")
         if len(series) == 1 and only.skipped == "a single slice":
             raise InputError(folder, "holds a single slice of a CT series; expected a 3-D CT volume with "
