@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .pacs.cli import add_parser as add_pacs_parser
 
     add_library_parsers(sub, model_args)
-    add_pacs_parser(sub)
+    add_pacs_parser(sub, model_args)
     return p
 
 

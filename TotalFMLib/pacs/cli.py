@@ -59,7 +59,7 @@ def cmd_store(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from ..console import load_model, note, split_list, summary
+    from ..console import SUMMARY_ROWS, load_model, note, split_list, summary
     from ..progress import progress_bar
     from .roundtrip import analyze_study
 
@@ -68,7 +68,7 @@ def cmd_analyze(args) -> int:
         trip = analyze_study(settings, args.study_uid, args.out, lambda: load_model(args), seg=args.seg,
                              organs=split_list(args.organs), findings=split_list(args.findings), store=not args.no_store,
                              progress=progress, log=lambda text: note(args, text))
-    print(summary(trip.result.rows, 12))
+    print(summary(trip.result.rows, SUMMARY_ROWS))
     for path in trip.written:
         print(f"wrote {path}")
     for path in trip.stored:
@@ -76,14 +76,15 @@ def cmd_analyze(args) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
-    """The ``pacs`` command and its subcommands on the ``totalfm`` parser."""
+def add_parser(sub, model_args) -> None:
+    """The ``pacs`` command and its subcommands on the ``totalfm`` parser (``model_args``: the
+    parser's own model options, with -q, for ``pacs analyze``)."""
     p = sub.add_parser("pacs", help="find, retrieve and score a study on a PACS; store DICOM SEG + SR back",
                        description="The PACS round trip (DICOM networking or DICOMweb). Research software: "
                                    "results stored in a PACS are not for clinical decisions.")
     psub = p.add_subparsers(dest="pacs_command", required=True, metavar="PACS_COMMAND")
 
-    def pacs_args(sp):
+    def pacs_args(sp, quiet: bool = True):
         g = sp.add_argument_group("PACS (options win over --pacs-config; nothing is built in)")
         g.add_argument("--pacs-config", metavar="FILE", help="JSON file with host, port, called_aet, calling_aet, "
                        "timeout, dicomweb_url, username, password (default: $TOTALFM_PACS_CONFIG)")
@@ -95,7 +96,8 @@ def add_parser(sub) -> None:
         g.add_argument("--pacs-user", help="DICOMweb user name; the password comes from the config file or "
                                            "$TOTALFM_PACS_PASSWORD, never from the command line")
         g.add_argument("--timeout", type=float, help="seconds to wait for the PACS (default 30)")
-        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress messages")
+        if quiet:
+            sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress messages")
 
     f = psub.add_parser("find", help="list studies", description="List the studies that match (study level).")
     f.add_argument("--patient-id", help="patient ID (wildcards * and ? as the PACS supports them)")
@@ -126,7 +128,6 @@ def add_parser(sub) -> None:
     a.add_argument("--organs", help="comma-separated organs or groups (default: the clinical default set)")
     a.add_argument("--findings", help="comma-separated findings (default: every finding that applies)")
     a.add_argument("--no-store", action="store_true", help="write the files but send nothing")
-    a.add_argument("--model", default="demo", help="demo, official or a checkpoint file")
-    a.add_argument("--device", help="cpu, cuda or cuda:N")
-    pacs_args(a)
+    model_args(a)
+    pacs_args(a, quiet=False)
     a.set_defaults(func=cmd_analyze)
