@@ -155,6 +155,13 @@ def highlight(segmentation_node, hits: list[SearchHit], color=HIGHLIGHT_COLOR,
     """Show the matched organs of a search in ``color`` at full opacity and dim the rest
     (in their original colours). Returns the highlighted organs, best first."""
     matched = [h.organ for h in sorted(hits, key=lambda h: h.rank) if h.matched]
+    return highlight_organs(segmentation_node, matched, color, dim_opacity)
+
+
+def highlight_organs(segmentation_node, matched: list[str], color=HIGHLIGHT_COLOR,
+                     dim_opacity: float = DIM_OPACITY) -> list[str]:
+    """``matched`` organs (structure names) in ``color`` at full opacity, the rest dimmed in
+    their original colours; the highlighted organs present, in the order given."""
     seg = segmentation_node.GetSegmentation()
     display = _display_node(segmentation_node)
     segments = organ_segments(segmentation_node)

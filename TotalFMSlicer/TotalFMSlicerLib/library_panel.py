@@ -4,7 +4,7 @@ study with its organ highlighted.
 ``hits_table`` fills a table node, one row per (study, organ) hit, with the paths needed to
 open it; ``open_hit`` loads that study's CT and segmentation (through TotalFMLib's door, so
 DICOM study folders and every segmentation form work as in the CLI), shows the organ in the
-search colour with the others dimmed (``colouring.highlight``) and returns the nodes. The
+search colour with the others dimmed (``colouring.highlight_organs``) and returns the nodes. The
 panel's widgets live in the module's ``.ui`` (``Case library``); ``LibraryPanel`` wires them
 to the Logic so that the module file stays small.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 import vtk
 
 from TotalFMLib.errors import InputError
-from TotalFMLib.results import SearchHit
 
 HIT_COLUMNS = ("rank", "organ", "score", "study", "path", "seg_path")
 TITLES = {"rank": "#", "organ": "Organ", "score": "Score", "study": "Study", "path": "CT", "seg_path": "Segmentation"}
@@ -64,7 +63,7 @@ def open_hit(scene, hit: dict):
     name = hit["study"].replace("/", " ")
     ct_node = geometry.volume_node_from_volume(scene, case.ct, name)
     segmentation = segments.segmentation_from_labelmap(scene, case.seg, ct_node, f"{name} organs")
-    colouring.highlight(segmentation, [SearchHit(hit["organ"], 0, 0.0, 1, True)])
+    colouring.highlight_organs(segmentation, [hit["organ"]])
     return ct_node, segmentation
 
 

@@ -314,7 +314,6 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic):
         """Rank organs for a typed finding and highlight the matches: ranked within ``topK`` (3) with
         a score of at least ``threshold`` (the model's match score); the table lists them first."""
         from . import colouring, score_store, scores_table
-        from TotalFMLib.errors import InputError
 
         embeddings, model = self.sceneEmbeddings(segmentationNode)
         hits = model.search(embeddings, query, top_k=topK, threshold=threshold)
