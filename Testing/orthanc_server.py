@@ -81,9 +81,10 @@ class Orthanc:
             self.process.wait()
 
 
-def start_orthanc(folder: Path, lua: str | None = None) -> Orthanc:
+def start_orthanc(folder: Path, lua: str | None = None, allow_store: bool = True) -> Orthanc:
     """Orthanc on free loopback ports, its storage in ``folder``; ``lua``: a Lua script (e.g. a
-    ``ReceivedInstanceFilter`` that refuses some objects)."""
+    ``ReceivedInstanceFilter`` that drops some objects); ``allow_store`` False: our AE may not
+    store (Orthanc refuses our C-STOREs)."""
     require(ORTHANC)
     folder.mkdir(parents=True, exist_ok=True)
     http_port, dicom_port = free_port(), free_port()
@@ -92,7 +93,7 @@ def start_orthanc(folder: Path, lua: str | None = None) -> Orthanc:
         "HttpPort": http_port, "DicomPort": dicom_port, "DicomAet": AET, "RemoteAccessAllowed": False,
         "AuthenticationEnabled": True, "RegisteredUsers": {USER: PASSWORD}, "DicomCheckCalledAet": True,
         "DicomModalities": {"totalfm": {"AET": OUR_AET, "Host": "127.0.0.1", "Port": 1,
-                                        "AllowEcho": True, "AllowFind": True, "AllowGet": True, "AllowStore": True,
+                                        "AllowEcho": True, "AllowFind": True, "AllowGet": True, "AllowStore": allow_store,
                                         "AllowMove": False}},
         "DicomAlwaysAllowStore": False, "StorageCompression": False, "HttpTimeout": 30, "ConcurrentJobs": 1,
         "Plugins": [str(DICOMWEB_PLUGIN)] if DICOMWEB_PLUGIN.exists() else [],
@@ -127,4 +128,3 @@ function ReceivedInstanceFilter(dicom, origin, info)
   return true
 end
 """
-REJECT_SEG = REJECT_SR.replace("'SR'", "'SEG'")

@@ -113,7 +113,7 @@ def test_lesion_maps_follow_the_crop_recipe(dicom_base):
     crops = organ_crops(ct, seg, ["liver"], crop_size=32, frames=8)
     box = crops.boxes["liver"]
     mask = np.zeros(ct.shape, bool)
-    z, y, x = box[0].start, (box[1].start + box[1].stop) // 2, box[2].start
+    y, x = (box[1].start + box[1].stop) // 2, box[2].start
     mask[:, y - 8:y + 8, x:x + 16] = True  # a slab at the crop's first columns, middle rows
     maps = crop_maps.lesion_maps(ct, [LesionRecord("liver", "hypodense lesion", {}, mask)], crops, 32, 8)
     cover = maps[0, B.FINDINGS.index("hypodense lesion")].float().mean(dim=2)

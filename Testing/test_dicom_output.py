@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from dicom_study import complete_series, study_with_extras
+from dicom_study import study_with_extras
 from orthanc_server import require
 from TotalFMLib.errors import InputError
 

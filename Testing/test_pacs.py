@@ -199,20 +199,7 @@ def test_pacs_that_never_answers(silent_server, objects, capsys):
 
 def test_pacs_that_refuses_the_objects(tmp_path, objects, capsys):
     """Orthanc that does not let us store: the SEG is refused, the SR is not sent, nothing kept."""
-    import json
-
-    import orthanc_server
-
-    def no_store(config, **kw):
-        config["DicomModalities"]["totalfm"]["AllowStore"] = False
-        return json_dumps(config, **kw)
-
-    json_dumps = json.dumps
-    orthanc_server.json.dumps = no_store
-    try:
-        server = start_orthanc(tmp_path / "orthanc")
-    finally:
-        orthanc_server.json.dumps = json_dumps
+    server = start_orthanc(tmp_path / "orthanc", allow_store=False)
     try:
         code, out, err = run(["pacs", "store", *map(str, objects), *dimse(server, timeout=10)], capsys)
         assert code == 3 and len(err.strip().splitlines()) == 1, err
