@@ -64,9 +64,9 @@ def _analyze(args, ct, seg, targets: dict, case_id: str | None, organs=None, fin
     files = {k: v for k, v in targets.items() if k != "dicom"}
     Destinations(files.values()).check()
     if targets.get("dicom"):
-        from .outputs.dicom_export import check_dicom_source, targets as dicom_targets
+        from .outputs.dicom_export import check_dicom_source, dicom_destinations
 
-        dicom_targets(targets["dicom"]).check()
+        dicom_destinations(targets["dicom"]).check()
     check_selection(organs, findings)
     case = _open_case(args, ct, seg)
     dicom_source = check_dicom_source(case.ct) if targets.get("dicom") else None  # before the model loads

@@ -30,7 +30,8 @@ class DicomExport:
         return [self.seg, self.sr]
 
 
-def targets(folder) -> Destinations:
+def dicom_destinations(folder) -> Destinations:
+    """The two output files in ``folder`` (SEG, SR), to check before work and to write."""
     folder = Path(folder).expanduser()
     return Destinations([folder / SEG_NAME, folder / SR_NAME])
 
@@ -69,7 +70,7 @@ def dicom_writers(result, case, folder, marks: dict[str, str] | None = None, sou
                               software_version=__version__, device_serial=result.model_checksum[:16])
     sr = dicom_sr.findings_sr(result, seg, organs, source, series_uid=generate_uid(), sop_uid=generate_uid(),
                               marks=marks)
-    seg_path, sr_path = targets(folder).check().paths
+    seg_path, sr_path = dicom_destinations(folder).check().paths
     return {seg_path: lambda tmp: _save(seg, tmp), sr_path: lambda tmp: _save(sr, tmp)}
 
 

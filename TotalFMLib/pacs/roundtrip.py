@@ -35,14 +35,14 @@ def analyze_study(settings, study_uid: str, out, model_loader, *, seg=None, orga
     once the study is read (so a bad study costs no model load)."""
     from ..outputs import export
     from ..outputs.destinations import Destinations
-    from ..outputs.dicom_export import check_dicom_source, dicom_writers, targets
+    from ..outputs.dicom_export import check_dicom_source, dicom_destinations, dicom_writers
     from ..pipeline import analyze, check_selection, open_case
 
     progress = progress or (lambda fraction, message: None)
     log = log or (lambda text: None)
     out = Path(out).expanduser()
     csv_path = out / "scores.csv"
-    targets(out).check()
+    dicom_destinations(out).check()
     if csv:
         Destinations([csv_path]).check()
     check_selection(organs, findings)

@@ -11,6 +11,7 @@ to the Logic so that the module file stays small.
 from __future__ import annotations
 
 import vtk
+from slicer.i18n import tr as _
 
 from TotalFMLib.errors import InputError
 
@@ -80,17 +81,18 @@ class LibraryPanel:
     def onFind(self) -> None:
         import slicer
 
-        with slicer.util.tryWithErrorDisplay("Library search failed.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Library search failed."), waitCursor=True):
             self.hits = self.logic.libraryFind(self.ui.libraryPathLineEdit.currentPath,
                                                self.ui.libraryQueryLineEdit.text, tableNode=self.hits)
             self.ui.libraryTableView.setMRMLTableNode(self.hits)
-            self.log(f"library: {self.hits.GetNumberOfRows()} hits for '{self.ui.libraryQueryLineEdit.text}'")
+            self.log(_("library: {n} hits for '{q}'").format(n=self.hits.GetNumberOfRows(),
+                                                            q=self.ui.libraryQueryLineEdit.text))
 
     def onOpen(self) -> None:
         import slicer
 
-        with slicer.util.tryWithErrorDisplay("Cannot open the study.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Cannot open the study."), waitCursor=True):
             index = self.ui.libraryTableView.currentIndex()
             row = index.row() if index.isValid() else -1
             ct, segmentation = self.logic.openLibraryHit(self.hits, row)
-            self.log(f"opened {ct.GetName()}")
+            self.log(_("opened {name}").format(name=ct.GetName()))
