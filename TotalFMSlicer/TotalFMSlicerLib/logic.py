@@ -105,18 +105,6 @@ class TotalFMSlicerLogic(ScriptedLoadableModuleLogic, CaseWorkflow):
         run.job.wait()
         return self.finishAnalysis(run, tableNode)
 
-    # ------------------------------------------------------------------ views
-    def centerViewsOnOrgan(self, segmentationNode, organ: str):
-        """Jump the slice views to the organ's centre and aim the 3D views at it."""
-        r, a, s = self.organCenter(segmentationNode, organ)
-        slicer.modules.markups.logic().JumpSlicesToLocation(r, a, s, True)
-        cameras = slicer.modules.cameras.logic()
-        for viewNode in slicer.util.getNodesByClass("vtkMRMLViewNode"):
-            camera = cameras.GetViewActiveCameraNode(viewNode)
-            if camera is not None:
-                camera.SetFocalPoint(r, a, s)
-        return r, a, s
-
     # ------------------------------------------------------------ case library
     def libraryFind(self, libraryPath, query: str, source: str = "demo", topK: int = 20, tableNode=None):
         """The case library's hits for a typed finding (``totalfm find``), as a table node."""

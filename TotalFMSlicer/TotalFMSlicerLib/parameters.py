@@ -4,7 +4,7 @@ from typing import Annotated, Union
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 
-MODEL_CHOICES = ["demo", "official", "checkpoint"]
+from .workflow import MODEL_CHOICES
 
 
 @parameterNodeWrapper

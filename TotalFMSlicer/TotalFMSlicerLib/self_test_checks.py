@@ -11,6 +11,8 @@ def checkWholePath(test, logic, ctNode, labelNode) -> None:
     ordering the table, a review mark, centring, the CSV export and restored colours."""
     import numpy as np
 
+    import slicer
+
     from TotalFMLib.vocabulary import catalogue
     from . import colouring, score_store
 
@@ -41,7 +43,10 @@ def checkWholePath(test, logic, ctNode, labelNode) -> None:
 
     test.delayDisplay("Review and export")
     logic.setReview(tableNode, matched[0], "agree")
-    logic.centerViewsOnOrgan(segmentationNode, matched[0])
+    centre = logic.centerViewsOnOrgan(segmentationNode, matched[0])
+    for sliceNode in slicer.util.getNodesByClass("vtkMRMLSliceNode"):  # each slice view centred on the organ
+        sliceToRas = sliceNode.GetSliceToRAS()
+        test.assertTrue(np.allclose([sliceToRas.GetElement(i, 3) for i in range(3)], centre, atol=1e-3))
     path = os.path.join(tempfile.mkdtemp(), "scores.csv")
     logic.exportCsv(segmentationNode, tableNode, path)
     with open(path, encoding="utf-8") as f:

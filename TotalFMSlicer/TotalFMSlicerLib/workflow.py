@@ -14,8 +14,7 @@ from pathlib import Path
 
 from TotalFMLib.errors import Cancelled
 
-from .parameters import MODEL_CHOICES
-
+MODEL_CHOICES = ["demo", "official", "checkpoint"]
 ANY_LESION = "any lesion"  # TotalFMLib.results.ANY_LESION, repeated to keep imports light
 SOURCE_LABELMAP_ATTRIBUTE = "TotalFM.sourceLabelmap"  # on segmentations made from a label map node
 
@@ -267,11 +266,18 @@ class CaseWorkflow:
         scores_table.set_review(tableNode, organ, mark)
 
     @staticmethod
-    def organCenter(segmentationNode, organ: str):
-        """The organ's centre (R, A, S), where the views are aimed when stepping to it."""
+    def centerViewsOnOrgan(segmentationNode, organ: str):
+        """Centre every slice view of the scene on the organ's centre and aim every 3D camera
+        at it: (R, A, S)."""
         from . import segments
 
-        return segments.organ_center_ras(segmentationNode, organ)
+        r, a, s = segments.organ_center_ras(segmentationNode, organ)
+        scene = segmentationNode.GetScene()
+        for sliceNode in list(scene.GetNodesByClass("vtkMRMLSliceNode")):
+            sliceNode.JumpSliceByCentering(r, a, s)
+        for camera in list(scene.GetNodesByClass("vtkMRMLCameraNode")):
+            camera.SetFocalPoint(r, a, s)
+        return r, a, s
 
     @staticmethod
     def exportCsv(segmentationNode, tableNode, path):
