@@ -188,10 +188,14 @@ class CaseWorkflow:
         return score_store.row_findings(score_store.scored_rows(segmentationNode))
 
     @staticmethod
-    def showFinding(segmentationNode, finding: str):
+    def showFinding(segmentationNode, finding: str, dimBelowThreshold: bool = True):
+        """Colour the organs by their scores for ``finding``; organs below their threshold are
+        faint unless ``dimBelowThreshold`` is off."""
         from . import colouring, score_store
 
-        return colouring.apply_scores(segmentationNode, score_store.scored_rows(segmentationNode), finding)
+        dim = colouring.DIM_OPACITY if dimBelowThreshold else 1.0
+        return colouring.apply_scores(segmentationNode, score_store.scored_rows(segmentationNode), finding,
+                                      dim_opacity=dim)
 
     @staticmethod
     def legendHtml(legend) -> str:
