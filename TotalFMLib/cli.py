@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     rows_arg(d)
     d.set_defaults(func=cmd_demo)
 
+    sub.add_parser("serve", add_help=False, help="review cases in the browser (the web app; `totalfm serve --help`)",
+                   description="Review cases in the browser.").set_defaults(func=None)
+
     from .library.cli import add_parsers as add_library_parsers
     from .pacs.cli import add_parser as add_pacs_parser
 
@@ -231,9 +234,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+WEB_HINT = ("totalfm serve needs the web app: pip install -e \".[web]\" in the TotalFMSlicer checkout "
+            "(trame-slicer, slicer-core)")
+
+
+def serve(argv: list[str]) -> int:
+    """``totalfm serve``: the browser app, which lives on the Slicer side (TotalFMWeb) and is
+    imported only here."""
+    try:
+        from TotalFMWeb.serve import main as serve_main
+        import trame_slicer  # noqa: F401
+    except ImportError as e:
+        print(f"totalfm: error: {WEB_HINT}; missing: {e.name}", file=sys.stderr)
+        return 2
+    return serve_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import PacsError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:
+        return serve(argv[1:])
     args = build_parser().parse_args(argv)
     if args.func in (cmd_analyze, cmd_search, cmd_demo) or args.command in ("index", "find") \
             or getattr(args, "pacs_command", "") == "analyze":

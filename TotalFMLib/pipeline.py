@@ -79,13 +79,14 @@ def open_case(ct, seg=None, device=None, log=None):
     from .inputs.case import checked_ct
     from .inputs.segment import segment_ct
 
+    volume = checked_ct(ct)  # a damaged or non-CT file is refused before segmentation is tried
     with tempfile.TemporaryDirectory(prefix="totalfm-seg-") as tmp:
         source = ct
         if not isinstance(ct, (str, Path)):  # a Volume: TotalSegmentator reads files
             source = Path(tmp) / "ct.nii.gz"
             import SimpleITK as sitk
 
-            sitk.WriteImage(checked_ct(ct).to_sitk(), str(source))
+            sitk.WriteImage(volume.to_sitk(), str(source))
         if log is not None:
             log(f"no segmentation given: segmenting {getattr(ct, 'source', None) or ct} with TotalSegmentator (fast)")
         seg_path = segment_ct(source, Path(tmp) / "segmentation.nii.gz", fast=True, device=device)

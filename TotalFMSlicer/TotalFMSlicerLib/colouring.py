@@ -3,6 +3,7 @@ original colours put back exactly: while scores or a search are shown, each segm
 original colour and opacities in tags (``TotalFM.originalColor``, ``TotalFM.originalOpacity``)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,6 +72,19 @@ def _display_node(segmentation_node):
     return display
 
 
+@contextmanager
+def _modifying(segmentation_node):
+    """The segmentation and its display node changed in one batch: views update once, not once
+    per segment and property."""
+    display = _display_node(segmentation_node)
+    node_was, display_was = segmentation_node.StartModify(), display.StartModify()
+    try:
+        yield display
+    finally:
+        display.EndModify(display_was)
+        segmentation_node.EndModify(node_was)
+
+
 def _remember_original(segment, display, sid: str) -> None:
     if segment.HasTag(TAG_ORIGINAL_COLOR):
         return
@@ -95,9 +109,14 @@ def restore_colors(segmentation_node) -> int:
     """Put back the colours and opacities saved before scores or a search were shown.
     Returns the number of segments restored; stored scores stay."""
     seg = segmentation_node.GetSegmentation()
-    display = _display_node(segmentation_node)
+    with _modifying(segmentation_node) as display:
+        restored = _restore(seg, display)
+        segmentation_node.RemoveAttribute(ATTR_SHOWN)
+    return restored
+
+
+def _restore(seg, display) -> int:
     restored = 0
-    was_modifying = segmentation_node.StartModify()
     for i in range(seg.GetNumberOfSegments()):
         sid = seg.GetNthSegmentID(i)
         segment = seg.GetSegment(sid)
@@ -114,8 +133,6 @@ def restore_colors(segmentation_node) -> int:
         segment.RemoveTag(TAG_ORIGINAL_COLOR)
         segment.RemoveTag(TAG_ORIGINAL_OPACITY)
         restored += 1
-    segmentation_node.RemoveAttribute(ATTR_SHOWN)
-    segmentation_node.EndModify(was_modifying)
     return restored
 
 
@@ -131,20 +148,18 @@ def apply_scores(segmentation_node, rows: list[ScoreRow], finding: str = ANY_LES
     score_color(0.0, colormap)  # fails early on an unknown colour map
     store_scores(segmentation_node, rows)
     seg = segmentation_node.GetSegmentation()
-    display = _display_node(segmentation_node)
-    was_modifying = segmentation_node.StartModify()
-    for organ, sid in organ_segments(segmentation_node).items():
-        segment = seg.GetSegment(sid)
-        _remember_original(segment, display, sid)
-        row = shown.get(organ)
-        if row is None:
-            segment.SetColor(*UNSCORED_COLOR)
-            _set_opacity(display, sid, dim_opacity)
-            continue
-        segment.SetColor(*score_color(row.score, colormap))
-        _set_opacity(display, sid, 1.0 if row.flagged else dim_opacity)
-    segmentation_node.SetAttribute(ATTR_SHOWN, f"scores:{finding}")
-    segmentation_node.EndModify(was_modifying)
+    with _modifying(segmentation_node) as display:
+        for organ, sid in organ_segments(segmentation_node).items():
+            segment = seg.GetSegment(sid)
+            _remember_original(segment, display, sid)
+            row = shown.get(organ)
+            if row is None:
+                segment.SetColor(*UNSCORED_COLOR)
+                _set_opacity(display, sid, dim_opacity)
+                continue
+            segment.SetColor(*score_color(row.score, colormap))
+            _set_opacity(display, sid, 1.0 if row.flagged else dim_opacity)
+        segmentation_node.SetAttribute(ATTR_SHOWN, f"scores:{finding}")
     stops = [(float(x), tuple(c)) for x, c in zip(np.linspace(0, 1, len(COLORMAPS[colormap])), COLORMAPS[colormap])]
     return ColorLegend(title=f"TotalFM score: {finding}", colormap=colormap, stops=stops,
                        thresholds={o: r.threshold for o, r in shown.items()}, dim_opacity=dim_opacity)
@@ -163,20 +178,18 @@ def highlight_organs(segmentation_node, matched: list[str], color=HIGHLIGHT_COLO
     """``matched`` organs (structure names) in ``color`` at full opacity, the rest dimmed in
     their original colours; the highlighted organs present, in the order given."""
     seg = segmentation_node.GetSegmentation()
-    display = _display_node(segmentation_node)
     segments = organ_segments(segmentation_node)
-    was_modifying = segmentation_node.StartModify()
-    for organ, sid in segments.items():
-        segment = seg.GetSegment(sid)
-        _remember_original(segment, display, sid)
-        if organ in matched:
-            segment.SetColor(*color)
-            _set_opacity(display, sid, 1.0)
-        else:
-            segment.SetColor(*_original_color(segment))
-            _set_opacity(display, sid, dim_opacity)
-    segmentation_node.SetAttribute(ATTR_SHOWN, "search")
-    segmentation_node.EndModify(was_modifying)
+    with _modifying(segmentation_node) as display:
+        for organ, sid in segments.items():
+            segment = seg.GetSegment(sid)
+            _remember_original(segment, display, sid)
+            if organ in matched:
+                segment.SetColor(*color)
+                _set_opacity(display, sid, 1.0)
+            else:
+                segment.SetColor(*_original_color(segment))
+                _set_opacity(display, sid, dim_opacity)
+        segmentation_node.SetAttribute(ATTR_SHOWN, "search")
     return [organ for organ in matched if organ in segments]
 
 

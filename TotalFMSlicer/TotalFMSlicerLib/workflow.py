@@ -245,16 +245,25 @@ class CaseWorkflow:
     def search(self, segmentationNode, query: str, tableNode=None, topK=None, threshold=None):
         """Rank organs for a typed finding and highlight the matches: ranked within ``topK`` (3) with
         a score of at least ``threshold`` (the model's match score); the table lists them first."""
+        hits = self.rankOrgans(segmentationNode, query, topK, threshold)
+        self.showHits(segmentationNode, hits, tableNode)
+        return hits
+
+    def rankOrgans(self, segmentationNode, query: str, topK=None, threshold=None):
+        """The search's ranking alone (``search`` without the display)."""
+        embeddings, model = self.sceneEmbeddings(segmentationNode)
+        return model.search(embeddings, query, top_k=topK, threshold=threshold)
+
+    @staticmethod
+    def showHits(segmentationNode, hits, tableNode=None) -> None:
+        """A search's matches highlighted, and listed first in the table."""
         from . import colouring, score_store, scores_table
 
-        embeddings, model = self.sceneEmbeddings(segmentationNode)
-        hits = model.search(embeddings, query, top_k=topK, threshold=threshold)
         colouring.highlight(segmentationNode, hits)
         if tableNode is not None:
             order = [h.organ for h in sorted(hits, key=lambda h: h.rank) if h.matched]
             scores_table.scores_table(segmentationNode.GetScene(), score_store.scored_rows(segmentationNode),
                                       tableNode, order=order)
-        return hits
 
     # ------------------------------------------------------------------ review
     @staticmethod

@@ -2,6 +2,7 @@
 and the page's triggers wired to ``review.Review`` (the shared workflow)."""
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 from pathlib import Path
@@ -15,6 +16,7 @@ from .uploads import UploadRefused, Uploads
 WWW = Path(__file__).resolve().parent / "www"
 LAYOUT = "Quad View"
 FAINT = 0.45  # brightness of a faint organ's outline in the slice views
+OUTLINE_PX = 2
 
 
 def quiet_vtk() -> None:
@@ -43,6 +45,7 @@ class ReviewApp:
         self.review = Review(self.slicer.scene, self.publish, settings.upload_root)
         self.review.on_case_shown = self.show_views
         self.review.on_colours_changed = self.outline_slices
+        self.review.defer = self.defer
         self.uploads = Uploads(self.review.folder, settings.max_upload_mb * 1_000_000)
         server.enable_module({"serve": {"totalfm": str(WWW)}, "scripts": ["totalfm/totalfm.js"]})
         server.state.trame__title = "TotalFM review"
@@ -75,7 +78,8 @@ class ReviewApp:
         if display is None:
             return
         segmentation = node.GetSegmentation()
-        was_modifying = node.StartModify()
+        was_modifying, display_was_modifying = node.StartModify(), display.StartModify()
+        display.SetSliceIntersectionThickness(OUTLINE_PX)
         for sid in segmentation.GetSegmentIDs():
             display.SetSegmentVisibility2DFill(sid, False)
             display.SetSegmentVisibility2DOutline(sid, True)
@@ -83,7 +87,18 @@ class ReviewApp:
             if display.GetSegmentOpacity3D(sid) < 1.0:
                 segment = segmentation.GetSegment(sid)
                 segment.SetColor(*(FAINT * c for c in segment.GetColor()))
+        display.EndModify(display_was_modifying)
         node.EndModify(was_modifying)
+
+    def defer(self, work) -> None:
+        """Display work on the next turn of the event loop, after the page's values went out."""
+        asyncio.get_event_loop().call_later(0.01, lambda: self._guarded(self._published(work))())
+
+    def _published(self, work):
+        def run():
+            with self.server.state:
+                work()
+        return run
 
     def rerender(self) -> None:
         """Render every view now (the browser tests call it before a capture)."""
@@ -126,14 +141,10 @@ class ReviewApp:
             try:
                 return handler(*args)
             except (TotalFMError, UploadRefused, OSError, ValueError) as e:
-                self.publish({"error": self._plain(str(e)), "busy": bool(self.review.state.busy)})
+                self.publish({"error": self.review.plain(str(e)), "busy": bool(self.review.state.busy)})
                 return None
 
         return run
-
-    def _plain(self, text: str) -> str:
-        """Messages name uploaded files by their place in the session, not the server's folders."""
-        return text.replace(str(self.review.folder) + "/", "")
 
     def _open_paths(self) -> None:
         if not self.settings.local_paths:

@@ -77,6 +77,10 @@ class Review(CaseWorkflow):
         """This session's private folder: uploads, exports and saved cases."""
         return self._folder
 
+    def plain(self, text: str) -> str:
+        """Messages name uploaded files by their place in the session, not the server's folders."""
+        return text.replace(str(self.folder) + "/", "")
+
     def _set(self, **changes) -> None:
         for name, value in changes.items():
             setattr(self.state, name, value)
@@ -139,7 +143,7 @@ class Review(CaseWorkflow):
             else:
                 raise job.error
         except (TotalFMError, OSError) as e:
-            self._set(error=str(e), status="")
+            self._set(error=self.plain(str(e)), status="")
         finally:
             self._set(busy=False, progress=0)
 
@@ -224,6 +228,7 @@ class Review(CaseWorkflow):
                   status=f"Scored {len(self.table_rows())} organs with {self._model.model_id}.")
         self._show_legend(legend)
         self._refresh_rows()
+        self.rankOrgans(self.segmentationNode, "normal")  # the text side warmed up before the first query
 
     # --------------------------------------------------------------- display
     def show_finding(self, finding: str, dim_below: bool = True) -> None:
@@ -258,25 +263,44 @@ class Review(CaseWorkflow):
         if not query:
             self.show_finding(self.state.finding)
             return []
-        hits = self.search(self.segmentationNode, query, self.tableNode, threshold=self.state.match_score)
-        self.on_colours_changed()
+        hits = self.rankOrgans(self.segmentationNode, query, threshold=self.state.match_score)
         matched = [h.organ for h in sorted(hits, key=lambda h: h.rank) if h.matched]
-        self._set(query=query, matched=matched, legend_title=f"Search: {query}", legend_colors=[])
-        self._refresh_rows()
-        if matched and matched[0] != self.state.current_organ:
-            self.select(matched[0])
+        self.state.matched = matched
+        self._set(query=query, matched=matched, legend_title=f"Search: {query}", legend_colors=[],
+                  rows=[vars(r) for r in self.table_rows(first=matched)])
+        self.defer(lambda: self._show_hits(hits, matched))  # the table first, the views just after
         return matched
 
+    def _show_hits(self, hits, matched: list[str]) -> None:
+        self.showHits(self.segmentationNode, hits, self.tableNode)
+        self.on_colours_changed()
+        if matched and matched[0] != self.state.current_organ:
+            self.select(matched[0])
+
+    def defer(self, work) -> None:
+        """Run display work after the page has its new values (the app runs it on the next turn
+        of its event loop); here, at once."""
+        work()
+
     # ---------------------------------------------------------------- review
-    def table_rows(self) -> list[OrganRow]:
+    def table_rows(self, first: list[str] | None = None) -> list[OrganRow]:
+        """The table's organs in its order; with ``first`` (a search's matches), those first and
+        the rest by falling score of the first finding, as the scores table orders them."""
         from TotalFMLib.vocabulary import catalogue
 
         if self.tableNode is None:
             return []
         scores = score_store.read_scores(self.segmentationNode)
         marks = scores_table.review_marks(self.tableNode)
+        organs = self.tableOrgans(self.tableNode)
+        if first is not None:
+            findings = score_store.row_findings(score_store.scored_rows(self.segmentationNode))
+            rest = sorted((o for o in organs if o not in first),
+                          key=lambda o: -scores.get(o, {}).get(findings[0]).score if findings[0] in scores.get(o, {})
+                          else 0.0)
+            organs = [o for o in first if o in organs] + rest
         rows = []
-        for organ in self.tableOrgans(self.tableNode):
+        for organ in organs:
             row = scores.get(organ, {}).get(self.state.finding)
             rows.append(OrganRow(organ, catalogue.organ(organ).display_name,
                                  None if row is None else round(float(row.score), 4),

@@ -23,6 +23,7 @@ class Settings:
     local_paths: bool = True
     ct: str | None = None
     seg: str | None = None
+    idle_exit: int = 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest upload accepted, in MB (default 2048)")
     p.add_argument("--ct", help="open this CT (file or DICOM folder) at start")
     p.add_argument("--seg", help="with this segmentation (label map, mask folder or .seg.nrrd)")
+    p.add_argument("--idle-exit", type=int, default=0, metavar="S",
+                   help="stop S seconds after the last page was closed (default 0: keep running); the "
+                        "sessions of --sessions use 300")
     return p
 
 
@@ -56,7 +60,7 @@ def settings_from(args) -> Settings:
     token = access.listen_token(args.host, args.token)
     return Settings(host=args.host, port=args.port, token=token, model=args.model, device=args.device,
                     max_upload_mb=args.max_upload_mb, local_paths=access.is_loopback(args.host),
-                    ct=args.ct, seg=args.seg)
+                    ct=args.ct, seg=args.seg, idle_exit=args.idle_exit)
 
 
 def serve(settings: Settings, ready=None) -> None:
@@ -78,7 +82,7 @@ def serve(settings: Settings, ready=None) -> None:
     if ready is not None:
         server.controller.on_server_ready.add(lambda **_: ready(server))
     server.start(host=settings.host, port=settings.port, open_browser=False, show_connection_info=False,
-                 timeout=0)
+                 timeout=settings.idle_exit)
 
 
 def address(settings: Settings, port: int) -> str:
