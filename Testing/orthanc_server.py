@@ -9,15 +9,13 @@ the install command as the reason.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from system_tools import free_port, missing  # noqa: F401 (free_port: for the PACS tests)
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -31,16 +29,7 @@ def require(program: str) -> str:
     path = shutil.which(program) or (program if Path(program).is_file() else None)
     if path:
         return path
-    message = f"{program} is not installed ({APT_HINT})"
-    if os.environ.get("TOTALFM_REQUIRE_SYSTEM_TOOLS") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    missing(f"{program} is not installed ({APT_HINT})")
 
 
 @dataclass

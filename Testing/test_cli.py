@@ -148,7 +148,10 @@ def test_every_option_of_every_command_has_help():
         return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
 
     commands = subcommands(build_parser())
-    assert set(commands) == {"analyze", "search", "organs", "findings", "demo", "index", "find", "pacs"}
+    assert set(commands) == {"analyze", "search", "organs", "findings", "demo", "index", "find", "pacs", "serve"}
+    from TotalFMWeb.serve import build_parser as serve_parser  # totalfm serve's own options
+
+    commands["serve"] = serve_parser()
     pacs = subcommands(commands.pop("pacs"))
     assert set(pacs) == {"find", "get", "store", "analyze"}
     commands.update({f"pacs {name}": sub for name, sub in pacs.items()})

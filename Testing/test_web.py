@@ -138,6 +138,8 @@ def test_the_whole_review_in_the_browser(browser, tmp_path, capsys):
         assert matched and rows[: len(matched)] == matched, "the matches are not listed first"
         orange = pixels_near(view(page, "axial"), HIGHLIGHT, 40)
         assert orange >= 60, f"the best match is not highlighted in the view ({orange} pixels)"
+        if os.environ.get("TOTALFM_WEB_SCREENSHOT"):  # the README's picture
+            page.screenshot(path=os.environ["TOTALFM_WEB_SCREENSHOT"])
         views_ms = page.evaluate("""async () => {
             const img = document.querySelectorAll('img.image-display-area')[3];
             const before = img.src, input = document.querySelector('#search');
@@ -227,9 +229,15 @@ def test_two_readers_at_once_each_in_their_own_session(browser, tmp_path):
         first.click("#next")
         first.click("#mark-disagree")
         wait_text(first, "#organ-table tr.current", "disagree")
+        second.click("#score")  # Cancel while it scores: nothing is shown, the case stays open
+        second.click("#cancel")
+        wait_text(second, "#status", "Cancelled; nothing was changed.")
+        assert not second.query_selector("#organ-table")
         second.click("#score")
         second.wait_for_selector("#organ-table tbody tr", timeout=300_000)
         assert not [r for r in table(second) if r["mark"]], "a mark crossed sessions"
+        second.click("#restore")
+        wait_text(second, "#legend-title", "Original TotalSegmentator colours")
         assert len(list(tmp_path.glob("totalfm-review-*"))) == 2  # two private session folders
 
         # a third reader is told the server is full

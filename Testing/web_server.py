@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from system_tools import free_port, missing
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -27,16 +27,7 @@ def require_browser() -> str:
     pytest.importorskip("playwright", reason="playwright is not installed (pip install -e \".[dev]\")")
     if Path(CHROMIUM).is_file():
         return CHROMIUM
-    message = f"{CHROMIUM} is not installed ({APT_HINT})"
-    if os.environ.get("TOTALFM_REQUIRE_SYSTEM_TOOLS") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    missing(f"{CHROMIUM} is not installed ({APT_HINT})")
 
 
 @contextmanager
