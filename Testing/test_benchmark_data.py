@@ -335,3 +335,17 @@ def test_input_errors_cross_process_boundaries_intact(tmp_path):
     assert isinstance(err, InputError) and err.problem == "not a readable file"
     assert str(err) == f"{tmp_path / 'bases' / 'example_ct.npz'}: not a readable file"
     assert str(pickle.loads(pickle.dumps(InputError(None, "no path")))) == "no path"
+
+
+def test_the_card_carries_the_per_fold_table_and_a_rerun_replaces_it():
+    from TotalFMLib.training.folds import HELD_OUT_HEADING, card_with_folds
+
+    card = "# Card\n\nintro\n\n## In-distribution figures\n\nx\n"
+    first = "# Folds\n\ntext\n\n| held-out patient | a |\n|---|---|\n| A | 0.5 |\n\nPer finding:\n\n| f | A |\n"
+    once = card_with_folds(card, first)
+    assert once.index(HELD_OUT_HEADING) < once.index("## In-distribution figures")
+    assert "| A | 0.5 |" in once and "Per finding" not in once and "| f | A |" not in once
+    second = first.replace("| A | 0.5 |", "| A | 0.5 |\n| B | 0.7 |")
+    twice = card_with_folds(once, second)
+    assert twice.count(HELD_OUT_HEADING) == 1 and "| B | 0.7 |" in twice and twice.endswith("## In-distribution figures\n\nx\n")
+    assert card_with_folds(card, "no table here") == card

@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="VideoMAE pre-training config, run on the fold's training patients (default: the demo's)")
     p.add_argument("--oracle-steps", type=int, default=3000, help="training steps of the supervised oracle")
     p.add_argument("--out", default=str(ROOT / "Training" / "results" / "folds.md"), help="where the table goes")
+    p.add_argument("--card", default=str(ROOT / "TotalFMLib" / "data" / "demo_model.md"),
+                   help="model card whose held-out section gets the table ('' for none; default: the demo model's)")
     args = p.parse_args(argv)
 
     from TotalFMLib.atomic import atomic_path
@@ -113,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_path(Path(args.out), suffix=".md") as tmp:
         tmp.write_text(text, encoding="utf-8")
     (Path(args.run) / "folds.json").write_text(json.dumps(folds, indent=2, default=float) + "\n")
+    if args.card:  # the bundled model's card carries the same per-fold table
+        from TotalFMLib.training.folds import card_with_folds
+
+        card = Path(args.card)
+        with atomic_path(card, suffix=".md") as tmp:
+            tmp.write_text(card_with_folds(card.read_text(encoding="utf-8"), text), encoding="utf-8")
     print(text)
     return 0
 

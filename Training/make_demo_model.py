@@ -214,6 +214,11 @@ def write_reports(checks: dict, cfg: dict, timings: dict, machine_text: str) -> 
         "These figures measure the detection of inserted lesions; they say nothing about real pathology.",
         "",
     ])
+    folds_md = RESULTS / "folds.md"
+    if folds_md.is_file():  # the held-out figures, as the last leave-one-patient-out run wrote them
+        from TotalFMLib.training.folds import card_with_folds
+
+        card = card_with_folds(card, folds_md.read_text(encoding="utf-8"))
     with atomic_path(CARD, suffix=".md") as tmp:
         tmp.write_text(card, encoding="utf-8")
 

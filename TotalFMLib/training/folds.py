@@ -41,3 +41,26 @@ def role_in_fold(entry: dict, held_out: str | None) -> str | None:
     if entry["patient"] == held_out:
         return "test" if entry["split"] == "eval" else None
     return "train" if entry["split"] == "train" else "val"
+
+
+HELD_OUT_HEADING = "## Held-out patients (leave-one-patient-out)"
+
+
+def card_with_folds(card: str, folds_table: str) -> str:
+    """The model card with its held-out section set to the per-fold table (the first table of
+    ``Training/results/folds.md``), placed before the in-distribution figures; the section is
+    replaced when the card has one."""
+    lines = folds_table.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
+    if start is None:
+        return card
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    section = "\n".join([HELD_OUT_HEADING, "", "Mean finding AUROC on each held-out patient's evaluation cases "
+                         "(`python Training/evaluate_folds.py`; every column: `Training/results/folds.md`):", "",
+                         *lines[start:end], "", ""])
+    if HELD_OUT_HEADING in card:
+        before, rest = card.split(HELD_OUT_HEADING, 1)
+        after = rest[rest.index("\n## "):].lstrip("\n") if "\n## " in rest else ""
+        return before + section + after
+    anchor = "## In-distribution figures"
+    return card.replace(anchor, section + anchor, 1) if anchor in card else card.rstrip("\n") + "\n\n" + section
