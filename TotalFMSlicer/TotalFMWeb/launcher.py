@@ -107,10 +107,15 @@ class Launcher:
                 key, session = await self.start_session()
             except RuntimeError as e:
                 return web.Response(status=503, text=str(e))
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            response = await self._websocket(request, session)
-        else:
-            response = await self._http(request, session)
+        import aiohttp
+
+        try:
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                response = await self._websocket(request, session)
+            else:
+                response = await self._http(request, session)
+        except aiohttp.ClientError:
+            return web.Response(status=502, text="this review session stopped; open the address again")
         if new:
             response.set_cookie(SESSION_COOKIE, key, httponly=True, samesite="Strict")
         return response

@@ -8,6 +8,7 @@ several), so its scene, uploads and marks are its own."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -144,6 +145,9 @@ class Review(CaseWorkflow):
                 raise job.error
         except (TotalFMError, OSError) as e:
             self._set(error=self.plain(str(e)), status="")
+        except Exception as e:  # a defect: the page gets one line, the server's log the traceback
+            logging.getLogger(__name__).exception("review step failed")
+            self._set(error=f"unexpected error ({type(e).__name__}): {self.plain(str(e))}", status="")
         finally:
             self._set(busy=False, progress=0)
 
