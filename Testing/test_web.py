@@ -164,6 +164,19 @@ def test_the_whole_review_in_the_browser(browser, tmp_path, capsys):
         assert step("#previous") == first
         page.click("#mark-agree")
         wait_text(page, "#organ-table tr.current", "agree")
+        page.locator("body").click(position={"x": 5, "y": 900})  # out of the search field: keys step
+        page.keyboard.press("n")
+        page.wait_for_function("(f) => document.querySelector('#organ-table tr.current').cells[0].innerText !== f",
+                               arg=first)
+        page.keyboard.press("p")
+        wait_text(page, "#organ-table tr.current", first)
+
+        # the lung window changes what the axial view shows
+        soft = view(page, "axial")
+        page.click("#window-lung")
+        lung = view(page, "axial")
+        assert abs(lung.mean() - soft.mean()) > 5, "the lung window did not change the view"
+        page.click("#window-soft_tissue")
 
         # the CSV download: the CLI's columns and values plus the review column
         web_rows = list(csv.DictReader(io.StringIO(download(page, "#export-csv", tmp_path / "web.csv").read_text())))

@@ -117,6 +117,7 @@ class ReviewApp:
             "cancel": review.cancel,
             "show_finding": lambda finding: review.show_finding(finding, state.dim_below),
             "restore": review.restore,
+            "window": review.set_window,
             "find": review.find,
             "select": review.select,
             "step": review.step,

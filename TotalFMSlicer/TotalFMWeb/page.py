@@ -7,6 +7,15 @@ from trame.ui.vuetify3 import VAppLayout
 from trame.widgets import client, html
 from trame.widgets import vuetify3 as v
 
+WINDOW_LABELS = (("lung", "Lung"), ("soft_tissue", "Soft tissue"), ("bone", "Bone"))  # crops.ct_windows
+# keys for reading without the mouse (not while typing in a field)
+KEYS = """window.addEventListener('keydown', (e) => {
+  if (['INPUT', 'TEXTAREA', 'SELECT'].includes(e.target.tagName) || e.ctrlKey || e.metaKey || e.altKey) return;
+  const actions = {n: ['step', [1]], ArrowDown: ['step', [1]], p: ['step', [-1]], ArrowUp: ['step', [-1]],
+                   a: ['mark', ['agree']], d: ['mark', ['disagree']], u: ['mark', ['unsure']]};
+  const action = actions[e.key];
+  if (action && window.trame.state.get('scored')) { e.preventDefault(); window.trame.trigger(...action); }
+});"""
 MARKS = (("agree", "mdi-check", "success"), ("disagree", "mdi-close", "error"), ("unsure", "mdi-help", "warning"))
 DEFAULTS = {"model_choice": "demo", "checkpoint_path": "", "query_input": "", "dim_below": True,
             "consent_open": False, "local_paths": False, "ct_path": "", "seg_path": "", "uploaded_ct": "",
@@ -28,6 +37,7 @@ def build(server, layout_manager, title: str = "TotalFM review"):
     for name, value in DEFAULTS.items():
         state.setdefault(name, value)
     with VAppLayout(server, full_height=True) as layout:
+        client.Script(KEYS)
         client.Style("html { overflow-y: hidden; } .organ-row { cursor: pointer; } "
                      ".organ-row.current { background: rgba(255,140,0,0.25); } "
                      ".matched td:first-child { font-weight: bold; color: #ff8c00; }")
@@ -88,6 +98,10 @@ def _model_panel() -> None:
 
 
 def _display_panel() -> None:
+    with v.VBtnToggle(v_if="case_name", model_value=("ct_window",), mandatory=True, density="compact",
+                      divided=True, variant="outlined", classes="mb-2", id="ct-window"):
+        for name, label in WINDOW_LABELS:
+            v.VBtn(label, value=name, id=f"window-{name}", size="small", click=f"trigger('window', ['{name}'])")
     with html.Div(v_if="scored"):
         with v.VRow(dense=True, classes="align-center"):
             with v.VCol(cols=8):
@@ -118,10 +132,13 @@ def _display_panel() -> None:
 def _organ_panel() -> None:
     with html.Div(v_if="scored"):
         with v.VRow(dense=True):
-            v.VBtn("Previous", id="previous", click="trigger('step', [-1])", size="small", classes="ma-1")
-            v.VBtn("Next", id="next", click="trigger('step', [1])", size="small", classes="ma-1")
+            v.VBtn("Previous", id="previous", click="trigger('step', [-1])", size="small", classes="ma-1",
+                   title="p or the up arrow")
+            v.VBtn("Next", id="next", click="trigger('step', [1])", size="small", classes="ma-1",
+                   title="n or the down arrow")
             for mark, icon, colour in MARKS:
                 v.VBtn(mark, id=f"mark-{mark}", prepend_icon=icon, color=colour, size="small", classes="ma-1",
+                       title=f"key {mark[0]}",
                        variant="tonal", disabled=("!current_organ",), click=f"trigger('mark', ['{mark}'])")
         with html.Div(style="max-height: 34vh; overflow-y: auto;", classes="mt-1"):
             with v.VTable(density="compact", id="organ-table"):

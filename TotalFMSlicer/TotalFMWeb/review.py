@@ -54,6 +54,7 @@ class ReviewState:
     matched: list = field(default_factory=list)
     rows: list = field(default_factory=list)
     current_organ: str = ""
+    ct_window: str = "soft_tissue"
 
 
 class Review(CaseWorkflow):
@@ -245,6 +246,21 @@ class Review(CaseWorkflow):
         self.on_colours_changed()
         colors = ["#%02x%02x%02x" % tuple(int(round(255 * c)) for c in rgb) for _value, rgb in legend.stops]
         self._set(legend_title=legend.title, legend_colors=colors)
+
+    def set_window(self, name: str) -> None:
+        """The CT's window: one of the crop recipe's (lung, soft_tissue, bone)."""
+        from TotalFMLib.crops.ct_windows import window
+
+        if self.ctNode is None:
+            raise TotalFMError("open a case first")
+        try:
+            level, width = window(name)
+        except KeyError as e:
+            raise TotalFMError(str(e.args[0])) from None
+        display = self.ctNode.GetDisplayNode()
+        display.AutoWindowLevelOff()
+        display.SetWindowLevel(width, level)
+        self._set(ct_window=name)
 
     def restore(self) -> None:
         self.restoreColors(self.segmentationNode)
