@@ -229,15 +229,24 @@ def test_the_whole_review_in_the_browser(browser, tmp_path, capsys):
 
 
 def test_two_readers_at_once_each_in_their_own_session(browser, tmp_path):
-    with web_server("--sessions", "2", "--max-upload-mb", "1", tmp=tmp_path) as url:
+    with web_server("--sessions", "2", "--max-upload-mb", "4", tmp=tmp_path) as url:
         first, second = new_page(browser, url), new_page(browser, url)
         first.click("#open-example")
         wait_text(first, "#case-name", "example_ct")
         first.click("#score")
         second.wait_for_timeout(500)
         assert second.inner_text("#case-name").strip() == "", "the second reader sees the first reader's case"
-        second.click("#open-example")
-        wait_text(second, "#case-name", "example_ct")
+        # the second reader uploads a DICOM series (every file of it) and its segmentation
+        from TotalFMLib.inputs.sample_data import fetch
+
+        series = sorted(str(f) for f in fetch("example_ct_dicom").iterdir())
+        second.set_input_files("#upload-ct", series)
+        wait_text(second, "#uploaded-ct", f"{len(series)} files received")
+        second.set_input_files("#upload-seg", str(fetch("example_seg_dicom")))
+        wait_text(second, "#uploaded-seg", "1 file received")
+        second.click("#open-uploads")
+        wait_text(second, "#status", "organs. Choose a model")
+        assert second.inner_text("#case-name").strip() == "001-ct"
         first.wait_for_selector("#organ-table tbody tr", timeout=300_000)
         first.click("#next")
         first.click("#mark-disagree")
@@ -262,9 +271,9 @@ def test_two_readers_at_once_each_in_their_own_session(browser, tmp_path):
 
         # the upload limit, through the front door
         big = tmp_path / "big_ct.nii.gz"
-        big.write_bytes(os.urandom(1_500_000))
+        big.write_bytes(os.urandom(4_500_000))
         second.set_input_files("#upload-ct", str(big))
-        assert "larger than the limit of 1 MB" in error_text(second)
+        assert "larger than the limit of 4 MB" in error_text(second)
         assert not list(tmp_path.rglob("big_ct.nii.gz*"))[1:], "the refused upload was kept"
 
 
