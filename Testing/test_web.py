@@ -283,8 +283,11 @@ def test_beyond_loopback_an_access_token_is_required(browser, tmp_path):
     assert refused.returncode == 2 and "needs an access token: add --token" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
 
+    from TotalFMLib.inputs.sample_data import fetch
+
     token = "test-token-0123456789"
-    with web_server(env={"TOTALFM_SERVE_TOKEN": token}, tmp=tmp_path) as url:
+    case = ("--ct", str(fetch("example_ct")), "--seg", str(fetch("example_seg")))  # opened at start
+    with web_server(*case, env={"TOTALFM_SERVE_TOKEN": token}, tmp=tmp_path) as url:
         assert url.endswith(f"?token={token}")
         bare = url.split("?")[0]
         for attempt in (bare, bare + "?token=wrong-token-000000", bare + "upload?kind=ct"):
@@ -292,5 +295,5 @@ def test_beyond_loopback_an_access_token_is_required(browser, tmp_path):
                 urllib.request.urlopen(attempt)
             assert e.value.code == 403 and "needs its access token" in e.value.read().decode()
         page = new_page(browser, url)  # the token once in the address, then the cookie (assets, websocket)
-        page.click("#open-example")
         wait_text(page, "#case-name", "example_ct")
+        assert view(page, "axial").std() > 10
