@@ -152,12 +152,6 @@ class Review(CaseWorkflow):
         finally:
             self._set(busy=False, progress=0)
 
-    def wait(self):
-        """The job running now, finished (tests and scripts)."""
-        if self._job is not None:
-            self._job.wait()
-        return self._job
-
     def cancel(self) -> None:
         if self._job is not None and not self._job.done:
             self._job.cancel()
