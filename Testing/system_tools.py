@@ -4,15 +4,9 @@ sets ``TOTALFM_REQUIRE_SYSTEM_TOOLS=1``, failed)."""
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from TotalFMWeb.launcher import free_port  # noqa: F401 (the tests' servers take ports as the launcher does)
 
 
 def missing(message: str):

@@ -41,6 +41,17 @@ def review_marks(table_node) -> dict[str, str]:
     return {o: m for o, m in zip(organs, marks) if m}
 
 
+def table_order(rows: list[ScoreRow], order: list[str] | None = None) -> list[str]:
+    """The table's organs, top to bottom: ``order`` (e.g. a search ranking) first, then by
+    falling score of the first finding."""
+    findings = row_findings(rows)
+    first = findings[0] if findings else None
+    scores = {r.organ: r.score for r in rows if r.finding == first}
+    organs = sorted({r.organ for r in rows}, key=lambda o: (-scores.get(o, -1.0), catalogue.organ(o).label_id))
+    front = [o for o in (order or []) if o in organs]
+    return front + [o for o in organs if o not in front]
+
+
 def scores_table(scene, rows: list[ScoreRow], table_node=None, review: dict[str, str] | None = None,
                  order: list[str] | None = None):
     """Fill (or create) a table node: one row per organ with one numeric column per finding
@@ -61,16 +72,7 @@ def scores_table(scene, rows: list[ScoreRow], table_node=None, review: dict[str,
     by_organ: dict[str, dict[str, ScoreRow]] = {}
     for row in rows:
         by_organ.setdefault(row.organ, {})[row.finding] = row
-    first = findings[0] if findings else None
-
-    def rank(organ: str):
-        score = by_organ[organ].get(first).score if first in by_organ[organ] else -1.0
-        return -score, catalogue.organ(organ).label_id
-
-    organs = sorted(by_organ, key=rank)
-    if order:
-        front = [o for o in order if o in by_organ]
-        organs = front + [o for o in organs if o not in front]
+    organs = table_order(rows, order)
 
     table = vtk.vtkTable()
     text_columns = {name: vtk.vtkStringArray() for name in ("organ", "segment")}

@@ -42,7 +42,7 @@ class ReviewApp:
         self.layout_manager = LayoutManager(self.slicer.scene, self.slicer.view_manager, server)
         self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
         self.layout_manager.set_layout(LAYOUT)
-        self.review = Review(self.slicer.scene, self.publish, settings.upload_root)
+        self.review = Review(self.slicer.scene, self.publish)
         self.review.on_case_shown = self.show_views
         self.review.on_colours_changed = self.outline_slices
         self.review.defer = self.defer

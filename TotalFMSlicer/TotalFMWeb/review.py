@@ -61,7 +61,7 @@ class Review(CaseWorkflow):
     """The reader's case and its review; ``publish`` is called with the changed fields of
     ``ReviewState`` whenever the page should update."""
 
-    def __init__(self, scene, publish, upload_root: Path | None = None) -> None:
+    def __init__(self, scene, publish) -> None:
         super().__init__()
         self.scene = scene
         self.publish = publish
@@ -70,7 +70,7 @@ class Review(CaseWorkflow):
         self.segmentationNode = None
         self.tableNode = None
         self._job = None
-        self._folder = Path(tempfile.mkdtemp(prefix="totalfm-review-", dir=upload_root))  # private (0700)
+        self._folder = Path(tempfile.mkdtemp(prefix="totalfm-review-"))  # private (0700), under $TMPDIR
         self._modelLock = threading.Lock()  # the model is warmed on a thread while the reader opens a case
         self.logCallback = lambda text: self._set(status=text)
 
@@ -279,9 +279,8 @@ class Review(CaseWorkflow):
             return []
         hits = self.rankOrgans(self.segmentationNode, query, threshold=self.state.match_score)
         matched = [h.organ for h in sorted(hits, key=lambda h: h.rank) if h.matched]
-        self.state.matched = matched
         self._set(query=query, matched=matched, legend_title=f"Search: {query}", legend_colors=[],
-                  rows=[vars(r) for r in self.table_rows(first=matched)])
+                  rows=[vars(r) for r in self.table_rows(matched)])
         self.defer(lambda: self._show_hits(hits, matched))  # the table first, the views just after
         return matched
 
@@ -297,29 +296,24 @@ class Review(CaseWorkflow):
         work()
 
     # ---------------------------------------------------------------- review
-    def table_rows(self, first: list[str] | None = None) -> list[OrganRow]:
-        """The table's organs in its order; with ``first`` (a search's matches), those first and
-        the rest by falling score of the first finding, as the scores table orders them."""
+    def table_rows(self, matched: list[str] | None = None) -> list[OrganRow]:
+        """The table's organs in its order; with ``matched`` (a search's matches), in the order
+        the scores table takes after that search (``scores_table.table_order``)."""
         from TotalFMLib.vocabulary import catalogue
 
         if self.tableNode is None:
             return []
-        scores = score_store.read_scores(self.segmentationNode)
+        scored = score_store.scored_rows(self.segmentationNode)
         marks = scores_table.review_marks(self.tableNode)
-        organs = self.tableOrgans(self.tableNode)
-        if first is not None:
-            findings = score_store.row_findings(score_store.scored_rows(self.segmentationNode))
-            rest = sorted((o for o in organs if o not in first),
-                          key=lambda o: -scores.get(o, {}).get(findings[0]).score if findings[0] in scores.get(o, {})
-                          else 0.0)
-            organs = [o for o in first if o in organs] + rest
-        rows = []
-        for organ in organs:
-            row = scores.get(organ, {}).get(self.state.finding)
-            rows.append(OrganRow(organ, catalogue.organ(organ).display_name,
-                                 None if row is None else round(float(row.score), 4),
-                                 bool(row and row.flagged), marks.get(organ, ""), organ in self.state.matched))
-        return rows
+        if matched is None:
+            organs, matched = self.tableOrgans(self.tableNode), self.state.matched
+        else:
+            organs = scores_table.table_order(scored, matched)
+        shown = {r.organ: r for r in scored if r.finding == self.state.finding}
+        return [OrganRow(organ, catalogue.organ(organ).display_name,
+                         None if organ not in shown else round(float(shown[organ].score), 4),
+                         bool(organ in shown and shown[organ].flagged), marks.get(organ, ""), organ in matched)
+                for organ in organs]
 
     def _refresh_rows(self) -> None:
         self._set(rows=[vars(r) for r in self.table_rows()])

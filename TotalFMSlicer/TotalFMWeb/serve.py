@@ -19,7 +19,6 @@ class Settings:
     model: str = "demo"
     device: str | None = None
     max_upload_mb: int = 2048
-    upload_root: Path | None = None
     local_paths: bool = True
     ct: str | None = None
     seg: str | None = None
