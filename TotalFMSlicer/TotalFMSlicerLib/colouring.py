@@ -73,7 +73,7 @@ def _display_node(segmentation_node):
 
 
 @contextmanager
-def _modifying(segmentation_node):
+def modifying(segmentation_node):
     """The segmentation and its display node changed in one batch: views update once, not once
     per segment and property."""
     display = _display_node(segmentation_node)
@@ -109,7 +109,7 @@ def restore_colors(segmentation_node) -> int:
     """Put back the colours and opacities saved before scores or a search were shown.
     Returns the number of segments restored; stored scores stay."""
     seg = segmentation_node.GetSegmentation()
-    with _modifying(segmentation_node) as display:
+    with modifying(segmentation_node) as display:
         restored = _restore(seg, display)
         segmentation_node.RemoveAttribute(ATTR_SHOWN)
     return restored
@@ -148,7 +148,7 @@ def apply_scores(segmentation_node, rows: list[ScoreRow], finding: str = ANY_LES
     score_color(0.0, colormap)  # fails early on an unknown colour map
     store_scores(segmentation_node, rows)
     seg = segmentation_node.GetSegmentation()
-    with _modifying(segmentation_node) as display:
+    with modifying(segmentation_node) as display:
         for organ, sid in organ_segments(segmentation_node).items():
             segment = seg.GetSegment(sid)
             _remember_original(segment, display, sid)
@@ -179,7 +179,7 @@ def highlight_organs(segmentation_node, matched: list[str], color=HIGHLIGHT_COLO
     their original colours; the highlighted organs present, in the order given."""
     seg = segmentation_node.GetSegmentation()
     segments = organ_segments(segmentation_node)
-    with _modifying(segmentation_node) as display:
+    with modifying(segmentation_node) as display:
         for organ, sid in segments.items():
             segment = seg.GetSegment(sid)
             _remember_original(segment, display, sid)

@@ -73,22 +73,21 @@ class ReviewApp:
         views of slicer-core 5.11 on Mesa) does not blend translucent segments over the CT: a
         faint fill came out nearly black, a full one hid the CT. The 3D view keeps the workflow's
         opacities (faint organs hardly show there)."""
+        from TotalFMSlicerLib.colouring import modifying
+
         node = self.review.segmentationNode
-        display = node.GetDisplayNode() if node is not None else None
-        if display is None:
+        if node is None:
             return
         segmentation = node.GetSegmentation()
-        was_modifying, display_was_modifying = node.StartModify(), display.StartModify()
-        display.SetSliceIntersectionThickness(OUTLINE_PX)
-        for sid in segmentation.GetSegmentIDs():
-            display.SetSegmentVisibility2DFill(sid, False)
-            display.SetSegmentVisibility2DOutline(sid, True)
-            display.SetSegmentOpacity2DOutline(sid, 1.0)
-            if display.GetSegmentOpacity3D(sid) < 1.0:
-                segment = segmentation.GetSegment(sid)
-                segment.SetColor(*(FAINT * c for c in segment.GetColor()))
-        display.EndModify(display_was_modifying)
-        node.EndModify(was_modifying)
+        with modifying(node) as display:
+            display.SetSliceIntersectionThickness(OUTLINE_PX)
+            for sid in segmentation.GetSegmentIDs():
+                display.SetSegmentVisibility2DFill(sid, False)
+                display.SetSegmentVisibility2DOutline(sid, True)
+                display.SetSegmentOpacity2DOutline(sid, 1.0)
+                if display.GetSegmentOpacity3D(sid) < 1.0:
+                    segment = segmentation.GetSegment(sid)
+                    segment.SetColor(*(FAINT * c for c in segment.GetColor()))
 
     def defer(self, work) -> None:
         """Display work on the next turn of the event loop, after the page's values went out."""
