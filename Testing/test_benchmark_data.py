@@ -110,14 +110,25 @@ def test_lesion_maps_follow_the_crop_recipe(dicom_base):
     from TotalFMLib.training.lesions import LesionRecord
 
     ct, seg = BB.base_on_grid("example_ct_dicom", 1.0, 3.0)
-    crops = organ_crops(ct, seg, ["liver"], crop_size=32, frames=8)
+    crops = organ_crops(ct, seg, ["liver", "spleen"], crop_size=32, frames=8)
     box = crops.boxes["liver"]
     mask = np.zeros(ct.shape, bool)
     y, x = (box[1].start + box[1].stop) // 2, box[2].start
-    mask[:, y - 8:y + 8, x:x + 16] = True  # a slab at the crop's first columns, middle rows
-    maps = crop_maps.lesion_maps(ct, [LesionRecord("liver", "hypodense lesion", {}, mask)], crops, 32, 8)
-    cover = maps[0, B.FINDINGS.index("hypodense lesion")].float().mean(dim=2)
+    mask[:, y - 8:y + 8, x:x + 16] = True  # a slab at the liver crop's first columns, middle rows
+    k = B.FINDINGS.index("hypodense lesion")
+    shows, own = crop_maps.lesion_maps(ct, [LesionRecord("liver", "hypodense lesion", {}, mask)], crops, 32, 8)
+    liver, spleen = crops.organs.index("liver"), crops.organs.index("spleen")
+    cover = shows[liver, k].float().mean(dim=2)
     assert float(cover[:, :2].mean()) > float(cover[:, 4:].mean()) and float(cover.max()) > 0
+    assert torch.equal(own[liver], shows[liver])  # the liver's own crop: both maps alike
+    both = np.zeros(ct.shape, bool)  # a liver finding where the liver's and the spleen's crop boxes overlap
+    sy, sx = crops.boxes["spleen"][1], crops.boxes["spleen"][2]
+    y0, x0 = max(box[1].start, sy.start), max(box[2].start, sx.start)
+    assert y0 + 8 < min(box[1].stop, sy.stop) and x0 + 8 < min(box[2].stop, sx.stop)
+    both[:, y0:y0 + 8, x0:x0 + 8] = True
+    shows, own = crop_maps.lesion_maps(ct, [LesionRecord("liver", "hypodense lesion", {}, both)], crops, 32, 8)
+    assert shows[spleen, k].any() and shows[liver, k].any()  # the spleen's crop shows it
+    assert own[liver, k].any() and not own[spleen].any()  # but it is the liver's finding, not the spleen's
 
 
 def test_reports_parse_back_to_the_ground_truth(tiny):
@@ -349,3 +360,46 @@ def test_the_card_carries_the_per_fold_table_and_a_rerun_replaces_it():
     twice = card_with_folds(once, second)
     assert twice.count(HELD_OUT_HEADING) == 1 and "| B | 0.7 |" in twice and twice.endswith("## In-distribution figures\n\nx\n")
     assert card_with_folds(card, "no table here") == card
+
+
+def test_own_maps_hold_only_the_crops_own_findings(tiny):
+    """A crop's own map is part of what it shows, and marks only findings its label names."""
+    root, _, _, _ = tiny
+    marked = 0
+    for entry in B.read_manifest(root):
+        shard = _shard(root, entry)
+        own, shows = shard["own_maps"], shard["lesion_maps"]
+        assert own.shape == shows.shape and bool((own <= shows).all())
+        named = shard["label_matrix"].bool()
+        assert not own.flatten(2).any(2)[~named].any()
+        marked += int(own.flatten(2).any(2)[named].sum())
+    assert marked > 0
+
+
+def test_the_oracle_reads_own_maps_and_refuses_an_old_shard(tiny, tmp_path):
+    from TotalFMLib.training.oracle import load_crops
+
+    root, _, _, _ = tiny
+    entries = B.read_manifest(root)
+    data = load_crops(root, entries[:1])
+    assert torch.equal(data["maps"], _shard(root, entries[0])["own_maps"])
+    old = _shard(root, entries[0])
+    del old["own_maps"]
+    (tmp_path / "shards").mkdir()
+    torch.save(old, tmp_path / entries[0]["shard"])
+    with pytest.raises(InputError, match="has no own_maps .*rebuild the benchmark"):
+        load_crops(tmp_path, entries[:1])
+
+
+def test_neighbour_findings_count_every_carrying_crop(tiny):
+    from TotalFMLib.training.lesions import insertable
+    from TotalFMLib.training.visibility import neighbour_findings
+
+    root, _, _, _ = tiny
+    counts = neighbour_findings(root)
+    entries = B.read_manifest(root)
+    for finding, c in counts.items():
+        carrying = [(e, o) for e in entries for o in e["organs"] if insertable(finding, o)]
+        assert c["positives"] + c["negatives"] == len(carrying)
+        assert c["positives"] == sum([o, finding] in e["findings"] for e, o in carrying)
+        assert 0 <= c["negatives_showing_it"] <= c["negatives"]

@@ -16,7 +16,8 @@ Output folder (read by ``dataset.CropDataset``)::
     manifest.jsonl       one line per case: case_id, split (its role), shard, base, patient, organs, findings
     benchmark.json       the configuration, finding list, bases and counts per patient and role
     shards/<case>.pt     {"images" (N,3,S,S,F) float16, "organs" [N], "lesion_maps" (N, K, S/4, S/4, F/4)
-                          uint8 over "findings", "organ_maps" (N, S/4, S/4, F/4) uint8, "sentences" [N lists of phrasings], "labels" [N lists
+                          uint8 over "findings" (every finding the crop shows), "own_maps" (the same,
+                          the crop's own organ's findings only), "organ_maps" (N, S/4, S/4, F/4) uint8, "sentences" [N lists of phrasings], "labels" [N lists
                           of finding names], "label_matrix" (N, K) uint8 over "findings",
                           "whole_images" (1,3,S,S,F) float16, "whole_organs" ["whole_volume"],
                           "whole_sentences" [[report variants]], "whole_labels" [[finding names]],
@@ -225,10 +226,11 @@ def make_case(ct: Volume, seg: Volume, base: BaseCT, role: str, index: int, cfg:
     case_findings = sorted({r.finding for r in records if r.organ in crops.organs})
     whole = whole_volume_crop(ct_case, seg_case, cfg.crop_size, cfg.frames)
     kept = [r for r in records if r.organ in crops.organs]
+    shows, own = crop_maps.lesion_maps(ct_case, kept, crops, cfg.crop_size, cfg.frames)
     return {
         "case_id": case_id, "split": role, "base": base.name, "patient": base.patient,
         "images": crops.images.to(torch.float16), "organs": list(crops.organs),
-        "lesion_maps": crop_maps.lesion_maps(ct_case, kept, crops, cfg.crop_size, cfg.frames),
+        "lesion_maps": shows, "own_maps": own,
         "organ_maps": crop_maps.organ_maps(ct_case, labels, crops, cfg.crop_size, cfg.frames),
         "sentences": sentences, "labels": labels_per_organ,
         "findings": list(FINDINGS), "label_matrix": torch.from_numpy(matrix),

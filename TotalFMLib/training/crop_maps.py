@@ -40,21 +40,28 @@ def on_recipe_grid(ct: Volume, array: np.ndarray) -> np.ndarray:
 
 
 def lesion_maps(ct: Volume, records: list[LesionRecord], crops, crop_size: int, frames: int,
-                findings: tuple[str, ...] = FINDINGS, stride: int = MAP_STRIDE) -> torch.Tensor:
-    """(N, len(findings), S/stride, S/stride, F/stride) uint8: how much of each cell of each organ
-    crop shows each inserted finding (255: all of it). Each finding's mask goes through the
-    crop recipe of the organs (nearest-neighbour onto the recipe's grid, the organ's crop box,
-    the trilinear resize), then is averaged over ``stride``-sized cells. A finding shows in
-    every crop that holds it, not only in its own organ's."""
+                findings: tuple[str, ...] = FINDINGS, stride: int = MAP_STRIDE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two (N, len(findings), S/stride, S/stride, F/stride) uint8 maps: how much of each cell of
+    each organ crop shows each inserted finding (255: all of it). Each finding's mask goes
+    through the crop recipe of the organs (nearest-neighbour onto the recipe's grid, the
+    organ's crop box, the trilinear resize), then is averaged over ``stride``-sized cells.
+
+    The first map holds every finding a crop shows, its neighbours' included (a liver lesion
+    shows in the right kidney's crop); the second only the findings of the crop's own organ,
+    which are the ones its label and report name."""
     side, depth = crop_size // stride, frames // stride
-    out = torch.zeros((len(crops.organs), len(findings), side, side, depth), dtype=torch.uint8)
+    shows = torch.zeros((len(crops.organs), len(findings), side, side, depth), dtype=torch.uint8)
+    own = torch.zeros_like(shows)
     for record in records:
         k = findings.index(record.finding)
         grid = on_recipe_grid(ct, record.mask.astype(np.uint8))
         for i, organ in enumerate(crops.organs):
             if grid[crops.boxes[organ]].any():
-                out[i, k] = torch.maximum(out[i, k], crop_cover(grid, crops.boxes[organ], crop_size, frames, stride))
-    return out
+                cover = crop_cover(grid, crops.boxes[organ], crop_size, frames, stride)
+                shows[i, k] = torch.maximum(shows[i, k], cover)
+                if organ == record.organ:
+                    own[i, k] = torch.maximum(own[i, k], cover)
+    return shows, own
 
 
 def organ_maps(ct: Volume, labels: np.ndarray, crops, crop_size: int, frames: int,

@@ -1,5 +1,6 @@
 """The supervised oracle: what a small model can learn from the benchmark's crops when it is told
-everything (the finding labels and where each finding lies, ``benchmark_data.lesion_maps``).
+everything (the finding labels and where each of the crop's own organ's findings lies, the
+shards' ``own_maps``).
 
 A fully convolutional 3D network maps a crop, with a fourth channel saying where the crop's
 own organ is (``benchmark_data.organ_maps``), to one map per finding at the lesion maps'
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from .benchmark_data import FINDINGS
 from .lesions import insertable
 
@@ -63,9 +65,14 @@ def load_crops(root, entries: list[dict]) -> dict:
     images, labels, maps, where, organs, cases, patients = [], [], [], [], [], [], []
     for e in entries:
         shard = torch.load(f"{root}/{e['shard']}", map_location="cpu", weights_only=True)
+        if "own_maps" not in shard:
+            raise InputError(f"{root}/{e['shard']}", "has no own_maps (built by an older version): rebuild the "
+                                                    "benchmark with Training/build_benchmark.py")
         images.append(shard["images"])
         labels.append(shard["label_matrix"].bool())
-        maps.append(shard["lesion_maps"])
+        # the crop's own findings: a neighbour's lesion that shows in the crop is not this organ's
+        # finding, and a target that says it is teaches the oracle to flag the wrong organ
+        maps.append(shard["own_maps"])
         where.append(shard["organ_maps"])
         organs += list(shard["organs"])
         cases += [e["case_id"]] * len(shard["organs"])

@@ -80,6 +80,7 @@ def oracle_results(bench, holdout: str, steps: int, progress=None) -> dict:
     from .folds import fold_entries
     from .oracle import OracleConfig, load_crops, oracle_scores, train_oracle
 
+    started = time.perf_counter()
     parts = fold_entries(read_manifest(bench), holdout)
     train_data, test_data = load_crops(bench, parts["train"]), load_crops(bench, parts["test"])
     net = train_oracle(train_data, OracleConfig(steps=steps), progress=progress)
@@ -93,6 +94,7 @@ def oracle_results(bench, holdout: str, steps: int, progress=None) -> dict:
             if 0 < y.sum() < len(y):
                 per[finding] = float(M.auroc(y, scores[carry, k]))
         out[name] = {"mean": float(np.mean(list(per.values()))) if per else None, "findings": per}
+    out["seconds"] = round(time.perf_counter() - started, 1)
     return out
 
 
@@ -120,15 +122,23 @@ def normal_results(model, calibration: dict, holdout: str, cache) -> dict:
 
 
 def evaluate_fold(organ_model: Path, whole_model: Path, bench, holdout: str, out: Path,
-                  oracle_steps: int = 3000, progress=None) -> dict:
-    """Every figure of one fold, written to ``out/fold.json`` (reused when there)."""
+                  oracle_steps: int = 3000, progress=None, refresh_oracle: bool = False) -> dict:
+    """Every figure of one fold, written to ``out/fold.json`` (reused when there; with
+    ``refresh_oracle``, its supervised oracle is measured again, the rest kept)."""
     from ..totalfm import TotalFM
     from .evaluate import run_evaluation
 
     out = Path(out)
     done = out / "fold.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        results = json.loads(done.read_text())
+        if refresh_oracle:
+            from ..atomic import atomic_path
+
+            results["oracle"] = oracle_results(bench, holdout, oracle_steps, progress=progress)
+            with atomic_path(done, suffix=".json") as tmp:
+                tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
+        return results
     started = time.perf_counter()
     zero_shot = run_evaluation(str(organ_model), bench, out / "zero_shot", str(whole_model), holdout=holdout,
                                n_boot=1000)

@@ -66,3 +66,32 @@ def measure(finding: str, organ: str, cases: int = 16, base: str = "example_ct_d
         out.append(Visibility(finding, organ, int(rec.mask.sum()),
                               float(change.max()), int((change >= min_hu).sum())))
     return out
+
+
+def neighbour_findings(bench) -> dict[str, dict[str, int]]:
+    """Per finding, over a built benchmark's crops of organs that can carry it: positives,
+    negatives, and the negatives that nevertheless show the finding, inserted into a
+    neighbouring organ whose lesion lies inside this organ's crop box (the shards'
+    ``lesion_maps`` against ``own_maps``). For a model that sees only the crop, those
+    negatives look like positives."""
+    import torch
+
+    from .benchmark_data import FINDINGS, read_manifest
+    from .lesions import insertable
+
+    counts = {f: {"positives": 0, "negatives": 0, "negatives_showing_it": 0} for f in FINDINGS}
+    for entry in read_manifest(bench):
+        shard = torch.load(f"{bench}/{entry['shard']}", map_location="cpu", weights_only=True)
+        shows = (shard["lesion_maps"].flatten(2).amax(2) > 0).numpy()
+        named = shard["label_matrix"].bool().numpy()
+        for i, organ in enumerate(shard["organs"]):
+            for k, finding in enumerate(FINDINGS):
+                if not insertable(finding, organ):
+                    continue
+                c = counts[finding]
+                if named[i, k]:
+                    c["positives"] += 1
+                else:
+                    c["negatives"] += 1
+                    c["negatives_showing_it"] += int(shows[i, k])
+    return counts
