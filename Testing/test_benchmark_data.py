@@ -403,3 +403,51 @@ def test_neighbour_findings_count_every_carrying_crop(tiny):
         assert c["positives"] + c["negatives"] == len(carrying)
         assert c["positives"] == sum([o, finding] in e["findings"] for e, o in carrying)
         assert 0 <= c["negatives_showing_it"] <= c["negatives"]
+
+
+def test_the_oracle_has_one_network_per_learnable_finding(tiny):
+    from TotalFMLib.training.oracle import OracleConfig, load_crops, oracle_scores, train_oracle
+
+    root, _, _, _ = tiny
+    data = load_crops(root, B.read_manifest(root))
+    oracle = train_oracle(data, OracleConfig(steps=2, batch_size=4, width=4))
+    learnable = {f for k, f in enumerate(B.FINDINGS)
+                 if 0 < int(data["labels"][data["carriable"][:, k], k].sum()) < int(data["carriable"][:, k].sum())}
+    assert set(oracle.nets) == learnable and learnable
+    scores = oracle_scores(oracle, data)
+    assert scores.shape == (len(data["organs"]), len(B.FINDINGS))
+    for k, f in enumerate(B.FINDINGS):
+        assert np.isnan(scores[:, k]).all() != (f in learnable)
+    assert ((scores[~np.isnan(scores)] >= 0) & (scores[~np.isnan(scores)] <= 1)).all()
+
+
+def _fold(holdout, oracle_train, oracle_test):
+    zero = {"mean": 0.5, "lo": 0.4, "hi": 0.6, "findings": {}}
+    return {"holdout": holdout,
+            "zero_shot": {"organ-separated / organ prompts": zero, "whole-volume baseline / organ prompts": zero},
+            "probes": {k: {"mean": 0.5} for k in ("tokens", "untrained-tokens", "pixels")},
+            "oracle": {"train": {"mean": 0.9, "findings": oracle_train}, "test": {"mean": 0.8, "findings": oracle_test}},
+            "search": {"top1": 0.5, "nonsense_matches": 0, "nonsense_queries": 8},
+            "normal": {"any_lesion": [], "organs": 9}}
+
+
+def test_the_fold_table_marks_the_oracle_bar_per_finding(training_dir):
+    import runpy
+
+    table = runpy.run_path(str(training_dir / "evaluate_folds.py"))["table"]
+    folds = [_fold("A", {"stone": 0.99, "ascites": 0.99, "hepatomegaly": 0.99}, {"stone": 0.95, "ascites": 0.95}),
+             _fold("B", {"stone": 0.96, "ascites": 0.94, "hepatomegaly": 0.99}, {"ascites": 0.99, "hepatomegaly": 0.89})]
+    rows = {line.split(" | ")[0].strip("| "): line for line in table(folds).splitlines() if line.startswith("| ")}
+    assert rows["stone"].endswith("| 0.990 / 0.950 | 0.960 / n/a | yes |")  # n/a held out: nothing to miss
+    assert rows["ascites"].endswith("| no |")  # 0.94 on B's training cases
+    assert rows["hepatomegaly"].endswith("| no |")  # 0.89 held out on B
+    assert rows["gallstones"].endswith("| n/a / n/a | n/a / n/a | no |")  # never learnt
+
+
+def test_neighbour_findings_refuses_a_missing_benchmark_in_one_line(capsys, training_dir, tmp_path):
+    import runpy
+
+    main = runpy.run_path(str(training_dir / "neighbour_findings.py"))["main"]
+    assert main(["--benchmark", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "none" in err and "\n" not in err

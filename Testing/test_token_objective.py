@@ -122,3 +122,34 @@ def test_flips_and_zoom_move_the_lesion_maps_with_the_image(augment_cls, cfg):
         assert torch.allclose(in_cells, map_centre, atol=0.75), (index, in_cells, map_centre)
         moved += not torch.equal(out["maps"], item["maps"])
     assert moved > 0
+
+
+def test_jitter_hu_shifts_every_window_by_the_same_hu():
+    from TotalFMLib.crops.ct_windows import WINDOWS
+    from TotalFMLib.training.load_augment import jitter_hu
+
+    images = torch.full((64, 3, 4, 4, 2), 0.5)
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(jitter_hu(images, gen, 0.0, 0.0), images)
+    out = jitter_hu(images, torch.Generator().manual_seed(1), 80.0, 0.0)
+    hu = (out - 0.5)[:, :, 0, 0, 0] * torch.tensor([float(w) for _, _, w in WINDOWS])
+    assert torch.allclose(hu, hu[:, :1].expand_as(hu), atol=1e-3)  # one HU shift per crop, in every window
+    assert hu.abs().max() <= 80.0 + 1e-3 and hu.std() > 20  # spread over +/- 80 HU
+    ramp = torch.linspace(0, 1, 11).view(1, 1, 11, 1, 1).expand(32, 3, 11, 1, 1)
+    scaled = jitter_hu(ramp, torch.Generator().manual_seed(2), 0.0, 0.25)
+    assert scaled.min() >= 0 and scaled.max() <= 1
+    assert torch.allclose(scaled[:, :, 5], ramp[:, :, 5])  # contrast changes about the window's middle
+    assert not torch.allclose(scaled, ramp)
+
+
+def test_load_augment_jitters_hu_only_when_asked():
+    from TotalFMLib.training.load_augment import LoadAugment
+
+    still = dict(enabled=True, flip=0.0, zoom=0.0, intensity=0.0, gamma=0.0, smooth=0.0, noise=0.0)
+    item = {"image": torch.full((3, 16, 16, 4), 0.5)}
+    assert torch.equal(LoadAugment(AugmentConfig(**still))(item, 0, 0)["image"], item["image"])
+    shifted = [LoadAugment(AugmentConfig(**still, shift_hu=80.0))(item, i, 0)["image"] for i in range(8)]
+    soft = torch.stack([(s - 0.5)[1].mean() * 400 for s in shifted])  # HU in the soft-tissue window
+    assert soft.abs().max() <= 80.0 + 1e-3 and soft.std() > 10
+    again = LoadAugment(AugmentConfig(**still, shift_hu=80.0))(item, 3, 0)["image"]
+    assert torch.equal(again, shifted[3])  # the draw depends on (seed, epoch, index) only

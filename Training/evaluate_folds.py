@@ -91,7 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=str(CONFIG), help="contrastive training config (default: the demo's)")
     p.add_argument("--pretrain-config", default=str(PRETRAIN),
                    help="VideoMAE pre-training config, run on the fold's training patients (default: the demo's)")
-    p.add_argument("--oracle-steps", type=int, default=3000, help="training steps of the supervised oracle")
+    p.add_argument("--oracle-steps", type=int, default=500,
+                   help="training steps of each finding's network of the supervised oracle (0: no oracle)")
+    p.add_argument("--oracle-shift-hu", type=float, default=0.0,
+                   help="the oracle's training crops are shifted by up to this many HU (default 0: not)")
+    p.add_argument("--oracle-contrast", type=float, default=0.0,
+                   help="... and their contrast changed by up to this share (default 0: not)")
     p.add_argument("--refresh-oracle", action="store_true",
                    help="measure the supervised oracle of finished folds again (the other figures are kept)")
     p.add_argument("--out", default=str(ROOT / "Training" / "results" / "folds.md"), help="where the table goes")
@@ -104,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     from TotalFMLib.training import recipe
     from TotalFMLib.training.benchmark_data import read_manifest
     from TotalFMLib.training.folds import patients
+    from TotalFMLib.training.oracle import OracleConfig
+
+    if args.oracle_steps < 0 or args.oracle_shift_hu < 0 or not 0 <= args.oracle_contrast < 1:
+        p.error("--oracle-steps must be at least 0, --oracle-shift-hu at least 0, --oracle-contrast in [0, 1)")
+    oracle = OracleConfig(steps=args.oracle_steps, shift_hu=args.oracle_shift_hu, contrast=args.oracle_contrast)
 
     try:
         held = args.patients.split(",") if args.patients else patients(read_manifest(args.benchmark))
@@ -118,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             whole = recipe.train(args.config, args.benchmark, run / "whole", holdout=patient, whole_volume=True,
                                  overrides=init)
             print(f"[{patient}] evaluating ...", flush=True)
-            fold = recipe.evaluate_fold(organ, whole, args.benchmark, patient, run / "eval", args.oracle_steps,
+            fold = recipe.evaluate_fold(organ, whole, args.benchmark, patient, run / "eval", oracle,
                                         refresh_oracle=args.refresh_oracle)
             folds.append(fold)
             print(f"[{patient}] done in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)

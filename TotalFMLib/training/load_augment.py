@@ -5,6 +5,8 @@ as scanners and reconstruction kernels differ), noise, resolution (smoothing), f
 1/``MAP_STRIDE`` of the crop) go through the same flips and zoom at the crop's own resolution
 (expanded, transformed, averaged back), so they keep marking the finding to the voxel: zooming
 the coarse maps on their own grid would round their size and shift them by up to a cell.
+Optionally (``AugmentConfig.shift_hu``, ``contrast``; off by default) the whole crop's HU are
+shifted and its contrast changed (``jitter_hu``), as between patients' contrast phases.
 
 A crop's draws depend on (seed, epoch, index) only, so a run is the same in any number of
 loader workers. MONAI is imported when the augmentation is built (training only).
@@ -30,6 +32,7 @@ class LoadAugment:
         set_track_meta(False)  # plain tensors: MONAI's metadata tracking costs more than the transforms
 
         self.seed = seed
+        self.shift_hu, self.contrast = cfg.shift_hu, cfg.contrast
         both, image = ["image", "maps"], ["image"]
         self.spatial = Compose([
             RandFlipd(both, prob=cfg.flip, spatial_axis=0, allow_missing_keys=True),
@@ -54,6 +57,9 @@ class LoadAugment:
         self.appearance.set_random_state(seed + 1)
         data = self.appearance(self.spatial(data))
         out = {"image": _plain(data["image"]).float().clamp_(0.0, 1.0)}
+        if self.shift_hu or self.contrast:
+            gen = torch.Generator().manual_seed(seed + 2)
+            out["image"] = jitter_hu(out["image"][None], gen, self.shift_hu, self.contrast)[0]
         if "maps" in data:
             maps = F.avg_pool3d(_plain(data["maps"])[None].float(), MAP_STRIDE)[0]
             out["maps"] = maps.round().clamp_(0, 255).to(torch.uint8)
@@ -63,3 +69,18 @@ class LoadAugment:
 def _plain(tensor) -> torch.Tensor:
     """A plain tensor (MONAI hands back its MetaTensor subclass)."""
     return tensor.as_tensor() if hasattr(tensor, "as_tensor") else torch.as_tensor(tensor)
+
+
+def jitter_hu(images: torch.Tensor, generator: torch.Generator, shift_hu: float, contrast: float) -> torch.Tensor:
+    """A batch of windowed crops (B, 3, ...) in [0, 1] as if each crop's HU were shifted by up to
+    +/- ``shift_hu`` and its contrast scaled by up to +/- ``contrast`` (a share) around each
+    window's middle, clipped to [0, 1] again: patients differ by contrast phase and scanner far
+    more than ``LoadAugment``'s gentle channel-wise changes cover (enhanced livers of the
+    benchmark's patients lie 40-50 HU apart)."""
+    from ..crops.ct_windows import WINDOWS
+
+    shape = (images.shape[0],) + (1,) * (images.dim() - 1)
+    width = torch.tensor([float(w) for _, _, w in WINDOWS]).view((1, -1) + (1,) * (images.dim() - 2))
+    shift = (torch.rand(shape, generator=generator) * 2 - 1) * shift_hu
+    scale = 1 + (torch.rand(shape, generator=generator) * 2 - 1) * contrast
+    return ((images - 0.5) * scale + 0.5 + shift / width).clamp(0.0, 1.0)

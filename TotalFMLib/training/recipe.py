@@ -72,26 +72,30 @@ def probe_results(model, bench, holdout: str, features: str) -> dict:
     return {"mean": mean, "findings": per}
 
 
-def oracle_results(bench, holdout: str, steps: int, progress=None) -> dict:
+def oracle_results(bench, holdout: str, cfg=None, progress=None) -> dict:
     """The supervised oracle of one fold: AUROC per finding on its training cases and on the
-    held-out patient's eval cases."""
+    held-out patient's eval cases. A finding the training patients do not show has no figure
+    (n/a): nothing was learnt for it. ``cfg``: an ``oracle.OracleConfig`` (default: its defaults; 0 steps: skipped, every figure n/a)."""
     from . import metrics as M
     from .benchmark_data import FINDINGS, read_manifest
     from .folds import fold_entries
     from .oracle import OracleConfig, load_crops, oracle_scores, train_oracle
 
+    cfg = cfg or OracleConfig()
+    if cfg.steps == 0:  # skipped: every figure n/a
+        return {"train": {"mean": None, "findings": {}}, "test": {"mean": None, "findings": {}}, "seconds": 0.0}
     started = time.perf_counter()
     parts = fold_entries(read_manifest(bench), holdout)
     train_data, test_data = load_crops(bench, parts["train"]), load_crops(bench, parts["test"])
-    net = train_oracle(train_data, OracleConfig(steps=steps), progress=progress)
+    oracle = train_oracle(train_data, cfg, progress=progress)
     out = {}
     for name, data in (("train", train_data), ("test", test_data)):
-        scores = oracle_scores(net, data)
+        scores = oracle_scores(oracle, data)
         per = {}
         for k, finding in enumerate(FINDINGS):
             carry = data["carriable"][:, k].numpy()
             y = data["labels"][:, k].numpy()[carry]
-            if 0 < y.sum() < len(y):
+            if finding in oracle.nets and 0 < y.sum() < len(y):
                 per[finding] = float(M.auroc(y, scores[carry, k]))
         out[name] = {"mean": float(np.mean(list(per.values()))) if per else None, "findings": per}
     out["seconds"] = round(time.perf_counter() - started, 1)
@@ -122,9 +126,10 @@ def normal_results(model, calibration: dict, holdout: str, cache) -> dict:
 
 
 def evaluate_fold(organ_model: Path, whole_model: Path, bench, holdout: str, out: Path,
-                  oracle_steps: int = 3000, progress=None, refresh_oracle: bool = False) -> dict:
+                  oracle=None, progress=None, refresh_oracle: bool = False) -> dict:
     """Every figure of one fold, written to ``out/fold.json`` (reused when there; with
-    ``refresh_oracle``, its supervised oracle is measured again, the rest kept)."""
+    ``refresh_oracle``, its supervised oracle is measured again, the rest kept). ``oracle``: the
+    supervised oracle's ``OracleConfig``."""
     from ..totalfm import TotalFM
     from .evaluate import run_evaluation
 
@@ -135,7 +140,7 @@ def evaluate_fold(organ_model: Path, whole_model: Path, bench, holdout: str, out
         if refresh_oracle:
             from ..atomic import atomic_path
 
-            results["oracle"] = oracle_results(bench, holdout, oracle_steps, progress=progress)
+            results["oracle"] = oracle_results(bench, holdout, oracle, progress=progress)
             with atomic_path(done, suffix=".json") as tmp:
                 tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
         return results
@@ -150,7 +155,7 @@ def evaluate_fold(organ_model: Path, whole_model: Path, bench, holdout: str, out
         for name, res in zero_shot["results"].items()}}
     results["normal"] = normal_results(model, zero_shot["calibration"], holdout, Path(bench) / "bases")
     results["probes"] = {f: probe_results(model, bench, holdout, f) for f in ("pixels", "untrained-tokens", "tokens")}
-    results["oracle"] = oracle_results(bench, holdout, oracle_steps, progress=progress)
+    results["oracle"] = oracle_results(bench, holdout, oracle, progress=progress)
     results["search"] = query_results(model, bench, holdout)
     results["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,8 @@ class AugmentConfig:
     gamma: float = 0.3           # gamma in (0.8, 1.25)
     smooth: float = 0.2          # Gaussian smoothing: a coarser reconstruction
     noise: float = 0.3           # Gaussian noise, std up to 0.02 of a window
+    shift_hu: float = 0.0        # HU shift of the whole crop, up to +/- this (load_augment.jitter_hu; 0: none)
+    contrast: float = 0.0        # ... and a contrast change, up to +/- this share (0: none)
 
 
 @dataclass
