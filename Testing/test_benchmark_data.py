@@ -426,7 +426,8 @@ def _fold(holdout, oracle_train, oracle_test):
     return {"holdout": holdout,
             "zero_shot": {"organ-separated / organ prompts": zero, "whole-volume baseline / organ prompts": zero},
             "probes": {k: {"mean": 0.5} for k in ("tokens", "untrained-tokens", "pixels")},
-            "oracle": {"train": {"mean": 0.9, "findings": oracle_train}, "test": {"mean": 0.8, "findings": oracle_test}},
+            "oracle": {"train": {"mean": 0.9, "findings": oracle_train},
+                       "test": {"mean": 0.8, "findings": oracle_test}},
             "search": {"top1": 0.5, "nonsense_matches": 0, "nonsense_queries": 8},
             "normal": {"any_lesion": [], "organs": 9}}
 
@@ -436,7 +437,8 @@ def test_the_fold_table_marks_the_oracle_bar_per_finding(training_dir):
 
     table = runpy.run_path(str(training_dir / "evaluate_folds.py"))["table"]
     folds = [_fold("A", {"stone": 0.99, "ascites": 0.99, "hepatomegaly": 0.99}, {"stone": 0.95, "ascites": 0.95}),
-             _fold("B", {"stone": 0.96, "ascites": 0.94, "hepatomegaly": 0.99}, {"ascites": 0.99, "hepatomegaly": 0.89})]
+             _fold("B", {"stone": 0.96, "ascites": 0.94, "hepatomegaly": 0.99},
+                   {"ascites": 0.99, "hepatomegaly": 0.89})]
     rows = {line.split(" | ")[0].strip("| "): line for line in table(folds).splitlines() if line.startswith("| ")}
     assert rows["stone"].endswith("| 0.990 / 0.950 | 0.960 / n/a | yes |")  # n/a held out: nothing to miss
     assert rows["ascites"].endswith("| no |")  # 0.94 on B's training cases

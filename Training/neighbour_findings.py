@@ -14,7 +14,6 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 
 def main(argv: list[str] | None = None) -> int:
-    from TotalFMLib.training.benchmark_data import read_manifest
     from TotalFMLib.errors import TotalFMError
     from TotalFMLib.training.visibility import neighbour_findings
 
@@ -22,8 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--benchmark", required=True, help="benchmark folder (Training/build_benchmark.py)")
     args = p.parse_args(argv)
     try:
-        read_manifest(args.benchmark)  # a missing or broken benchmark fails here, in one line
-        counts = neighbour_findings(args.benchmark)
+        counts = neighbour_findings(args.benchmark)  # a missing or broken benchmark: one line
     except (TotalFMError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

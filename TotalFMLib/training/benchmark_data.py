@@ -17,8 +17,8 @@ Output folder (read by ``dataset.CropDataset``)::
     benchmark.json       the configuration, finding list, bases and counts per patient and role
     shards/<case>.pt     {"images" (N,3,S,S,F) float16, "organs" [N], "lesion_maps" (N, K, S/4, S/4, F/4)
                           uint8 over "findings" (every finding the crop shows), "own_maps" (the same,
-                          the crop's own organ's findings only), "organ_maps" (N, S/4, S/4, F/4) uint8, "sentences" [N lists of phrasings], "labels" [N lists
-                          of finding names], "label_matrix" (N, K) uint8 over "findings",
+                          the crop's own organ's findings only), "organ_maps" (N, S/4, S/4, F/4) uint8,
+                          "sentences" [N lists of phrasings], "labels" [N lists of finding names], "label_matrix" (N, K) uint8 over "findings",
                           "whole_images" (1,3,S,S,F) float16, "whole_organs" ["whole_volume"],
                           "whole_sentences" [[report variants]], "whole_labels" [[finding names]],
                           "report", "records", "case_id", "split", "base", "patient"}

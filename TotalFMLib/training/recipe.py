@@ -75,7 +75,8 @@ def probe_results(model, bench, holdout: str, features: str) -> dict:
 def oracle_results(bench, holdout: str, cfg=None, progress=None) -> dict:
     """The supervised oracle of one fold: AUROC per finding on its training cases and on the
     held-out patient's eval cases. A finding the training patients do not show has no figure
-    (n/a): nothing was learnt for it. ``cfg``: an ``oracle.OracleConfig`` (default: its defaults; 0 steps: skipped, every figure n/a)."""
+    (n/a): nothing was learnt for it. ``cfg``: an ``oracle.OracleConfig`` (default: its
+    defaults; 0 steps: skipped, every figure n/a)."""
     from . import metrics as M
     from .benchmark_data import FINDINGS, read_manifest
     from .folds import fold_entries
@@ -138,11 +139,8 @@ def evaluate_fold(organ_model: Path, whole_model: Path, bench, holdout: str, out
     if done.is_file():
         results = json.loads(done.read_text())
         if refresh_oracle:
-            from ..atomic import atomic_path
-
             results["oracle"] = oracle_results(bench, holdout, oracle, progress=progress)
-            with atomic_path(done, suffix=".json") as tmp:
-                tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
+            _save_fold(done, results)
         return results
     started = time.perf_counter()
     zero_shot = run_evaluation(str(organ_model), bench, out / "zero_shot", str(whole_model), holdout=holdout,
@@ -159,5 +157,13 @@ def evaluate_fold(organ_model: Path, whole_model: Path, bench, holdout: str, out
     results["search"] = query_results(model, bench, holdout)
     results["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
-    done.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    _save_fold(done, results)
     return results
+
+
+def _save_fold(path: Path, results: dict) -> None:
+    """Write a fold's figures whole or not at all (a stopped run leaves no half-written file)."""
+    from ..atomic import atomic_path
+
+    with atomic_path(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")

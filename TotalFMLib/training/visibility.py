@@ -70,10 +70,11 @@ def measure(finding: str, organ: str, cases: int = 16, base: str = "example_ct_d
 
 def neighbour_findings(bench) -> dict[str, dict[str, int]]:
     """Per finding, over a built benchmark's crops of organs that can carry it: positives,
-    negatives, and the negatives that nevertheless show the finding, inserted into a
-    neighbouring organ whose lesion lies inside this organ's crop box (the shards'
-    ``lesion_maps`` against ``own_maps``). For a model that sees only the crop, those
-    negatives look like positives."""
+    negatives, and the negatives that nevertheless show the finding: the crop's label says
+    normal, but its ``lesion_maps`` (every finding the crop shows) mark one, inserted into a
+    neighbouring organ within this organ's crop box. For a model that sees only the crop,
+    those negatives look like positives. Reads the manifest first, so a missing benchmark
+    fails before any shard is loaded."""
     import torch
 
     from .benchmark_data import FINDINGS, read_manifest
