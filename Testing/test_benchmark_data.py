@@ -405,6 +405,31 @@ def test_neighbour_findings_count_every_carrying_crop(tiny):
         assert 0 <= c["negatives_showing_it"] <= c["negatives"]
 
 
+def test_the_real_patients_own_stones_and_plaques_are_found_and_left_out(tiny):
+    from TotalFMLib.training.native_findings import benchmark_native, dense_mm3
+    from TotalFMLib.training.oracle import load_crops
+
+    root, _, _, _ = tiny
+    entries = B.read_manifest(root)
+    # measured on the real base CTs: patient A's kidneys hold calcified foci (stones), B's and C's
+    # aortas wall calcium; nothing else of what the benchmark inserts as dense foci
+    assert benchmark_native(root, entries) == {
+        "example_ct": {("kidney_left", "stone"), ("kidney_right", "stone")},
+        "example_ct_dicom": {("aorta", "atherosclerosis")},
+        "chest_ct": {("aorta", "atherosclerosis")}}
+    data = load_crops(root, entries)
+    k = B.FINDINGS.index("stone")
+    for organ, patient, carriable in zip(data["organs"], data["patients"], data["carriable"][:, k].tolist()):
+        if organ.startswith("kidney_"):
+            assert carriable == (patient != "A")
+    labels = np.zeros((4, 4, 4), dtype=np.int16)
+    labels[1:3, 1:3, 1:3] = 7
+    ct = np.where(labels == 7, 500.0, 0.0).astype(np.float32)   # an enhanced lumen is not calcium
+    assert dense_mm3(ct, labels, (2.0, 2.0, 2.0), 7) == 0.0
+    ct[1, 1, 1] = 900.0
+    assert dense_mm3(ct, labels, (2.0, 2.0, 2.0), 7) == 8.0 and dense_mm3(ct, labels, (1, 1, 1), 3) == 0.0
+
+
 def test_the_oracle_has_one_network_per_learnable_finding(tiny):
     from TotalFMLib.training.oracle import OracleConfig, load_crops, oracle_scores, train_oracle
 
@@ -419,6 +444,27 @@ def test_the_oracle_has_one_network_per_learnable_finding(tiny):
     for k, f in enumerate(B.FINDINGS):
         assert np.isnan(scores[:, k]).all() != (f in learnable)
     assert ((scores[~np.isnan(scores)] >= 0) & (scores[~np.isnan(scores)] <= 1)).all()
+
+
+def test_the_oracle_reads_lesions_against_their_organ_and_densities_as_they_are():
+    import torch
+
+    from TotalFMLib.training.oracle import OracleConfig, organ_relative, uses_relative
+
+    images = torch.full((2, 3, 8, 8, 4), 0.2)
+    images[0, :, :4] = 0.7               # the organ's half of the first crop is brighter ...
+    images[0, :, 1, 1, 1] = 0.1          # ... with one dark voxel in it
+    organ_map = torch.zeros(2, 2, 2, 1, dtype=torch.uint8)
+    organ_map[0, 0] = 255                # the first crop's organ: x < 4 at the maps' 1/4 resolution
+    out = organ_relative(images, organ_map)
+    assert torch.allclose(out[0, :, :4].median(), torch.tensor(0.5), atol=1e-6)   # its organ's median moved to 0.5
+    assert torch.allclose(out[0, :, 1, 1, 1], torch.tensor(-0.1), atol=1e-6)      # the contrast within it kept
+    assert torch.allclose(out[0, :, 4:], torch.tensor(0.0), atol=1e-6)
+    assert torch.equal(out[1], images[1])                              # no organ cell: left as it is
+    cfg = OracleConfig()
+    assert uses_relative("hypodense lesion", cfg) and uses_relative("stone", cfg)
+    assert not uses_relative("hepatic steatosis", cfg)                 # the organ's density is the finding
+    assert not uses_relative("stone", OracleConfig(relative=False))
 
 
 def _fold(holdout, oracle_train, oracle_test):

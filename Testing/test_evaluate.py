@@ -42,6 +42,31 @@ def _oracle_cases(rng, sign=1.0):
     return cases
 
 
+def test_a_finding_the_patient_shows_natively_is_not_scored():
+    from dataclasses import replace
+
+    from TotalFMLib.training.probe import _rows
+    from TotalFMLib.training.query_benchmark import finding_query_ranks
+
+    case = _oracle_cases(np.random.default_rng(0))[-1]
+    case.labels[2] = ["stone"]                        # an inserted stone in the left kidney ...
+    rows = E.score_rows([case], _oracle_text, logit_scale=np.log(1 / 0.07))
+    assert ("kidney_left", "stone") in {(r["organ"], r["finding"]) for r in rows}
+    native = replace(case, native=frozenset({("kidney_left", "stone")}))  # ... of a patient who has stones
+    kept = {(r["organ"], r["finding"]) for r in E.score_rows([native], _oracle_text, logit_scale=np.log(1 / 0.07))}
+    assert ("kidney_left", "stone") not in kept and ("kidney_left", ANY_LESION) not in kept
+    assert ("kidney_left", "renal hypodensities") in kept and ("liver", ANY_LESION) in kept
+    assert len(_rows([native], "stone", "test")[1]) == len(_rows([case], "stone", "test")[1]) - 1
+
+    from types import SimpleNamespace
+
+    def search(embeddings, query):  # organs in case order: only which queries are asked matters here
+        return [SimpleNamespace(organ=o, rank=k + 1, matched=False) for k, o in enumerate(embeddings)]
+
+    assert any(r["finding"] == "stone" for r in finding_query_ranks([case], search, "test"))
+    assert not any(r["finding"] == "stone" for r in finding_query_ranks([native], search, "test"))
+
+
 @pytest.mark.parametrize("style", E.STYLES)
 def test_oracle_embeddings_score_perfectly_and_their_negation_does_not(style):
     rng = np.random.default_rng(0)

@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the oracle's training crops are shifted by up to this many HU (default 0: not)")
     p.add_argument("--oracle-contrast", type=float, default=0.0,
                    help="... and their contrast changed by up to this share (default 0: not)")
+    p.add_argument("--oracle-absolute", action="store_true",
+                   help="the oracle reads every crop in absolute HU (default: organ-relative for the findings "
+                        "that are a contrast, oracle.organ_relative)")
     p.add_argument("--refresh-oracle", action="store_true",
                    help="measure the supervised oracle of finished folds again (the other figures are kept)")
     p.add_argument("--out", default=str(ROOT / "Training" / "results" / "folds.md"), help="where the table goes")
@@ -113,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.oracle_steps < 0 or args.oracle_shift_hu < 0 or not 0 <= args.oracle_contrast < 1:
         p.error("--oracle-steps must be at least 0, --oracle-shift-hu at least 0, --oracle-contrast in [0, 1)")
-    oracle = OracleConfig(steps=args.oracle_steps, shift_hu=args.oracle_shift_hu, contrast=args.oracle_contrast)
+    oracle = OracleConfig(steps=args.oracle_steps, shift_hu=args.oracle_shift_hu, contrast=args.oracle_contrast,
+                          relative=not args.oracle_absolute)
 
     try:
         held = args.patients.split(",") if args.patients else patients(read_manifest(args.benchmark))

@@ -36,7 +36,7 @@ from ..vocabulary import catalogue
 from ..vocabulary.prompts import PROMPT_STYLES
 from . import metrics as M
 from .benchmark_data import FINDINGS, read_manifest
-from .lesions import insertable
+from .native_findings import benchmark_native, scored
 
 STYLES = PROMPT_STYLES
 
@@ -48,6 +48,7 @@ class CaseEmbeddings:
     organs: list[str]
     labels: list[list[str]]
     vectors: np.ndarray          # (N, D): one per organ crop, or the whole-volume vector repeated
+    native: frozenset = frozenset()  # (organ, finding) pairs the case's patient shows natively: not scored
 
 
 def encode_benchmark(model, root: str | os.PathLike, holdout: str | None = None, parts=("val", "test"),
@@ -66,6 +67,7 @@ def encode_benchmark(model, root: str | os.PathLike, holdout: str | None = None,
     root = Path(root)
     entries = [(e, role_in_fold(e, holdout)) for e in read_manifest(root)]
     entries = [(e, part) for e, part in entries if part in parts]
+    native = benchmark_native(root, [e for e, _ in entries])
     if not entries:
         raise InputError(root, f"the benchmark has no cases for {', '.join(parts)}"
                                + (f" with patient {holdout!r} held out" if holdout else ""))
@@ -81,7 +83,7 @@ def encode_benchmark(model, root: str | os.PathLike, holdout: str | None = None,
         crops = OrganCrops(images.float(), organs, shared=view != "organ")
         embeddings = embed_crops(model, crops, encode=encode)
         out.append(CaseEmbeddings(entry["case_id"], part, organs, [list(x) for x in shard["labels"]],
-                                  np.stack([embeddings[o] for o in organs])))
+                                  np.stack([embeddings[o] for o in organs]), native.get(entry.get("base"), frozenset())))
         if progress is not None:
             progress((k + 1) / len(entries), entry["case_id"])
     return out
@@ -89,7 +91,9 @@ def encode_benchmark(model, root: str | os.PathLike, holdout: str | None = None,
 
 def score_rows(cases: list[CaseEmbeddings], encode_text, logit_scale: float, style: str = "organ") -> list[dict]:
     """One row per (case, organ, task): task is ANY_LESION or an inserted finding the organ can
-    carry, scored by the scorer (``zeroshot.scoring.score_case``) with ``style`` prompts.
+    carry, scored by the scorer (``zeroshot.scoring.score_case``) with ``style`` prompts; an
+    organ with a finding its patient shows natively (``native_findings``) has no row for it, nor
+    for ANY_LESION (it is not normal).
     Columns: case, split, organ, finding, label (0/1), score."""
     from ..zeroshot.scoring import score_case
 
@@ -101,7 +105,8 @@ def score_rows(cases: list[CaseEmbeddings], encode_text, logit_scale: float, sty
             dict(zip(case.organs, case.vectors)), encode_text, findings=list(FINDINGS),
             logit_scale=logit_scale, case_id=case.case_id, style=style)}
         for organ, labels in zip(case.organs, case.labels):
-            for task in [ANY_LESION] + [f for f in FINDINGS if insertable(f, organ)]:
+            native = any(o == organ for o, _ in case.native)
+            for task in [ANY_LESION] * (not native) + [f for f in FINDINGS if scored(f, organ, case.native)]:
                 label = bool(labels) if task == ANY_LESION else task in labels
                 rows.append(dict(case=case.case_id, split=case.split, organ=organ, finding=task,
                                  label=int(label), score=float(table[(organ, task)])))

@@ -4,7 +4,13 @@ shards' ``own_maps``).
 
 One small fully convolutional 3D network per finding maps a crop, with a fourth channel
 saying where the crop's own organ is (``benchmark_data.organ_maps``), to a map of that
-finding at the lesion maps' resolution (1/4 of the crop). It is trained on the crops of the
+finding at the lesion maps' resolution (1/4 of the crop). For the findings that are a
+contrast within or around the organ (every kind but a diffuse density change), the crop's
+channels are first made relative to the organ: each window minus its median over the
+organ's voxels (``organ_relative``). The patients' organs lie tens of HU apart (contrast
+phase), and in absolute HU a network trained on two patients flagged the third patient's
+normal parenchyma rather than its lesions (hypodense lesions held out 0.29-0.42, below
+chance; organ-relative 0.75-0.85 in the same folds, ``Training/BENCHMARK.md``). It is trained on the crops of the
 organs that can carry the finding, half of each batch showing it, on the map (binary
 cross-entropy per cell) and on the organ label (the map's maximum); an organ's score is the
 map's maximum. One network for every finding at once, with batches drawn among all abnormal
@@ -28,7 +34,8 @@ from torch import nn
 
 from ..errors import InputError
 from .benchmark_data import FINDINGS
-from .lesions import insertable
+from .lesions import INSERTIONS
+from .native_findings import benchmark_native, scored
 from .load_augment import jitter_hu
 
 
@@ -41,15 +48,36 @@ class OracleConfig:
     cover: float = 0.25           # a map cell fully shows the finding from this cover on (less: in proportion)
     shift_hu: float = 0.0         # HU shift and contrast change of each training crop (load_augment.jitter_hu;
     contrast: float = 0.0         # 0: none; +/- 80 HU and 25 % cost the focal findings, Training/BENCHMARK.md)
+    relative: bool = True         # organ-relative channels for the findings that are a contrast (organ_relative)
     seed: int = 0
+
+
+# insertion kinds whose finding is the organ's own density: an organ-relative crop would hide it
+ABSOLUTE_KINDS = ("diffuse",)
+
+
+def uses_relative(finding: str, cfg: OracleConfig) -> bool:
+    """Whether the oracle's network for ``finding`` reads organ-relative channels."""
+    return cfg.relative and INSERTIONS[finding][0] not in ABSOLUTE_KINDS
+
+
+def organ_relative(images: torch.Tensor, organ_map: torch.Tensor) -> torch.Tensor:
+    """Crops (B, 3, S, S, F) in [0, 1] with each channel's median over the crop's organ moved to
+    0.5 (``organ_map``: (B, s, s, f) cover at the maps' resolution, uint8; a cell counts when the
+    organ covers at least half of it). A crop without such a cell is left as it is."""
+    inside = F.interpolate(organ_map[:, None].float(), size=images.shape[2:], mode="nearest") >= 128
+    values = images.float().masked_fill(~inside, float("nan")).flatten(2)
+    shift = (0.5 - values.nanmedian(dim=2).values).nan_to_num(0.0)  # (B, 3); NaN where no voxel is inside
+    return images.float() + shift[:, :, None, None, None]
 
 
 class OracleNet(nn.Module):
     """Crop (B, 3, S, S, F) + organ index + organ map -> (B, K, S/4, S/4, F/4) finding logits."""
 
-    def __init__(self, organs: list[str], width: int = 24, findings: int = 1):
+    def __init__(self, organs: list[str], width: int = 24, findings: int = 1, relative: bool = False):
         super().__init__()
         self.organs = list(organs)
+        self.relative = relative
         w = width
         block = lambda i, o, **k: nn.Sequential(nn.Conv3d(i, o, 3, padding=k.get("d", 1), dilation=k.get("d", 1),
                                                           stride=k.get("s", 1)), nn.BatchNorm3d(o), nn.GELU())
@@ -62,6 +90,8 @@ class OracleNet(nn.Module):
 
     def forward(self, images: torch.Tensor, organ_index: torch.Tensor, organ_map: torch.Tensor) -> torch.Tensor:
         """``organ_map``: (B, s, s, f) cover of the crop's organ at the maps' resolution (uint8)."""
+        if self.relative:
+            images = organ_relative(images, organ_map)
         where = F.interpolate(organ_map[:, None].float() / 255.0, size=images.shape[2:], mode="nearest")
         h = self.features(torch.cat([images, where], 1)) + self.organ(organ_index)[:, :, None, None, None]
         return self.out(h)
@@ -78,8 +108,10 @@ class Oracle(nn.Module):
 
 def load_crops(root, entries: list[dict]) -> dict:
     """Every organ crop of ``entries``: images (float16), labels (N, K), maps (N, K, ...),
-    carriable (N, K) bool (the organ can carry the finding), organs, cases, patients."""
-    images, labels, maps, where, organs, cases, patients = [], [], [], [], [], [], []
+    carriable (N, K) bool (the organ can carry the finding and its patient does not show it
+    natively, ``native_findings``), organs, cases, patients."""
+    native = benchmark_native(root, entries)
+    images, labels, maps, where, organs, cases, patients, carriable = [], [], [], [], [], [], [], []
     for e in entries:
         shard = torch.load(f"{root}/{e['shard']}", map_location="cpu", weights_only=True)
         if "own_maps" not in shard:
@@ -94,9 +126,10 @@ def load_crops(root, entries: list[dict]) -> dict:
         organs += list(shard["organs"])
         cases += [e["case_id"]] * len(shard["organs"])
         patients += [e["patient"]] * len(shard["organs"])
-    carriable = torch.tensor([[insertable(f, o) for f in FINDINGS] for o in organs])
+        pairs = native.get(e.get("base"), frozenset())
+        carriable += [[scored(f, o, pairs) for f in FINDINGS] for o in shard["organs"]]
     return {"images": torch.cat(images), "labels": torch.cat(labels), "maps": torch.cat(maps),
-            "organ_maps": torch.cat(where), "carriable": carriable, "organs": organs, "cases": cases, "patients": patients}
+            "organ_maps": torch.cat(where), "carriable": torch.tensor(carriable), "organs": organs, "cases": cases, "patients": patients}
 
 
 def train_oracle(data: dict, cfg: OracleConfig = OracleConfig(), progress=None) -> Oracle:
@@ -114,7 +147,7 @@ def train_oracle(data: dict, cfg: OracleConfig = OracleConfig(), progress=None) 
         carry = data["carriable"][:, k]
         shows = torch.nonzero(carry & data["labels"][:, k]).flatten()
         normal = torch.nonzero(carry & ~data["labels"][:, k]).flatten()
-        net = OracleNet(oracle.organs, cfg.width)
+        net = OracleNet(oracle.organs, cfg.width, relative=uses_relative(FINDINGS[k], cfg))
         opt = torch.optim.AdamW(net.parameters(), cfg.lr, weight_decay=1e-4)
         net.train()
         for step in range(cfg.steps):

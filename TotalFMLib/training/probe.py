@@ -25,7 +25,7 @@ import torch
 from . import metrics as M
 from .benchmark_data import FINDINGS
 from .evaluate import CaseEmbeddings, encode_benchmark
-from .lesions import insertable
+from .native_findings import scored
 
 FEATURES = ("embedding", "tokens", "untrained-tokens", "pixels")
 PERCENTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
@@ -61,7 +61,7 @@ def _rows(cases: list[CaseEmbeddings], finding: str, split: str):
         if case.split != split:
             continue
         for organ, labels, v in zip(case.organs, case.labels, case.vectors):
-            if insertable(finding, organ):
+            if scored(finding, organ, case.native):
                 x.append(v)
                 y.append(int(finding in labels))
     return np.asarray(x), np.asarray(y)

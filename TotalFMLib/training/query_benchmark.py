@@ -41,16 +41,18 @@ def match_score(cases: list[CaseEmbeddings], search, split: str = "val", floor: 
 
 
 def finding_query_ranks(cases: list[CaseEmbeddings], search, split: str = "test") -> list[dict]:
-    """One row per (case, organ, phrasing): {"case", "organ", "finding", "query", "rank", "matched"}.
-    ``search(embeddings, query)`` is the model's search (``TotalFM.search``)."""
+    """One row per (case, organ, phrasing): {"case", "organ", "finding", "query", "rank", "matched"}
+    for each organ that carries exactly one finding, unless the case's patient shows that finding
+    natively (``native_findings``: its organ is a right answer too). ``search(embeddings, query)``
+    is the model's search (``TotalFM.search``)."""
     rows = []
     for case in cases:
         if case.split != split:
             continue
         embeddings = dict(zip(case.organs, case.vectors))
         for organ, labels in zip(case.organs, case.labels):
-            if len(labels) != 1:
-                continue
+            if len(labels) != 1 or any(f == labels[0] for _, f in case.native):
+                continue  # several findings, or another organ shows it natively: more than one right answer
             for query in phrase_bank.abnormal_phrasings(labels[0], organ, "test", 20.0):
                 hit = next(h for h in search(embeddings, query) if h.organ == organ)
                 rows.append({"case": case.case_id, "organ": organ, "finding": labels[0], "query": query,
