@@ -444,6 +444,21 @@ def test_the_oracle_has_one_network_per_learnable_finding(tiny):
     for k, f in enumerate(B.FINDINGS):
         assert np.isnan(scores[:, k]).all() != (f in learnable)
     assert ((scores[~np.isnan(scores)] >= 0) & (scores[~np.isnan(scores)] <= 1)).all()
+    one = sorted(learnable)[0]
+    assert set(train_oracle(data, OracleConfig(steps=1, batch_size=4, width=4, findings=(one,))).nets) == {one}
+
+
+def test_the_oracle_by_organ_command_prints_both_readings(tiny, training_dir, capsys):
+    import runpy
+
+    root, _, _, _ = tiny
+    main = runpy.run_path(str(training_dir / "oracle_by_organ.py"))["main"]
+    assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly,stone", "--steps", "2"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| absolute")
+            or line.startswith("| organ-relative")]
+    assert [r.split(" | ")[2] for r in rows] == ["hepatomegaly", "stone"] * 2
+    with pytest.raises(SystemExit):
+        main(["--benchmark", str(root), "--holdout", "C", "--findings", "gout"])
 
 
 def test_the_oracle_reads_lesions_against_their_organ_and_densities_as_they_are():

@@ -4,19 +4,20 @@ shards' ``own_maps``).
 
 One small fully convolutional 3D network per finding maps a crop, with a fourth channel
 saying where the crop's own organ is (``benchmark_data.organ_maps``), to a map of that
-finding at the lesion maps' resolution (1/4 of the crop). For the findings that are a
-contrast within or around the organ (every kind but a diffuse density change), the crop's
-channels are first made relative to the organ: each window minus its median over the
-organ's voxels (``organ_relative``). The patients' organs lie tens of HU apart (contrast
-phase), and in absolute HU a network trained on two patients flagged the third patient's
-normal parenchyma rather than its lesions (hypodense lesions held out 0.29-0.42, below
-chance; organ-relative 0.75-0.85 in the same folds, ``Training/BENCHMARK.md``). It is trained on the crops of the
-organs that can carry the finding, half of each batch showing it, on the map (binary
-cross-entropy per cell) and on the organ label (the map's maximum); an organ's score is the
-map's maximum. One network for every finding at once, with batches drawn among all abnormal
-crops, fitted the organ-sized findings but not the focal ones, even on its own training cases
-(0.64-0.79 for hypodense and hyperdense lesions, renal hypodensities and stones, in the
-folds of ``Training/results/folds.md`` before this design).
+finding at the lesion maps' resolution (1/4 of the crop). It is trained on the crops of the
+organs that can carry the finding (and whose patient does not show it natively,
+``native_findings``), half of each batch showing it, on the map (binary cross-entropy per
+cell) and on the organ label (the map's maximum); an organ's score is the map's maximum. One
+network for every finding at once, with batches drawn among all abnormal crops, fitted the
+organ-sized findings but not the focal ones, even on its own training cases (0.64-0.79 for
+hypodense and hyperdense lesions, renal hypodensities and stones).
+
+For the findings that are a contrast within or around the organ (every kind but a diffuse
+density change), the crop's channels are first made relative to the organ: each window
+minus its median over the organ's voxels (``organ_relative``). The patients' organs lie tens
+of HU apart (contrast phase), and in absolute HU a network trained on two patients flagged
+the third patient's normal parenchyma rather than its lesions (hypodense lesions held out
+below chance; ``Training/BENCHMARK.md``, "What the oracle showed").
 
 It is the upper reference of every evaluation table: a finding it cannot find in a held-out
 patient is not learnt from these crops by a model told everything. The pixel-percentile
@@ -49,6 +50,7 @@ class OracleConfig:
     shift_hu: float = 0.0         # HU shift and contrast change of each training crop (load_augment.jitter_hu;
     contrast: float = 0.0         # 0: none; +/- 80 HU and 25 % cost the focal findings, Training/BENCHMARK.md)
     relative: bool = True         # organ-relative channels for the findings that are a contrast (organ_relative)
+    findings: tuple[str, ...] = ()  # the findings to fit (default: every one the crops can teach)
     seed: int = 0
 
 
@@ -140,7 +142,7 @@ def train_oracle(data: dict, cfg: OracleConfig = OracleConfig(), progress=None) 
     oracle = Oracle(sorted(set(data["organs"])))
     index = torch.tensor([oracle.organs.index(o) for o in data["organs"]])
     learnable = [k for k in range(len(FINDINGS)) if 0 < int(data["labels"][data["carriable"][:, k], k].sum())
-                 < int(data["carriable"][:, k].sum())]
+                 < int(data["carriable"][:, k].sum()) and (not cfg.findings or FINDINGS[k] in cfg.findings)]
     n_pos = cfg.batch_size // 2
     start = time.time()
     for j, k in enumerate(learnable):

@@ -1,0 +1,88 @@
+"""The supervised oracle of one fold, organ by organ, read in absolute HU and organ-relative
+(``oracle.organ_relative``), for one or more seeds: where it fails on the held-out patient, and
+whether reading lesions against their organ helps (``Training/BENCHMARK.md``, "What the oracle
+showed").
+
+    python Training/oracle_by_organ.py --benchmark runs/benchmark --holdout A \\
+        --findings "hypodense lesion,hyperdense lesion" --seeds 0,1
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+
+def by_organ(data: dict, scores: np.ndarray, k: int) -> tuple[float, list[str]]:
+    """(AUROC over every organ that carries finding ``k``, one "organ AUROC (median score
+    normal / showing it)" text per organ)."""
+    from TotalFMLib.training import metrics as M
+
+    carry = data["carriable"][:, k].numpy()
+    y, s, organs = data["labels"][:, k].numpy(), scores[:, k], np.array(data["organs"])
+    parts = []
+    for organ in sorted(set(organs[carry])):
+        m = carry & (organs == organ)
+        auc = M.auroc(y[m], s[m]) if 0 < y[m].sum() < m.sum() else float("nan")
+        normal = np.median(s[m & ~y]) if (m & ~y).any() else float("nan")
+        shows = np.median(s[m & y]) if (m & y).any() else float("nan")
+        parts.append(f"{organ} {auc:.2f} ({normal:.2f} / {shows:.2f})")
+    return M.auroc(y[carry], s[carry]), parts
+
+
+def main(argv: list[str] | None = None) -> int:
+    from TotalFMLib.errors import TotalFMError
+    from TotalFMLib.training.benchmark_data import FINDINGS, read_manifest
+    from TotalFMLib.training.folds import fold_entries
+    from TotalFMLib.training.oracle import OracleConfig, load_crops, oracle_scores, train_oracle
+
+    p = argparse.ArgumentParser(description="The supervised oracle of one fold, organ by organ.")
+    p.add_argument("--benchmark", required=True, help="benchmark folder (Training/build_benchmark.py)")
+    p.add_argument("--holdout", required=True, help="the held-out patient (A, B, C)")
+    p.add_argument("--findings", required=True, help="comma-separated findings of the benchmark")
+    p.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
+    p.add_argument("--steps", type=int, default=OracleConfig.steps, help="training steps per finding")
+    args = p.parse_args(argv)
+    findings = tuple(f.strip() for f in args.findings.split(",") if f.strip())
+    unknown = [f for f in findings if f not in FINDINGS]
+    if unknown or not findings:
+        p.error(f"unknown findings {unknown}; the benchmark's: {', '.join(FINDINGS)}")
+    try:
+        seeds = [int(x) for x in args.seeds.split(",")]
+    except ValueError:
+        p.error(f"--seeds must be comma-separated integers, not {args.seeds!r}")
+    try:
+        parts = fold_entries(read_manifest(args.benchmark), args.holdout)
+        train, test = load_crops(args.benchmark, parts["train"]), load_crops(args.benchmark, parts["test"])
+    except (TotalFMError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"Fold {args.holdout} held out, {args.steps} steps per finding; by organ: AUROC (median score "
+          "normal / showing it)\n")
+    print("| reading | seed | finding | training cases | held out | held out, by organ |")
+    print("|---|---|---|---|---|---|")
+    for seed in seeds:
+        for relative in (False, True):
+            cfg = OracleConfig(steps=args.steps, seed=seed, relative=relative, findings=findings)
+            oracle = train_oracle(train, cfg)
+            fitted, held = oracle_scores(oracle, train), oracle_scores(oracle, test)
+            for finding in findings:
+                if finding not in oracle.nets:
+                    print(f"| {'organ-relative' if relative else 'absolute'} | {seed} | {finding} | n/a | n/a | "
+                          "the training patients do not show it |")
+                    continue
+                k = FINDINGS.index(finding)
+                on_train, _ = by_organ(train, fitted, k)
+                on_test, organs = by_organ(test, held, k)
+                print(f"| {'organ-relative' if relative else 'absolute'} | {seed} | {finding} | {on_train:.3f} | "
+                      f"{on_test:.3f} | {'; '.join(organs)} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
