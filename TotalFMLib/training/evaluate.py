@@ -83,7 +83,8 @@ def encode_benchmark(model, root: str | os.PathLike, holdout: str | None = None,
         crops = OrganCrops(images.float(), organs, shared=view != "organ")
         embeddings = embed_crops(model, crops, encode=encode)
         out.append(CaseEmbeddings(entry["case_id"], part, organs, [list(x) for x in shard["labels"]],
-                                  np.stack([embeddings[o] for o in organs]), native.get(entry.get("base"), frozenset())))
+                                  np.stack([embeddings[o] for o in organs]),
+                                  native.get(entry.get("base"), frozenset())))
         if progress is not None:
             progress((k + 1) / len(entries), entry["case_id"])
     return out

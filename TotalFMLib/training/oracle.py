@@ -131,7 +131,8 @@ def load_crops(root, entries: list[dict]) -> dict:
         pairs = native.get(e.get("base"), frozenset())
         carriable += [[scored(f, o, pairs) for f in FINDINGS] for o in shard["organs"]]
     return {"images": torch.cat(images), "labels": torch.cat(labels), "maps": torch.cat(maps),
-            "organ_maps": torch.cat(where), "carriable": torch.tensor(carriable), "organs": organs, "cases": cases, "patients": patients}
+            "organ_maps": torch.cat(where), "carriable": torch.tensor(carriable), "organs": organs, "cases": cases,
+            "patients": patients}
 
 
 def train_oracle(data: dict, cfg: OracleConfig = OracleConfig(), progress=None) -> Oracle:
