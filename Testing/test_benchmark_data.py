@@ -480,6 +480,8 @@ def test_the_oracle_reads_lesions_against_their_organ_and_densities_as_they_are(
     assert uses_relative("hypodense lesion", cfg) and uses_relative("stone", cfg)
     assert not uses_relative("hepatic steatosis", cfg)                 # the organ's density is the finding
     assert not uses_relative("stone", OracleConfig(relative=False))
+    only = OracleConfig(relative_only=("hypodense lesion",))
+    assert uses_relative("hypodense lesion", only) and not uses_relative("stone", only)
 
 
 def _fold(holdout, oracle_train, oracle_test):

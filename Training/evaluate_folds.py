@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--oracle-absolute", action="store_true",
                    help="the oracle reads every crop in absolute HU (default: organ-relative for the findings "
                         "that are a contrast, oracle.organ_relative)")
+    p.add_argument("--oracle-relative-only", default="",
+                   help="comma-separated findings: only these are read organ-relative (default: every finding "
+                        "but steatosis)")
     p.add_argument("--refresh-oracle", action="store_true",
                    help="measure the supervised oracle of finished folds again (the other figures are kept)")
     p.add_argument("--out", default=str(ROOT / "Training" / "results" / "folds.md"), help="where the table goes")
@@ -110,14 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     from TotalFMLib.atomic import atomic_path
     from TotalFMLib.errors import TotalFMError
     from TotalFMLib.training import recipe
-    from TotalFMLib.training.benchmark_data import read_manifest
+    from TotalFMLib.training.benchmark_data import FINDINGS, read_manifest
     from TotalFMLib.training.folds import patients
     from TotalFMLib.training.oracle import OracleConfig
 
     if args.oracle_steps < 0 or args.oracle_shift_hu < 0 or not 0 <= args.oracle_contrast < 1:
         p.error("--oracle-steps must be at least 0, --oracle-shift-hu at least 0, --oracle-contrast in [0, 1)")
+    relative_only = tuple(f.strip() for f in args.oracle_relative_only.split(",") if f.strip())
+    if set(relative_only) - set(FINDINGS):
+        p.error(f"--oracle-relative-only: unknown findings {sorted(set(relative_only) - set(FINDINGS))}")
     oracle = OracleConfig(steps=args.oracle_steps, shift_hu=args.oracle_shift_hu, contrast=args.oracle_contrast,
-                          relative=not args.oracle_absolute)
+                          relative=not args.oracle_absolute, relative_only=relative_only)
 
     try:
         held = args.patients.split(",") if args.patients else patients(read_manifest(args.benchmark))

@@ -51,6 +51,7 @@ class OracleConfig:
     contrast: float = 0.0         # 0: none; +/- 80 HU and 25 % cost the focal findings, Training/BENCHMARK.md)
     relative: bool = True         # organ-relative channels for the findings that are a contrast (organ_relative)
     findings: tuple[str, ...] = ()  # the findings to fit (default: every one the crops can teach)
+    relative_only: tuple[str, ...] = ()  # with relative: only these findings organ-relative (default: all it applies to)
     seed: int = 0
 
 
@@ -60,7 +61,8 @@ ABSOLUTE_KINDS = ("diffuse",)
 
 def uses_relative(finding: str, cfg: OracleConfig) -> bool:
     """Whether the oracle's network for ``finding`` reads organ-relative channels."""
-    return cfg.relative and INSERTIONS[finding][0] not in ABSOLUTE_KINDS
+    return (cfg.relative and INSERTIONS[finding][0] not in ABSOLUTE_KINDS
+            and (not cfg.relative_only or finding in cfg.relative_only))
 
 
 def organ_relative(images: torch.Tensor, organ_map: torch.Tensor) -> torch.Tensor:
