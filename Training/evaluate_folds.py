@@ -113,15 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     from TotalFMLib.atomic import atomic_path
     from TotalFMLib.errors import TotalFMError
     from TotalFMLib.training import recipe
-    from TotalFMLib.training.benchmark_data import FINDINGS, read_manifest
+    from TotalFMLib.training.benchmark_data import findings_named, read_manifest
     from TotalFMLib.training.folds import patients
     from TotalFMLib.training.oracle import OracleConfig
 
     if args.oracle_steps < 0 or args.oracle_shift_hu < 0 or not 0 <= args.oracle_contrast < 1:
         p.error("--oracle-steps must be at least 0, --oracle-shift-hu at least 0, --oracle-contrast in [0, 1)")
-    relative_only = tuple(f.strip() for f in args.oracle_relative_only.split(",") if f.strip())
-    if set(relative_only) - set(FINDINGS):
-        p.error(f"--oracle-relative-only: unknown findings {sorted(set(relative_only) - set(FINDINGS))}")
+    try:
+        relative_only = findings_named(args.oracle_relative_only)
+    except TotalFMError as e:
+        p.error(f"--oracle-relative-only: {e.problem}")
     oracle = OracleConfig(steps=args.oracle_steps, shift_hu=args.oracle_shift_hu, contrast=args.oracle_contrast,
                           relative=not args.oracle_absolute, relative_only=relative_only)
 

@@ -37,7 +37,7 @@ def by_organ(data: dict, scores: np.ndarray, k: int) -> tuple[float, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     from TotalFMLib.errors import TotalFMError
-    from TotalFMLib.training.benchmark_data import FINDINGS, read_manifest
+    from TotalFMLib.training.benchmark_data import FINDINGS, findings_named, read_manifest
     from TotalFMLib.training.folds import fold_entries
     from TotalFMLib.training.oracle import OracleConfig, load_crops, oracle_scores, train_oracle
 
@@ -48,10 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
     p.add_argument("--steps", type=int, default=OracleConfig.steps, help="training steps per finding")
     args = p.parse_args(argv)
-    findings = tuple(f.strip() for f in args.findings.split(",") if f.strip())
-    unknown = [f for f in findings if f not in FINDINGS]
-    if unknown or not findings:
-        p.error(f"unknown findings {unknown}; the benchmark's: {', '.join(FINDINGS)}")
+    try:
+        findings = findings_named(args.findings)
+    except TotalFMError as e:
+        p.error(e.problem)
+    if not findings:
+        p.error("--findings names no finding")
     try:
         seeds = [int(x) for x in args.seeds.split(",")]
     except ValueError:

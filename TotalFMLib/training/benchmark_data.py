@@ -125,6 +125,16 @@ def _present(labels: np.ndarray, organs) -> list[str]:
     return [o for o in organs if counts.get(catalogue.organ(o).label_id, 0) >= MIN_ORGAN_VOXELS]
 
 
+def findings_named(text: str) -> tuple[str, ...]:
+    """The benchmark findings of a comma-separated list (a command's option), in the order given;
+    an unknown name is an InputError naming it and the known ones."""
+    names = tuple(f.strip() for f in text.split(",") if f.strip())
+    unknown = [f for f in names if f not in FINDINGS]
+    if unknown:
+        raise InputError(None, f"unknown findings {unknown}; the benchmark's: {', '.join(FINDINGS)}")
+    return names
+
+
 def plan_findings(organs: list[str], rng: np.random.Generator, finding_rate: float,
                   max_per_organ: int = 2) -> list[tuple[str, str]]:
     """(organ, finding) pairs to insert, in insertion order.

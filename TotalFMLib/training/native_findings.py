@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..vocabulary import catalogue
 from .lesions import INSERTIONS, insertable
 
 DENSE_HU = 600.0
@@ -43,8 +44,6 @@ def dense_mm3(ct: np.ndarray, labels: np.ndarray, spacing, label_id: int) -> flo
 
 def native_findings(ct: np.ndarray, labels: np.ndarray, spacing) -> dict[tuple[str, str], float]:
     """{(organ, finding): dense mm3} for the dense-focus findings this CT already shows."""
-    from ..vocabulary import catalogue
-
     out = {}
     for finding, (kind, organs) in INSERTIONS.items():
         if kind not in DENSE_KINDS:
