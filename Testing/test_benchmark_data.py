@@ -391,15 +391,21 @@ def test_the_oracle_reads_own_maps_and_refuses_an_old_shard(tiny, tmp_path):
         load_crops(tmp_path, entries[:1])
 
 
-def test_neighbour_findings_count_every_carrying_crop(tiny):
+def test_neighbour_findings_count_every_scored_crop(tiny):
     from TotalFMLib.training.lesions import insertable
+    from TotalFMLib.training.native_findings import benchmark_native
     from TotalFMLib.training.visibility import neighbour_findings
 
     root, _, _, _ = tiny
     counts = neighbour_findings(root)
     entries = B.read_manifest(root)
+    native = benchmark_native(root, entries)
+    # patient A's own kidney stones are n/a, not negatives: fewer stone crops than carriers
+    everyone = sum(insertable("stone", o) for e in entries for o in e["organs"])
+    assert counts["stone"]["positives"] + counts["stone"]["negatives"] < everyone
     for finding, c in counts.items():
-        carrying = [(e, o) for e in entries for o in e["organs"] if insertable(finding, o)]
+        carrying = [(e, o) for e in entries for o in e["organs"]
+                    if insertable(finding, o) and (o, finding) not in native.get(e["base"], ())]
         assert c["positives"] + c["negatives"] == len(carrying)
         assert c["positives"] == sum([o, finding] in e["findings"] for e, o in carrying)
         assert 0 <= c["negatives_showing_it"] <= c["negatives"]

@@ -73,21 +73,25 @@ def neighbour_findings(bench) -> dict[str, dict[str, int]]:
     negatives, and the negatives that nevertheless show the finding: the crop's label says
     normal, but its ``lesion_maps`` (every finding the crop shows) mark one, inserted into a
     neighbouring organ within this organ's crop box. For a model that sees only the crop,
-    those negatives look like positives. Reads the manifest first, so a missing benchmark
-    fails before any shard is loaded."""
+    those negatives look like positives. Pairs the patient shows natively are not scored
+    anywhere, so they are not counted here either. Reads the manifest first, so a missing
+    benchmark fails before any shard is loaded."""
     import torch
 
     from .benchmark_data import FINDINGS, read_manifest
-    from .lesions import insertable
+    from .native_findings import benchmark_native, scored
 
+    entries = read_manifest(bench)
+    native = benchmark_native(bench, entries)
     counts = {f: {"positives": 0, "negatives": 0, "negatives_showing_it": 0} for f in FINDINGS}
-    for entry in read_manifest(bench):
+    for entry in entries:
         shard = torch.load(f"{bench}/{entry['shard']}", map_location="cpu", weights_only=True)
         shows = (shard["lesion_maps"].flatten(2).amax(2) > 0).numpy()
         named = shard["label_matrix"].bool().numpy()
+        own = native.get(entry.get("base"), frozenset())
         for i, organ in enumerate(shard["organs"]):
             for k, finding in enumerate(FINDINGS):
-                if not insertable(finding, organ):
+                if not scored(finding, organ, own):
                     continue
                 c = counts[finding]
                 if named[i, k]:
