@@ -482,12 +482,11 @@ def test_the_oracle_reads_lesions_against_their_organ_and_densities_as_they_are(
     assert torch.allclose(out[0, :, 1, 1, 1], torch.tensor(-0.1), atol=1e-6)      # the contrast within it kept
     assert torch.allclose(out[0, :, 4:], torch.tensor(0.0), atol=1e-6)
     assert torch.equal(out[1], images[1])                              # no organ cell: left as it is
-    cfg = OracleConfig()
-    assert uses_relative("hypodense lesion", cfg) and uses_relative("stone", cfg)
+    cfg = OracleConfig()                # by default only the lesions darker than their organ
+    assert uses_relative("hypodense lesion", cfg) and uses_relative("renal hypodensities", cfg)
+    assert not uses_relative("stone", cfg) and not uses_relative("splenomegaly", cfg)
     assert not uses_relative("hepatic steatosis", cfg)                 # the organ's density is the finding
-    assert not uses_relative("stone", OracleConfig(relative=False))
-    only = OracleConfig(relative_only=("hypodense lesion",))
-    assert uses_relative("hypodense lesion", only) and not uses_relative("stone", only)
+    assert not uses_relative("hypodense lesion", OracleConfig(relative=()))
 
 
 def _fold(holdout, oracle_train, oracle_test):
@@ -513,6 +512,40 @@ def test_the_fold_table_marks_the_oracle_bar_per_finding(training_dir):
     assert rows["ascites"].endswith("| no |")  # 0.94 on B's training cases
     assert rows["hepatomegaly"].endswith("| no |")  # 0.89 held out on B
     assert rows["gallstones"].endswith("| n/a / n/a | n/a / n/a | no |")  # never learnt
+
+
+def test_a_finished_fold_measures_its_oracle_again_when_it_was_measured_otherwise(tmp_path):
+    import json
+
+    from TotalFMLib.training import recipe
+    from TotalFMLib.training.oracle import OracleConfig
+
+    before = {"mean": 0.9, "findings": {"stone": 0.9}}
+    # a fold written before the oracle's settings were stored with its figures
+    (tmp_path / "fold.json").write_text(json.dumps({"holdout": "A", "oracle": {"train": before, "test": before}}))
+    cfg, said = OracleConfig(steps=0), []      # 0 steps: the oracle is skipped, every figure n/a
+    fold = recipe.evaluate_fold(None, None, tmp_path / "bench", "A", tmp_path, cfg,
+                                progress=lambda done, text: said.append(text))
+    assert fold["oracle"]["train"]["mean"] is None and fold["oracle"]["config"]["steps"] == 0
+    assert fold["oracle"]["config"]["relative"] == ["hypodense lesion", "renal hypodensities"]
+    assert "other settings" in said[0]
+    assert json.loads((tmp_path / "fold.json").read_text()) == fold
+    said.clear()                               # measured with these settings: kept as it is
+    assert recipe.evaluate_fold(None, None, tmp_path / "bench", "A", tmp_path, cfg,
+                                progress=lambda done, text: said.append(text)) == fold
+    assert not said
+
+
+def test_the_folds_command_refuses_an_unknown_oracle_finding_before_any_work(training_dir, tmp_path, capsys):
+    import runpy
+
+    main = runpy.run_path(str(training_dir / "evaluate_folds.py"))["main"]
+    with pytest.raises(SystemExit):
+        main(["--benchmark", str(tmp_path / "none"), "--run", str(tmp_path / "run"),
+              "--oracle-relative", "hypodense lesion,gout"])
+    err = capsys.readouterr().err
+    assert "--oracle-relative" in err and "'gout'" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_neighbour_findings_refuses_a_missing_benchmark_in_one_line(capsys, training_dir, tmp_path):

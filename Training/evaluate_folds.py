@@ -97,12 +97,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the oracle's training crops are shifted by up to this many HU (default 0: not)")
     p.add_argument("--oracle-contrast", type=float, default=0.0,
                    help="... and their contrast changed by up to this share (default 0: not)")
-    p.add_argument("--oracle-absolute", action="store_true",
-                   help="the oracle reads every crop in absolute HU (default: organ-relative for the findings "
-                        "that are a contrast, oracle.organ_relative)")
-    p.add_argument("--oracle-relative-only", default="",
-                   help="comma-separated findings: only these are read organ-relative (default: every finding "
-                        "but steatosis)")
+    p.add_argument("--oracle-relative", default=None,
+                   help="comma-separated findings the oracle reads organ-relative, oracle.organ_relative "
+                        "(default: the hypodense ones; '': every finding in absolute HU)")
     p.add_argument("--refresh-oracle", action="store_true",
                    help="measure the supervised oracle of finished folds again (the other figures are kept)")
     p.add_argument("--out", default=str(ROOT / "Training" / "results" / "folds.md"), help="where the table goes")
@@ -115,16 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     from TotalFMLib.training import recipe
     from TotalFMLib.training.benchmark_data import findings_named, read_manifest
     from TotalFMLib.training.folds import patients
-    from TotalFMLib.training.oracle import OracleConfig
+    from TotalFMLib.training.oracle import RELATIVE_FINDINGS, OracleConfig
 
     if args.oracle_steps < 0 or args.oracle_shift_hu < 0 or not 0 <= args.oracle_contrast < 1:
         p.error("--oracle-steps must be at least 0, --oracle-shift-hu at least 0, --oracle-contrast in [0, 1)")
     try:
-        relative_only = findings_named(args.oracle_relative_only)
+        relative = RELATIVE_FINDINGS if args.oracle_relative is None else findings_named(args.oracle_relative)
     except TotalFMError as e:
-        p.error(f"--oracle-relative-only: {e.problem}")
+        p.error(f"--oracle-relative: {e.problem}")
     oracle = OracleConfig(steps=args.oracle_steps, shift_hu=args.oracle_shift_hu, contrast=args.oracle_contrast,
-                          relative=not args.oracle_absolute, relative_only=relative_only)
+                          relative=relative)
 
     try:
         held = args.patients.split(",") if args.patients else patients(read_manifest(args.benchmark))
@@ -140,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                                  overrides=init)
             print(f"[{patient}] evaluating ...", flush=True)
             fold = recipe.evaluate_fold(organ, whole, args.benchmark, patient, run / "eval", oracle,
+                                        progress=lambda done, text, p=patient: print(f"[{p}] {text}", flush=True),
                                         refresh_oracle=args.refresh_oracle)
             folds.append(fold)
             print(f"[{patient}] done in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|")
     for seed in seeds:
         for relative in (False, True):
-            cfg = OracleConfig(steps=args.steps, seed=seed, relative=relative, findings=findings)
+            cfg = OracleConfig(steps=args.steps, seed=seed, relative=findings if relative else (), findings=findings)
             oracle = train_oracle(train, cfg)
             fitted, held = oracle_scores(oracle, train), oracle_scores(oracle, test)
             for finding in findings:

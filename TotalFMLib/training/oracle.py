@@ -12,12 +12,14 @@ network for every finding at once, with batches drawn among all abnormal crops, 
 organ-sized findings but not the focal ones, even on its own training cases (0.64-0.79 for
 hypodense and hyperdense lesions, renal hypodensities and stones).
 
-For the findings that are a contrast within or around the organ (every kind but a diffuse
-density change), the crop's channels are first made relative to the organ: each window
-minus its median over the organ's voxels (``organ_relative``). The patients' organs lie tens
-of HU apart (contrast phase), and in absolute HU a network trained on two patients flagged
-the third patient's normal parenchyma rather than its lesions (hypodense lesions held out
-below chance; ``Training/BENCHMARK.md``, "What the oracle showed").
+For the hypodense findings (``RELATIVE_FINDINGS``), the crop's channels are first made
+relative to the organ: each window minus its median over the organ's voxels
+(``organ_relative``). The patients' organs lie tens of HU apart (contrast phase), and in
+absolute HU a network trained on two patients flagged the third patient's normal parenchyma
+rather than its lesions (hypodense lesions held out below chance). Read that way for every
+finding but steatosis, the size and fluid findings and the stones lost on held-out patients
+what the hypodense ones gained (splenomegaly 0.93 to 0.50 on patient C), so the others keep
+absolute HU (``Training/BENCHMARK.md``, "What the oracle showed").
 
 It is the upper reference of every evaluation table: a finding it cannot find in a held-out
 patient is not learnt from these crops by a model told everything. The pixel-percentile
@@ -40,6 +42,10 @@ from .native_findings import benchmark_native, scored
 from .load_augment import jitter_hu
 
 
+# the findings whose network reads organ-relative channels: a lesion darker than its organ
+RELATIVE_FINDINGS = tuple(f for f, (kind, _) in INSERTIONS.items() if kind == "hypodense")
+
+
 @dataclass(frozen=True)
 class OracleConfig:
     width: int = 24
@@ -49,20 +55,14 @@ class OracleConfig:
     cover: float = 0.25           # a map cell fully shows the finding from this cover on (less: in proportion)
     shift_hu: float = 0.0         # HU shift and contrast change of each training crop (load_augment.jitter_hu;
     contrast: float = 0.0         # 0: none; +/- 80 HU and 25 % cost the focal findings, Training/BENCHMARK.md)
-    relative: bool = True         # organ-relative channels for the findings that are a contrast (organ_relative)
+    relative: tuple[str, ...] = RELATIVE_FINDINGS  # the findings read organ-relative (organ_relative)
     findings: tuple[str, ...] = ()  # the findings to fit (default: every one the crops can teach)
-    relative_only: tuple[str, ...] = ()  # with relative: only these findings organ-relative (default: all it applies to)
     seed: int = 0
-
-
-# insertion kinds whose finding is the organ's own density: an organ-relative crop would hide it
-ABSOLUTE_KINDS = ("diffuse",)
 
 
 def uses_relative(finding: str, cfg: OracleConfig) -> bool:
     """Whether the oracle's network for ``finding`` reads organ-relative channels."""
-    return (cfg.relative and INSERTIONS[finding][0] not in ABSOLUTE_KINDS
-            and (not cfg.relative_only or finding in cfg.relative_only))
+    return finding in cfg.relative
 
 
 def organ_relative(images: torch.Tensor, organ_map: torch.Tensor) -> torch.Tensor:

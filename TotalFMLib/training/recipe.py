@@ -13,6 +13,7 @@ encoder, the trained encoder), the supervised oracle, and the query benchmark.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -76,7 +77,8 @@ def oracle_results(bench, holdout: str, cfg=None, progress=None) -> dict:
     """The supervised oracle of one fold: AUROC per finding on its training cases and on the
     held-out patient's eval cases. A finding the training patients do not show has no figure
     (n/a): nothing was learnt for it. ``cfg``: an ``oracle.OracleConfig`` (default: its
-    defaults; 0 steps: skipped, every figure n/a)."""
+    defaults; 0 steps: skipped, every figure n/a). The settings go with the figures
+    (``"config"``), so a fold measured otherwise is measured again (``evaluate_fold``)."""
     from . import metrics as M
     from .benchmark_data import FINDINGS, read_manifest
     from .folds import fold_entries
@@ -84,7 +86,8 @@ def oracle_results(bench, holdout: str, cfg=None, progress=None) -> dict:
 
     cfg = cfg or OracleConfig()
     if cfg.steps == 0:  # skipped: every figure n/a
-        return {"train": {"mean": None, "findings": {}}, "test": {"mean": None, "findings": {}}, "seconds": 0.0}
+        return {"train": {"mean": None, "findings": {}}, "test": {"mean": None, "findings": {}}, "seconds": 0.0,
+                "config": oracle_settings(cfg)}
     started = time.perf_counter()
     parts = fold_entries(read_manifest(bench), holdout)
     train_data, test_data = load_crops(bench, parts["train"]), load_crops(bench, parts["test"])
@@ -100,7 +103,13 @@ def oracle_results(bench, holdout: str, cfg=None, progress=None) -> dict:
                 per[finding] = float(M.auroc(y, scores[carry, k]))
         out[name] = {"mean": float(np.mean(list(per.values()))) if per else None, "findings": per}
     out["seconds"] = round(time.perf_counter() - started, 1)
+    out["config"] = oracle_settings(cfg)
     return out
+
+
+def oracle_settings(cfg) -> dict:
+    """An ``OracleConfig`` as it is stored with its figures (JSON: tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
 def query_results(model, bench, holdout: str | None, part: str = "test") -> dict:
@@ -134,11 +143,17 @@ def evaluate_fold(organ_model: Path, whole_model: Path, bench, holdout: str, out
     from ..totalfm import TotalFM
     from .evaluate import run_evaluation
 
+    from .oracle import OracleConfig
+
     out = Path(out)
     done = out / "fold.json"
+    oracle = oracle or OracleConfig()
     if done.is_file():
         results = json.loads(done.read_text())
-        if refresh_oracle:
+        stale = results["oracle"].get("config") != oracle_settings(oracle)
+        if refresh_oracle or stale:
+            if stale and progress:
+                progress(0.0, f"{done}: its oracle was measured with other settings; measuring it again")
             results["oracle"] = oracle_results(bench, holdout, oracle, progress=progress)
             _save_fold(done, results)
         return results
