@@ -175,7 +175,7 @@ def train_oracle(data: dict, cfg: OracleConfig = OracleConfig(), progress=None) 
             opt.step()
             if progress is not None and (step % 50 == 0 or step + 1 == cfg.steps):
                 done = (j + (step + 1) / cfg.steps) / len(learnable)
-                progress(done, f"oracle: {FINDINGS[k]} step {step + 1}, loss {float(loss):.3f}, "
+                progress(done, f"oracle: {FINDINGS[k]} step {step + 1}, loss {loss.item():.3f}, "
                                f"{time.time() - start:.0f} s")
         oracle.nets[FINDINGS[k]] = net.eval()
     return oracle.eval()
