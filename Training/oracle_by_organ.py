@@ -1,5 +1,6 @@
 """The supervised oracle of one fold, organ by organ, read in absolute HU and organ-relative
-(``oracle.organ_relative``), for one or more seeds: where it fails on the held-out patient, and
+(``oracle.organ_relative``), or as the oracle reads it by default (``--reading default``), for one
+or more seeds and step counts: where it fails on the held-out patient, and
 whether reading lesions against their organ helps (``Training/BENCHMARK.md``, "What the oracle
 showed").
 
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from TotalFMLib.errors import TotalFMError
     from TotalFMLib.training.benchmark_data import FINDINGS, findings_named, read_manifest
     from TotalFMLib.training.folds import fold_entries
-    from TotalFMLib.training.oracle import OracleConfig, load_crops, oracle_scores, train_oracle
+    from TotalFMLib.training.oracle import OracleConfig, load_crops, oracle_scores, train_oracle, uses_relative
 
     p = argparse.ArgumentParser(description="The supervised oracle of one fold, organ by organ.")
     p.add_argument("--benchmark", required=True, help="benchmark folder (Training/build_benchmark.py)")
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--findings", required=True, help="comma-separated findings of the benchmark")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
     p.add_argument("--steps", type=int, default=OracleConfig.steps, help="training steps per finding")
+    p.add_argument("--reading", choices=("both", "default"), default="both",
+                   help="both: every finding read in absolute HU, then organ-relative; default: as the "
+                        "oracle reads it by default (oracle.RELATIVE_FINDINGS organ-relative)")
     args = p.parse_args(argv)
     try:
         findings = findings_named(args.findings)
@@ -64,25 +68,27 @@ def main(argv: list[str] | None = None) -> int:
     except (TotalFMError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    readings = (False, True) if args.reading == "both" else (None,)  # None: the oracle's default reading
     print(f"Fold {args.holdout} held out, {args.steps} steps per finding; by organ: AUROC (median score "
           "normal / showing it)\n")
     print("| reading | seed | finding | training cases | held out | held out, by organ |")
     print("|---|---|---|---|---|---|")
     for seed in seeds:
-        for relative in (False, True):
-            cfg = OracleConfig(steps=args.steps, seed=seed, relative=findings if relative else (), findings=findings)
+        for relative in readings:
+            cfg = OracleConfig(steps=args.steps, seed=seed, findings=findings,
+                               **({} if relative is None else {"relative": findings if relative else ()}))
             oracle = train_oracle(train, cfg)
             fitted, held = oracle_scores(oracle, train), oracle_scores(oracle, test)
             for finding in findings:
+                reading = "organ-relative" if uses_relative(finding, cfg) else "absolute"
                 if finding not in oracle.nets:
-                    print(f"| {'organ-relative' if relative else 'absolute'} | {seed} | {finding} | n/a | n/a | "
-                          "the training patients do not show it |")
+                    print(f"| {reading} | {seed} | {finding} | n/a | n/a | the training patients do not show it |")
                     continue
                 k = FINDINGS.index(finding)
                 on_train, _ = by_organ(train, fitted, k)
                 on_test, organs = by_organ(test, held, k)
-                print(f"| {'organ-relative' if relative else 'absolute'} | {seed} | {finding} | {on_train:.3f} | "
-                      f"{on_test:.3f} | {'; '.join(organs)} |", flush=True)
+                print(f"| {reading} | {seed} | {finding} | {on_train:.3f} | {on_test:.3f} | {'; '.join(organs)} |",
+                      flush=True)
     return 0
 
 
