@@ -1,6 +1,6 @@
 """The supervised oracle of one fold, organ by organ, read in absolute HU and organ-relative
 (``oracle.organ_relative``), or as the oracle reads it by default (``--reading default``), for one
-or more seeds and step counts: where it fails on the held-out patient, and
+or more seeds (``--steps``: per finding): where it fails on the held-out patient, and
 whether reading lesions against their organ helps (``Training/BENCHMARK.md``, "What the oracle
 showed").
 
