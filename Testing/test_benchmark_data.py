@@ -462,14 +462,17 @@ def test_the_oracle_by_organ_command_prints_both_readings(tiny, training_dir, ca
     assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly,stone", "--steps", "2"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| absolute")
             or line.startswith("| organ-relative")]
-    assert [r.split(" | ")[2] for r in rows] == ["hepatomegaly", "stone"] * 2
+    assert [r.split(" | ")[3] for r in rows] == ["hepatomegaly", "stone"] * 2
     assert [r.split(" | ")[0] for r in rows] == ["| absolute"] * 2 + ["| organ-relative"] * 2
-    args = ["--benchmark", str(root), "--holdout", "C", "--findings", "stone,hypodense lesion", "--steps", "2"]
+    args = ["--benchmark", str(root), "--holdout", "C", "--findings", "stone,hypodense lesion", "--steps", "2,3"]
     assert main(args + ["--reading", "default"]) == 0   # the oracle's own reading: only the hypodense organ-relative
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| absolute")
             or line.startswith("| organ-relative")]
-    assert [(r.split(" | ")[0], r.split(" | ")[2]) for r in rows] == [("| absolute", "stone"),
-                                                                     ("| organ-relative", "hypodense lesion")]
+    assert [(r.split(" | ")[0], r.split(" | ")[2], r.split(" | ")[3]) for r in rows] == [
+        ("| absolute", "2", "stone"), ("| organ-relative", "2", "hypodense lesion"),
+        ("| absolute", "3", "stone"), ("| organ-relative", "3", "hypodense lesion")]
+    with pytest.raises(SystemExit):
+        main(args[:-1] + ["0"])
     with pytest.raises(SystemExit):
         main(["--benchmark", str(root), "--holdout", "C", "--findings", "gout"])
 

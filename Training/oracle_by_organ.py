@@ -1,11 +1,13 @@
 """The supervised oracle of one fold, organ by organ, read in absolute HU and organ-relative
 (``oracle.organ_relative``), or as the oracle reads it by default (``--reading default``), for one
-or more seeds (``--steps``: per finding): where it fails on the held-out patient, and
+or more seeds and numbers of training steps: where it fails on the held-out patient, and
 whether reading lesions against their organ helps (``Training/BENCHMARK.md``, "What the oracle
 showed").
 
     python Training/oracle_by_organ.py --benchmark runs/benchmark --holdout A \\
         --findings "hypodense lesion,hyperdense lesion" --seeds 0,1
+    python Training/oracle_by_organ.py --benchmark runs/benchmark --holdout C \
+        --findings "hypodense lesion,stone" --reading default --steps 500,1500
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--holdout", required=True, help="the held-out patient (A, B, C)")
     p.add_argument("--findings", required=True, help="comma-separated findings of the benchmark")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
-    p.add_argument("--steps", type=int, default=OracleConfig.steps, help="training steps per finding")
+    p.add_argument("--steps", default=str(OracleConfig.steps),
+                   help=f"comma-separated training steps per finding (default {OracleConfig.steps})")
     p.add_argument("--reading", choices=("both", "default"), default="both",
                    help="both: every finding read in absolute HU, then organ-relative; default: as the "
                         "oracle reads it by default (oracle.RELATIVE_FINDINGS organ-relative)")
@@ -60,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--findings names no finding")
     try:
         seeds = [int(x) for x in args.seeds.split(",")]
+        steps = [int(x) for x in args.steps.split(",")]
     except ValueError:
-        p.error(f"--seeds must be comma-separated integers, not {args.seeds!r}")
+        p.error(f"--seeds and --steps must be comma-separated integers, not {args.seeds!r}, {args.steps!r}")
+    if min(steps) < 1:
+        p.error(f"--steps must be at least 1, not {args.steps!r}")
     try:
         parts = fold_entries(read_manifest(args.benchmark), args.holdout)
         train, test = load_crops(args.benchmark, parts["train"]), load_crops(args.benchmark, parts["test"])
@@ -69,26 +75,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     readings = (False, True) if args.reading == "both" else (None,)  # None: the oracle's default reading
-    print(f"Fold {args.holdout} held out, {args.steps} steps per finding; by organ: AUROC (median score "
-          "normal / showing it)\n")
-    print("| reading | seed | finding | training cases | held out | held out, by organ |")
-    print("|---|---|---|---|---|---|")
+    print(f"Fold {args.holdout} held out; by organ: AUROC (median score normal / showing it)\n")
+    print("| reading | seed | steps | finding | training cases | held out | held out, by organ |")
+    print("|---|---|---|---|---|---|---|")
     for seed in seeds:
-        for relative in readings:
-            cfg = OracleConfig(steps=args.steps, seed=seed, findings=findings,
-                               **({} if relative is None else {"relative": findings if relative else ()}))
-            oracle = train_oracle(train, cfg)
-            fitted, held = oracle_scores(oracle, train), oracle_scores(oracle, test)
-            for finding in findings:
-                reading = "organ-relative" if uses_relative(finding, cfg) else "absolute"
-                if finding not in oracle.nets:
-                    print(f"| {reading} | {seed} | {finding} | n/a | n/a | the training patients do not show it |")
-                    continue
-                k = FINDINGS.index(finding)
-                on_train, _ = by_organ(train, fitted, k)
-                on_test, organs = by_organ(test, held, k)
-                print(f"| {reading} | {seed} | {finding} | {on_train:.3f} | {on_test:.3f} | {'; '.join(organs)} |",
-                      flush=True)
+        for n in steps:
+            for relative in readings:
+                cfg = OracleConfig(steps=n, seed=seed, findings=findings,
+                                   **({} if relative is None else {"relative": findings if relative else ()}))
+                oracle = train_oracle(train, cfg)
+                fitted, held = oracle_scores(oracle, train), oracle_scores(oracle, test)
+                for finding in findings:
+                    reading = "organ-relative" if uses_relative(finding, cfg) else "absolute"
+                    row = f"| {reading} | {seed} | {n} | {finding}"
+                    if finding not in oracle.nets:
+                        print(f"{row} | n/a | n/a | the training patients do not show it |")
+                        continue
+                    k = FINDINGS.index(finding)
+                    on_train, _ = by_organ(train, fitted, k)
+                    on_test, organs = by_organ(test, held, k)
+                    print(f"{row} | {on_train:.3f} | {on_test:.3f} | {'; '.join(organs)} |", flush=True)
     return 0
 
 
