@@ -565,3 +565,20 @@ def test_neighbour_findings_refuses_a_missing_benchmark_in_one_line(capsys, trai
     assert main(["--benchmark", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "none" in err and "\n" not in err
+
+
+def test_base_organs_shows_patient_c_enhanced_beyond_what_the_builder_simulates(tiny, training_dir, capsys):
+    import runpy
+
+    root, _, _, _ = tiny
+    main = runpy.run_path(str(training_dir / "base_organs.py"))["main"]
+    assert main(["--benchmark", str(root)]) == 0
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): [c.strip() for c in line.split("|")[3:-1]]
+            for line in capsys.readouterr().out.splitlines()[2:]}
+    # measured on the real CTs: C's kidneys are cut by its last slice and enhanced past A's
+    # unenhanced kidneys by more than the simulated enhancement's +180 HU
+    ml, cut, median, above, most, beyond = rows[("C", "kidney_left")]
+    assert cut == "yes" and beyond == "yes" and most == "+180" and float(median) > 150
+    assert rows[("A", "kidney_left")][1] == "no" and rows[("A", "kidney_left")][5] == "no"
+    assert ("B", "kidney_left") not in rows                       # B's scan has no kidneys
+    assert rows[("A", "urinary_bladder")][5] == "-"               # nothing simulated there

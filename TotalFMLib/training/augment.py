@@ -51,7 +51,8 @@ def random_deformation(ct, labels, spacing, rng: np.random.Generator, max_displa
 
 # (structures, offset range in HU) of a portal-venous-like enhancement, scaled by the phase. Wide
 # enough to cover the real enhanced patients against the unenhanced one (measured, medians: liver
-# +47, pancreas +71, aorta +110 HU on patient B against patient A)
+# +47, pancreas +71, aorta +110 HU on patient B against patient A). Patient C's kidneys, spleen
+# and aorta lie beyond it (Training/base_organs.py); widening it changes the benchmark.
 _ENHANCEMENT = (
     (("aorta", "iliac_artery_left", "iliac_artery_right", "brachiocephalic_trunk", "subclavian_artery_left",
       "subclavian_artery_right", "common_carotid_artery_left", "common_carotid_artery_right"), (100.0, 250.0)),
@@ -63,6 +64,11 @@ _ENHANCEMENT = (
     (("liver", "pancreas"), (20.0, 80.0)),
     (("adrenal_gland_left", "adrenal_gland_right", "stomach", "duodenum", "small_bowel", "colon"), (10.0, 40.0)),
 )
+
+
+def largest_enhancement_hu(organ: str) -> float:
+    """The largest HU offset ``random_enhancement`` gives ``organ`` (full phase; 0 where it adds none)."""
+    return max((hu[1] for names, hu in _ENHANCEMENT if organ in names), default=0.0)
 
 
 def random_enhancement(ct, labels, spacing, rng: np.random.Generator, phase=(0.3, 1.0)):

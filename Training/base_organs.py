@@ -1,0 +1,72 @@
+"""The organs that carry the benchmark's findings, patient by patient: volume, whether the scan
+cuts them, and median HU, beside the largest enhancement the builder simulates
+(``augment.random_enhancement``). A patient whose organ lies farther above the least enhanced
+patient's than that simulation reaches has no training crop that looks like it ("beyond it";
+"-" for the organs the simulation leaves as they are).
+
+    python Training/base_organs.py --benchmark runs/benchmark
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+
+def organ_rows(cache) -> list[dict]:
+    """One row per (base CT, organ that can carry a finding) present in it."""
+    import numpy as np
+
+    from TotalFMLib.training.benchmark_bases import BASES, load_base
+    from TotalFMLib.training.lesions import INSERTIONS
+    from TotalFMLib.vocabulary import catalogue
+
+    organs = sorted({o for _, carriers in INSERTIONS.values() for o in carriers})
+    rows = []
+    for base in BASES:
+        ct, seg = load_base(base, cache)
+        for organ in organs:
+            inside = seg.array == catalogue.organ(organ).label_id
+            if not inside.any():
+                continue
+            slices = np.flatnonzero(inside.any(axis=(1, 2)))
+            rows.append({"patient": base.patient, "organ": organ,
+                         "ml": float(inside.sum() * np.prod(ct.spacing)) / 1000,
+                         "cut": bool(slices[0] == 0 or slices[-1] == inside.shape[0] - 1),
+                         "median_hu": float(np.median(ct.array[inside]))})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    from TotalFMLib.errors import TotalFMError
+    from TotalFMLib.training.augment import largest_enhancement_hu
+
+    p = argparse.ArgumentParser(description="The finding-carrying organs of the benchmark's patients.")
+    p.add_argument("--benchmark", required=True, help="benchmark folder whose bases/ cache the CTs "
+                                                       "(loaded from the sample data where it lacks one)")
+    args = p.parse_args(argv)
+    try:
+        rows = organ_rows(Path(args.benchmark) / "bases")
+    except (TotalFMError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    lowest = {}
+    for r in rows:
+        lowest[r["organ"]] = min(lowest.get(r["organ"], r), r, key=lambda x: x["median_hu"])
+    print("| patient | organ | ml | cut by the scan | median HU | above the least enhanced patient's | "
+          "largest simulated enhancement | beyond it |")
+    print("|---|---|---:|---|---:|---:|---:|---|")
+    for r in rows:
+        low, most = lowest[r["organ"]], largest_enhancement_hu(r["organ"])
+        above = r["median_hu"] - low["median_hu"]
+        print(f"| {r['patient']} | {r['organ']} | {r['ml']:.0f} | {'yes' if r['cut'] else 'no'} | "
+              f"{r['median_hu']:.0f} | {above:+.0f} ({low['patient']}) | {most:+.0f} | "
+              f"{('yes' if above > most else 'no') if most else '-'} |")  # '-': the simulation leaves it
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
