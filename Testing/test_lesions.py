@@ -161,6 +161,19 @@ def test_simulated_contrast_brightens_vessels_most(case):
     assert np.abs(new[far] - ct.array[far]).max() < 0.5
 
 
+def test_a_wider_simulated_contrast_reaches_further_from_the_same_draws(case):
+    ct, seg = case
+    _, base = A.random_enhancement(ct.array, seg.array, ct.spacing, np.random.default_rng(12), phase=1.0)
+    _, same = A.random_enhancement(ct.array, seg.array, ct.spacing, np.random.default_rng(12), phase=1.0, reach=1.0)
+    _, wide = A.random_enhancement(ct.array, seg.array, ct.spacing, np.random.default_rng(12), phase=1.0, reach=1.5)
+    assert same == base                                     # reach 1: the benchmark as it was built
+    for organ, hu in base["offsets_hu"].items():            # the same draw, further up a longer range
+        assert wide["offsets_hu"][organ] >= hu
+    assert wide["offsets_hu"]["kidney_left"] > base["offsets_hu"]["kidney_left"]
+    assert A.largest_enhancement_hu("kidney_left", reach=1.5) == 270.0
+    assert A.largest_enhancement_hu("urinary_bladder", reach=1.5) == 0.0
+
+
 def test_noise_and_seeds(case):
     ct, seg = case
     noisy, sigma = A.add_noise(ct.array, np.random.default_rng(10), sigma_hu=8.0)

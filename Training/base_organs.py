@@ -1,6 +1,7 @@
 """The organs that carry the benchmark's findings, patient by patient: volume, whether the scan
 cuts them, and median HU, beside the largest enhancement the builder simulates
-(``augment.random_enhancement``). A patient whose organ lies farther above the least enhanced
+(``augment.random_enhancement`` at the default reach; ``build_benchmark.py
+--enhancement-reach`` widens it). A patient whose organ lies farther above the least enhanced
 patient's than that simulation reaches has no training crop that looks like it ("beyond it";
 "-" for the organs the simulation leaves as they are).
 

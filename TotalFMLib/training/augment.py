@@ -66,21 +66,22 @@ _ENHANCEMENT = (
 )
 
 
-def largest_enhancement_hu(organ: str) -> float:
+def largest_enhancement_hu(organ: str, reach: float = 1.0) -> float:
     """The largest HU offset ``random_enhancement`` gives ``organ`` (full phase; 0 where it adds none)."""
-    return max((hu[1] for names, hu in _ENHANCEMENT if organ in names), default=0.0)
+    return reach * max((hu[1] for names, hu in _ENHANCEMENT if organ in names), default=0.0)
 
 
-def random_enhancement(ct, labels, spacing, rng: np.random.Generator, phase=(0.3, 1.0)):
+def random_enhancement(ct, labels, spacing, rng: np.random.Generator, phase=(0.3, 1.0), reach: float = 1.0):
     """Simulated intravenous contrast: organ-wise HU offsets (vessels most, then kidneys,
     spleen, liver) times a random phase strength, with a soft one-voxel rim, so a training
-    set made from an unenhanced CT also shows enhanced-looking organs. Returns ``(ct, params)``."""
+    set made from an unenhanced CT also shows enhanced-looking organs. ``reach`` multiplies
+    the top of every organ's range (the draws are the same for any reach). Returns ``(ct, params)``."""
     ct, labels, zyx = start_arrays(ct, labels, spacing)
     strength = uniform(rng, phase)
     lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=np.float32)
     offsets = {}
     for names, hu in _ENHANCEMENT:
-        value = strength * uniform(rng, hu)
+        value = strength * uniform(rng, (hu[0], reach * hu[1]))
         for name in names:
             lid = catalogue.organ(name).label_id
             if lid < len(lut):

@@ -77,6 +77,7 @@ class BenchmarkConfig:
     slab_fraction: float = 0.5        # chance of a random z-slab (train role)
     flip_fraction: float = 0.5        # chance of the other storage orientation, RAS <-> LPS (train role)
     enhance_fraction: float = 0.5     # chance of simulated IV contrast (train role)
+    enhancement_reach: float = 1.0    # the top of each organ's simulated enhancement, times this
     max_displacement_mm: float = 6.0
     noise_hu: tuple = (2.0, 10.0)
     seed: int = 0
@@ -208,7 +209,8 @@ def make_case(ct: Volume, seg: Volume, base: BaseCT, role: str, index: int, cfg:
     array, labels, applied["deformation"] = augment.random_deformation(
         ct.array, seg.array, ct.spacing, rng, max_displacement_mm=cfg.max_displacement_mm)
     if role == "train" and rng.random() < cfg.enhance_fraction:
-        array, applied["enhancement"] = augment.random_enhancement(array, labels, ct.spacing, rng)
+        array, applied["enhancement"] = augment.random_enhancement(array, labels, ct.spacing, rng,
+                                                                   reach=cfg.enhancement_reach)
     array, applied["noise_hu"] = augment.add_noise(array, rng, cfg.noise_hu)
 
     organs = _present(labels, cfg.organs)
@@ -382,18 +384,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--finding-rate", type=float, default=d.finding_rate,
                    help="chance per case that each finding type is inserted")
     p.add_argument("--phrasings", type=int, default=d.phrasings)
+    p.add_argument("--enhancement-reach", type=float, default=d.enhancement_reach,
+                   help="the top of each organ's simulated contrast enhancement, times this (default 1; "
+                        "Training/base_organs.py shows which patients lie beyond it)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=1,
                    help="cases built at once, one process each (the shards do not depend on it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
+        if not args.enhancement_reach > 0:
+            raise InputError(None, f"--enhancement-reach must be above 0, not {args.enhancement_reach}")
         organs = tuple(o.name for o in catalogue.resolve(args.organs))
         bases = tuple(base_by_name(b.strip()).name for b in args.bases.split(",") if b.strip())
         cfg = BenchmarkConfig(cases={"train": args.train_cases, "eval": args.eval_cases},
                               crop_size=args.crop_size, frames=args.frames, inplane_mm=args.inplane_mm or None,
                               organs=organs, bases=bases, finding_rate=args.finding_rate,
-                              phrasings=args.phrasings, seed=args.seed)
+                              phrasings=args.phrasings, enhancement_reach=args.enhancement_reach, seed=args.seed)
         with progress_bar("benchmark", enabled=not args.quiet) as bar:
             manifest = build_benchmark(args.out, cfg, progress=bar, workers=args.workers)
     except TotalFMError as e:
