@@ -6,7 +6,7 @@ showed").
 
     python Training/oracle_by_organ.py --benchmark runs/benchmark --holdout A \\
         --findings "hypodense lesion,hyperdense lesion" --seeds 0,1
-    python Training/oracle_by_organ.py --benchmark runs/benchmark --holdout C \
+    python Training/oracle_by_organ.py --benchmark runs/benchmark --holdout C \\
         --findings "hypodense lesion,stone" --reading default --steps 500,1500
 """
 from __future__ import annotations
@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     from TotalFMLib.errors import TotalFMError
     from TotalFMLib.training.benchmark_data import FINDINGS, findings_named, read_manifest
     from TotalFMLib.training.folds import fold_entries
-    from TotalFMLib.training.oracle import OracleConfig, load_crops, oracle_scores, train_oracle, uses_relative
+    from TotalFMLib.training.oracle import (RELATIVE_FINDINGS, OracleConfig, load_crops, oracle_scores,
+                                            train_oracle, uses_relative)
 
     p = argparse.ArgumentParser(description="The supervised oracle of one fold, organ by organ.")
     p.add_argument("--benchmark", required=True, help="benchmark folder (Training/build_benchmark.py)")
@@ -74,15 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     except (TotalFMError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    readings = (False, True) if args.reading == "both" else (None,)  # None: the oracle's default reading
+    # the findings read organ-relative, per reading: none then all, or the oracle's default
+    readings = [(), findings] if args.reading == "both" else [RELATIVE_FINDINGS]
     print(f"Fold {args.holdout} held out; by organ: AUROC (median score normal / showing it)\n")
     print("| reading | seed | steps | finding | training cases | held out | held out, by organ |")
     print("|---|---|---|---|---|---|---|")
     for seed in seeds:
         for n in steps:
             for relative in readings:
-                cfg = OracleConfig(steps=n, seed=seed, findings=findings,
-                                   **({} if relative is None else {"relative": findings if relative else ()}))
+                cfg = OracleConfig(steps=n, seed=seed, findings=findings, relative=relative)
                 oracle = train_oracle(train, cfg)
                 fitted, held = oracle_scores(oracle, train), oracle_scores(oracle, test)
                 for finding in findings:

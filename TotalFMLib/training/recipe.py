@@ -142,7 +142,6 @@ def evaluate_fold(organ_model: Path, whole_model: Path, bench, holdout: str, out
     supervised oracle's ``OracleConfig``."""
     from ..totalfm import TotalFM
     from .evaluate import run_evaluation
-
     from .oracle import OracleConfig
 
     out = Path(out)
