@@ -582,3 +582,27 @@ def test_base_organs_shows_patient_c_enhanced_beyond_what_the_builder_simulates(
     assert rows[("A", "kidney_left")][1] == "no" and rows[("A", "kidney_left")][5] == "no"
     assert ("B", "kidney_left") not in rows                       # B's scan has no kidneys
     assert rows[("A", "urinary_bladder")][5] == "-"               # nothing simulated there
+
+
+def test_base_organs_reads_the_reach_the_benchmark_was_built_with(tiny, training_dir, capsys, tmp_path):
+    import json
+    import runpy
+    import shutil
+
+    root, _, _, _ = tiny
+    wide = tmp_path / "wide"
+    shutil.copytree(root / "bases", wide / "bases")
+    summary = json.loads((root / "benchmark.json").read_text())
+    summary["config"]["enhancement_reach"] = 2.0
+    (wide / "benchmark.json").write_text(json.dumps(summary))
+    main = runpy.run_path(str(training_dir / "base_organs.py"))["main"]
+    assert main(["--benchmark", str(wide)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "(reach 2)" in out[0]
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): [c.strip() for c in line.split("|")[3:-1]]
+            for line in out[2:]}
+    assert rows[("C", "kidney_left")][4] == "+360"                # twice the +180 HU of reach 1
+    (wide / "benchmark.json").write_text("{not json")
+    assert main(["--benchmark", str(wide)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "benchmark.json" in err and "\n" not in err

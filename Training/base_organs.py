@@ -1,8 +1,8 @@
 """The organs that carry the benchmark's findings, patient by patient: volume, whether the scan
 cuts them, and median HU, beside the largest enhancement the builder simulates
-(``augment.random_enhancement`` at the default reach; ``build_benchmark.py
---enhancement-reach`` widens it). A patient whose organ lies farther above the least enhanced
-patient's than that simulation reaches has no training crop that looks like it ("beyond it";
+(``augment.random_enhancement`` at the reach the benchmark was built with, read from its
+``benchmark.json``; ``build_benchmark.py --enhancement-reach`` widens it). A patient whose
+organ lies farther above the least enhanced patient's than that simulation reaches has no training crop that looks like it ("beyond it";
 "-" for the organs the simulation leaves as they are).
 
     python Training/base_organs.py --benchmark runs/benchmark
@@ -41,6 +41,24 @@ def organ_rows(cache) -> list[dict]:
     return rows
 
 
+def built_reach(benchmark: Path) -> float:
+    """The enhancement reach ``benchmark`` was built with (its ``benchmark.json``); the
+    default reach when the folder has no such file yet (only its bases/ cache)."""
+    import json
+
+    from TotalFMLib.errors import InputError
+    from TotalFMLib.training.benchmark_data import BenchmarkConfig
+
+    path = benchmark / "benchmark.json"
+    if not path.is_file():
+        return BenchmarkConfig.enhancement_reach
+    try:
+        return float(json.loads(path.read_text(encoding="utf-8"))["config"].get(
+            "enhancement_reach", BenchmarkConfig.enhancement_reach))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(path, f"not a benchmark summary ({e})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     from TotalFMLib.errors import TotalFMError
     from TotalFMLib.training.augment import largest_enhancement_hu
@@ -50,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                                                        "(loaded from the sample data where it lacks one)")
     args = p.parse_args(argv)
     try:
+        reach = built_reach(Path(args.benchmark))
         rows = organ_rows(Path(args.benchmark) / "bases")
     except (TotalFMError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -58,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         lowest[r["organ"]] = min(lowest.get(r["organ"], r), r, key=lambda x: x["median_hu"])
     print("| patient | organ | ml | cut by the scan | median HU | above the least enhanced patient's | "
-          "largest simulated enhancement | beyond it |")
+          f"largest simulated enhancement (reach {reach:g}) | beyond it |")
     print("|---|---|---:|---|---:|---:|---:|---|")
     for r in rows:
-        low, most = lowest[r["organ"]], largest_enhancement_hu(r["organ"])
+        low, most = lowest[r["organ"]], largest_enhancement_hu(r["organ"], reach)
         above = r["median_hu"] - low["median_hu"]
         print(f"| {r['patient']} | {r['organ']} | {r['ml']:.0f} | {'yes' if r['cut'] else 'no'} | "
               f"{r['median_hu']:.0f} | {above:+.0f} ({low['patient']}) | {most:+.0f} | "
