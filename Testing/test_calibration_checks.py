@@ -7,7 +7,7 @@ import pytest
 from minilm_encoder import CASE, cached_encode, case_embeddings
 from TotalFMLib.results import ANY_LESION
 from TotalFMLib.training.evaluate import CaseEmbeddings
-from TotalFMLib.training.normal_anatomy import above_normals, flags
+from TotalFMLib.training.normal_anatomy import NORMAL_MARGIN, above_normals, flags
 from TotalFMLib.training.query_benchmark import (CALIBRATION_NONSENSE, NONSENSE, finding_query_ranks, match_score,
                                                  nonsense_matches)
 from TotalFMLib.vocabulary.prompts import REFERENCE_QUERIES
@@ -31,13 +31,24 @@ def test_thresholds_are_raised_just_above_normal_anatomy_and_no_further(normal_c
     assert after["flagged_rows"] == 0 and after["any_lesion"] == [] and after["findings"] == {}
     for r in rows:
         t = threshold_for(raised, r.finding, r.organ)
-        assert t > r.score and (t == threshold_for(calibration, r.finding, r.organ) or t == np.nextafter(r.score, 1))
+        assert t > r.score and (t == threshold_for(calibration, r.finding, r.organ) or t == r.score + NORMAL_MARGIN)
     assert raised[ANY_LESION]["liver"] == 0.99  # already above: kept
     assert calibration == {"*": 0.0, ANY_LESION: {"*": 0.0, "liver": 0.99}, "stone": {"*": 0.0}}  # not modified
     # an abnormal organ still scores above its raised threshold on "stone" in this case
     abnormal = score_case(case_embeddings(), cached_encode, calibration=raised, organs=["kidney_left"],
                           findings=["stone"])
     assert [r.flagged for r in abnormal if r.finding == "stone"] == [True]
+
+
+def test_a_normal_score_moved_by_another_machine_stays_unflagged(normal_case):
+    calibration = {"*": 0.0}
+    rows = score_case(normal_case, cached_encode, calibration=calibration)
+    raised, _ = above_normals(calibration, rows)
+    # the same normal CT scored elsewhere: every score 1e-6 higher (a fresh install moved them so)
+    assert not [r for r in rows if r.score + 1e-6 >= threshold_for(raised, r.finding, r.organ)]
+    # with no margin (the thresholds on the next float, as the demo's calibration was before), they flag
+    tight, _ = above_normals(calibration, rows, margin=0.0)
+    assert all(r.score + 1e-6 >= threshold_for(tight, r.finding, r.organ) for r in rows)
 
 
 def _cases(split="val"):

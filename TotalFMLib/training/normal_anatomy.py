@@ -3,9 +3,9 @@ nothing inserted) must not be flagged.
 
 - ``normal_rows``: the score rows of each unmodified base CT (the whole pipeline, as
   ``totalfm analyze`` runs it);
-- ``above_normals``: a calibration raised, where needed, just above the highest score any
-  normal organ of those CTs reached for that finding in that organ, so none of them is
-  flagged (a reviewer must not see normal anatomy lit up, whatever the AUROC);
+- ``above_normals``: a calibration raised, where needed, ``NORMAL_MARGIN`` above the highest
+  score any normal organ of those CTs reached for that finding in that organ, so none of them
+  is flagged (a reviewer must not see normal anatomy lit up, whatever the AUROC);
 - ``flags``: what a calibration flags among such rows, for "any lesion" and each finding.
 
 The final demo model is calibrated on every base CT, so its own figure is 0 by construction;
@@ -32,10 +32,17 @@ def normal_rows(model, bases=BASES, cache=None) -> dict[str, list]:
     return out
 
 
-def above_normals(calibration: dict, rows) -> tuple[dict, int]:
-    """(``calibration`` with each (finding, organ) threshold raised above the highest score of
-    that pair among ``rows`` of normal anatomy, how many thresholds were raised). Thresholds
-    already above stay as they are."""
+# How far above a normal organ's score its threshold goes. The same CT scored with another
+# numpy, torch or transformers build, or on another CPU, moves a score by about 1e-6 (measured:
+# up to 1.0e-6 on the example CT after a fresh install); a threshold right on the score (the
+# next float, as before) then flags the normal organ. Scores are in [0, 1].
+NORMAL_MARGIN = 1e-3
+
+
+def above_normals(calibration: dict, rows, margin: float = NORMAL_MARGIN) -> tuple[dict, int]:
+    """(``calibration`` with each (finding, organ) threshold raised to ``margin`` above the
+    highest score of that pair among ``rows`` of normal anatomy, how many thresholds were
+    raised). Thresholds already that far above stay as they are."""
     from ..zeroshot.scoring import threshold_for
 
     cal = copy.deepcopy(calibration)
@@ -44,11 +51,12 @@ def above_normals(calibration: dict, rows) -> tuple[dict, int]:
         highest[(r.finding, r.organ)] = max(highest.get((r.finding, r.organ), -math.inf), float(r.score))
     raised = 0
     for (finding, organ), score in sorted(highest.items()):
-        if threshold_for(cal, finding, organ) > score:
+        target = min(1.0, max(score + margin, math.nextafter(score, math.inf)))
+        if threshold_for(cal, finding, organ) >= target:
             continue
         entry = cal.get(finding, cal.get("*"))
         entry = dict(entry) if isinstance(entry, dict) else ({} if entry is None else {"*": float(entry)})
-        entry[organ] = min(1.0, math.nextafter(score, math.inf))
+        entry[organ] = target
         cal[finding] = entry
         raised += 1
     return cal, raised
