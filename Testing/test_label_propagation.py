@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from TotalFMLib.inputs.volume import Volume
 from TotalFMLib.training import label_propagation as lp
@@ -126,3 +127,33 @@ def test_measure_prints_the_chest_pairs_dice_and_write_makes_a_label_map_on_the_
     assert written.same_grid(load_ct(fetch("chest_cta")))
     ids = set(np.unique(written.array).tolist())
     assert {catalogue.organ(n).label_id for n in ("aorta", "heart", "lung_upper_lobe_left")} <= ids
+
+
+def test_the_chest_cta_is_an_opt_in_patient_d_with_only_its_trusted_carried_labels(tmp_path):
+    from TotalFMLib.training import benchmark_bases as BB
+    from TotalFMLib.training import benchmark_data as B
+    from TotalFMLib.training.native_findings import benchmark_native
+
+    d = BB.base_by_name("chest_cta")
+    assert d.patient == "D" and d.labels_from == "chest_ct" and d not in BB.BASES   # the default benchmark is unchanged
+    cfg = B.BenchmarkConfig(cases={"train": 1, "eval": 1}, crop_size=32, frames=8, bases=("chest_ct", "chest_cta"),
+                            organs=("liver", "spleen", "aorta", "lung_lower_lobe_right"), finding_rate=0.8, seed=3)
+    B.build_benchmark(tmp_path, cfg)
+    entries = B.read_manifest(tmp_path)
+    assert sorted({e["patient"] for e in entries}) == ["C", "D"]
+    assert [b.name for b in BB.built_bases(tmp_path)] == ["chest_ct", "chest_cta"]
+    ct, seg = BB.load_base(d, tmp_path / "bases")        # cached by the build: carried once
+    trusted = {catalogue.organ(n).label_id for n in d.trusted}
+    assert set(np.unique(seg.array).tolist()) - {0} == trusted
+    assert seg.same_grid(ct) and "carried onto" in seg.source
+    for e in entries:
+        if e["patient"] == "D":                           # D's crops: only the organs its labels keep
+            organs = set(torch.load(tmp_path / e["shard"], weights_only=False)["organs"])
+            assert organs and organs <= {"liver", "lung_lower_lobe_right"}
+    assert "chest_cta" in benchmark_native(tmp_path, entries)
+    (tmp_path / "benchmark.json").write_text("{not json")
+    from TotalFMLib.errors import InputError
+
+    with pytest.raises(InputError, match="benchmark.json.*not a benchmark summary"):
+        BB.built_bases(tmp_path)
+    assert BB.built_bases(tmp_path / "no such benchmark") == BB.BASES

@@ -1,7 +1,8 @@
 """The benchmark's base CTs: real patients with TotalSegmentator segmentations that install
 from PyPI (``inputs.sample_data``), one base per patient, and their volumes on the benchmark's
-grid (loaded once, cached as ``.npz``). Which patient trains and which is held out is the
-fold's choice (``folds.py``), not the base's."""
+grid (loaded once, cached as ``.npz``), and the opt-in bases whose labels are carried from a
+labelled patient by registration (``CARRIED_BASES``). Which patient trains and which is held
+out is the fold's choice (``folds.py``), not the base's."""
 from __future__ import annotations
 
 import functools
@@ -24,6 +25,8 @@ class BaseCT:
     patient: str            # one person per base
     structures: str = ""    # sample_data name of a structure table that numbers ``seg`` ("": total ids)
     air_floor: float | None = None  # HU below this (padding outside the field of view) become this
+    labels_from: str = ""   # instead of ``seg``: the labels of this base, carried onto the CT by registration
+    trusted: tuple[str, ...] = ()   # with ``labels_from``: the structures kept; the rest become background
 
 
 # The labelled patients whose CTs install from PyPI (docs/published_facts.md):
@@ -38,11 +41,40 @@ BASES: tuple[BaseCT, ...] = (
 )
 
 
+# Opt-in bases (``build_benchmark.py --bases``), not in the default benchmark. D: TotalSegmentator's
+# chest CTA (neck to upper abdomen, 1.5 mm), which has no segmentation: patient C's labels are carried
+# onto it (``label_propagation``). Only the structures whose carried labels were measured to hold
+# are kept: the lungs (whole lungs 0.91-0.92 Dice between two chest CTs) and the liver (0.67-0.80
+# between patients), per Training/results/label_propagation.md; the aorta (0.47-0.66), spleen and
+# kidneys (0.33-0.63) are left out.
+CARRIED_BASES: tuple[BaseCT, ...] = (
+    BaseCT("chest_cta", "chest_cta", "", "D", labels_from="chest_ct",
+           trusted=("lung_upper_lobe_left", "lung_lower_lobe_left", "lung_upper_lobe_right",
+                    "lung_middle_lobe_right", "lung_lower_lobe_right", "liver")),
+)
+KNOWN_BASES: tuple[BaseCT, ...] = BASES + CARRIED_BASES   # their order numbers each base's random stream
+
+
 def base_by_name(name: str) -> BaseCT:
-    for b in BASES:
+    for b in KNOWN_BASES:
         if b.name == name:
             return b
-    raise InputError(None, f"unknown base CT {name!r}; known: {', '.join(b.name for b in BASES)}")
+    raise InputError(None, f"unknown base CT {name!r}; known: {', '.join(b.name for b in KNOWN_BASES)}")
+
+
+def built_bases(root: str | os.PathLike) -> tuple[BaseCT, ...]:
+    """The base CTs the benchmark in ``root`` was built from (its ``benchmark.json``); the
+    default ones where it has no such file (a cache made by hand)."""
+    import json
+
+    path = Path(root) / "benchmark.json"
+    if not path.is_file():
+        return BASES
+    try:
+        names = [b["name"] for b in json.loads(path.read_text(encoding="utf-8"))["bases"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(path, f"not a benchmark summary ({e})") from None
+    return tuple(base_by_name(n) for n in names)
 
 
 BASE_CACHE_VERSION = 2  # of the bases/<name>.npz files written by load_base
@@ -68,7 +100,10 @@ def load_base(base: BaseCT, cache: str | os.PathLike | None = None) -> tuple[Vol
     ct = load_ct(fetch(base.ct))
     if base.air_floor is not None:
         ct.array = np.maximum(ct.array, np.float32(base.air_floor))
-    seg = fetch(base.seg)
+    if base.labels_from:
+        seg = carried_labels(base, ct, cache)
+    else:
+        seg = fetch(base.seg)
     if base.structures:
         seg = relabel(Volume.from_sitk(read_image(seg, "label map"), str(seg)),
                       read_structures_csv(fetch(base.structures)))
@@ -81,6 +116,20 @@ def load_base(base: BaseCT, cache: str | os.PathLike | None = None) -> tuple[Vol
                                     direction=ct.direction, source=str(ct.source), seg_source=str(seg.source),
                                     version=BASE_CACHE_VERSION)
     return ct, seg
+
+
+def carried_labels(base: BaseCT, ct: Volume, cache=None) -> Volume:
+    """The labels of ``base.labels_from`` carried onto ``ct`` by registration, only the
+    ``base.trusted`` structures kept."""
+    from ..vocabulary import catalogue
+    from .label_propagation import propagate, register
+
+    source_ct, source_seg = load_base(base_by_name(base.labels_from), cache)
+    carried = propagate(source_seg, ct, register(ct, source_ct))
+    keep = [catalogue.organ(name).label_id for name in base.trusted]
+    carried.array = np.where(np.isin(carried.array, keep), carried.array, 0).astype(carried.array.dtype)
+    carried.source = f"{base.labels_from}'s labels carried onto {ct.source}"
+    return carried
 
 
 def _read_base(path: Path) -> tuple[Volume, Volume] | None:

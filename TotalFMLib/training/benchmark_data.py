@@ -43,7 +43,7 @@ from ..inputs.volume import Volume
 from ..progress import Progress
 from ..vocabulary import catalogue
 from . import augment, crop_maps, lesions, phrase_bank
-from .benchmark_bases import BASES, BaseCT, base_by_name, base_on_grid, load_base
+from .benchmark_bases import BASES, CARRIED_BASES, KNOWN_BASES, BaseCT, base_by_name, base_on_grid, load_base
 
 # what a case is for: "train" cases are augmented (slab, storage order, contrast) and carry the
 # training phrasings; "eval" cases are not, and carry the held-out phrasings. A fold tests on the
@@ -196,7 +196,7 @@ def make_case(ct: Volume, seg: Volume, base: BaseCT, role: str, index: int, cfg:
     """One case of ``role`` with inserted findings, as the shard dict described above."""
     from ..crops.organ_crops import organ_crops
 
-    base_index = [b.name for b in BASES].index(base.name)
+    base_index = [b.name for b in KNOWN_BASES].index(base.name)
     rng = np.random.default_rng([cfg.seed, base_index, ROLES.index(role), index])
     case_id = f"{base.name}-{role}-{index:03d}"
     applied: dict = {}
@@ -375,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="augmented training cases per patient (base CT)")
     p.add_argument("--eval-cases", type=int, default=d.cases["eval"],
                    help="evaluation cases per patient: not augmented, held-out phrasings")
-    p.add_argument("--bases", default=",".join(d.bases), help=f"base CTs, one per patient ({', '.join(d.bases)})")
+    p.add_argument("--bases", default=",".join(d.bases),
+                   help=f"base CTs, one per patient (default {', '.join(d.bases)}; also "
+                        f"{', '.join(b.name for b in CARRIED_BASES)}: labels carried by registration)")
     p.add_argument("--crop-size", type=int, default=d.crop_size)
     p.add_argument("--frames", type=int, default=d.frames)
     p.add_argument("--inplane-mm", type=float, default=d.inplane_mm,

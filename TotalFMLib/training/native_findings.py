@@ -65,10 +65,10 @@ def benchmark_native(root, entries) -> dict[str, frozenset[tuple[str, str]]]:
 
 @functools.lru_cache(maxsize=8)
 def _measured(root: str, names: frozenset) -> dict[str, frozenset[tuple[str, str]]]:
-    from .benchmark_bases import BASES, load_base
+    from .benchmark_bases import KNOWN_BASES, load_base
 
     out = {}
-    for base in [b for b in BASES if b.name in names]:
+    for base in [b for b in KNOWN_BASES if b.name in names]:
         ct, seg = load_base(base, Path(root) / "bases")
         out[base.name] = frozenset(native_findings(ct.array, seg.array, ct.spacing))
     return out

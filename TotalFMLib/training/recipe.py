@@ -122,16 +122,18 @@ def query_results(model, bench, holdout: str | None, part: str = "test") -> dict
     return measure(cases, lambda emb, q, threshold=None: model.search(emb, q, threshold=threshold), "val", part)
 
 
-def normal_results(model, calibration: dict, holdout: str, cache) -> dict:
+def normal_results(model, calibration: dict, holdout: str, bench) -> dict:
     """Calibration on normal anatomy in one fold: ``calibration`` raised above the unmodified CTs
-    of the training patients only, then the flags on the held-out patient's unmodified CT."""
-    from .benchmark_bases import BASES
+    of the training patients only (the benchmark's own bases), then the flags on the held-out
+    patient's unmodified CT."""
+    from .benchmark_bases import built_bases
     from .normal_anatomy import above_normals, flags, normal_rows
 
-    rows = normal_rows(model, BASES, cache)
-    seen = [r for b in BASES if b.patient != holdout for r in rows[b.name]]
+    bases = built_bases(bench)
+    rows = normal_rows(model, bases, Path(bench) / "bases")
+    seen = [r for b in bases if b.patient != holdout for r in rows[b.name]]
     raised, count = above_normals(calibration, seen)
-    (held,) = [b for b in BASES if b.patient == holdout]
+    (held,) = [b for b in bases if b.patient == holdout]
     return {"base": held.name, "thresholds_raised": count, **flags(rows[held.name], raised)}
 
 
@@ -165,7 +167,7 @@ def evaluate_fold(organ_model: Path, whole_model: Path, bench, holdout: str, out
                "hi": res["findings"][-1].auroc_hi,
                "findings": {r.group: r.auroc for r in res["findings"][:-1]}}
         for name, res in zero_shot["results"].items()}}
-    results["normal"] = normal_results(model, zero_shot["calibration"], holdout, Path(bench) / "bases")
+    results["normal"] = normal_results(model, zero_shot["calibration"], holdout, bench)
     results["probes"] = {f: probe_results(model, bench, holdout, f) for f in ("pixels", "untrained-tokens", "tokens")}
     results["oracle"] = oracle_results(bench, holdout, oracle, progress=progress)
     results["search"] = query_results(model, bench, holdout)
