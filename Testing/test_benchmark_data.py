@@ -459,18 +459,27 @@ def test_the_oracle_by_organ_command_prints_both_readings(tiny, training_dir, ca
 
     root, _, _, _ = tiny
     main = runpy.run_path(str(training_dir / "oracle_by_organ.py"))["main"]
+
+    def rows():  # (trained on, reading, steps, finding) of each printed row
+        cells = [line.split(" | ") for line in capsys.readouterr().out.splitlines()
+                 if " | absolute | " in line or " | organ-relative | " in line]
+        return [(c[0].lstrip("| "), c[1], c[3], c[4]) for c in cells]
+
     assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly,stone", "--steps", "2"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| absolute")
-            or line.startswith("| organ-relative")]
-    assert [r.split(" | ")[3] for r in rows] == ["hepatomegaly", "stone"] * 2
-    assert [r.split(" | ")[0] for r in rows] == ["| absolute"] * 2 + ["| organ-relative"] * 2
+    assert rows() == [("A+B", "absolute", "2", "hepatomegaly"), ("A+B", "absolute", "2", "stone"),
+                      ("A+B", "organ-relative", "2", "hepatomegaly"), ("A+B", "organ-relative", "2", "stone")]
     args = ["--benchmark", str(root), "--holdout", "C", "--findings", "stone,hypodense lesion", "--steps", "2,3"]
     assert main(args + ["--reading", "default"]) == 0   # the oracle's own reading: only the hypodense organ-relative
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| absolute")
-            or line.startswith("| organ-relative")]
-    assert [(r.split(" | ")[0], r.split(" | ")[2], r.split(" | ")[3]) for r in rows] == [
-        ("| absolute", "2", "stone"), ("| organ-relative", "2", "hypodense lesion"),
-        ("| absolute", "3", "stone"), ("| organ-relative", "3", "hypodense lesion")]
+    assert [r[1:] for r in rows()] == [
+        ("absolute", "2", "stone"), ("organ-relative", "2", "hypodense lesion"),
+        ("absolute", "3", "stone"), ("organ-relative", "3", "hypodense lesion")]
+    # trained again without one training patient, side by side
+    assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--steps", "2",
+                 "--reading", "default", "--also-without", "B"]) == 0
+    assert [r[0] for r in rows()] == ["A+B", "A"]
+    with pytest.raises(SystemExit):
+        main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--also-without", "C"])
+    assert "not a training patient of fold C" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(args[:-1] + ["0"])
     with pytest.raises(SystemExit):

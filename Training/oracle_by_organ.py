@@ -1,17 +1,21 @@
 """The supervised oracle of one fold, organ by organ, read in absolute HU and organ-relative
 (``oracle.organ_relative``), or as the oracle reads it by default (``--reading default``), for one
-or more seeds and numbers of training steps: where it fails on the held-out patient, and
-whether reading lesions against their organ helps (``Training/BENCHMARK.md``, "What the oracle
-showed").
+or more seeds and numbers of training steps, and with ``--also-without P`` trained once more
+without training patient P (does one more patient help?): where it fails on the held-out
+patient, and whether reading lesions against their organ helps (``Training/BENCHMARK.md``,
+"What the oracle showed").
 
     python Training/oracle_by_organ.py --benchmark runs/benchmark --holdout A \\
         --findings "hypodense lesion,hyperdense lesion" --seeds 0,1
     python Training/oracle_by_organ.py --benchmark runs/benchmark --holdout C \\
         --findings "hypodense lesion,stone" --reading default --steps 500,1500
+    python Training/oracle_by_organ.py --benchmark runs/benchmark4 --holdout A \
+        --findings "hypodense lesion,hepatomegaly" --reading default --also-without D
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -55,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reading", choices=("both", "default"), default="both",
                    help="both: every finding read in absolute HU, then organ-relative; default: as the "
                         "oracle reads it by default (oracle.RELATIVE_FINDINGS organ-relative)")
+    p.add_argument("--also-without", default="",
+                   help="a training patient (e.g. D): each oracle is trained again without that patient's "
+                        "cases, and both are shown side by side")
     args = p.parse_args(argv)
     try:
         findings = findings_named(args.findings)
@@ -71,31 +78,38 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--steps must be at least 1, not {args.steps!r}")
     try:
         parts = fold_entries(read_manifest(args.benchmark), args.holdout)
-        train, test = load_crops(args.benchmark, parts["train"]), load_crops(args.benchmark, parts["test"])
+        trained_on = sorted({e["patient"] for e in parts["train"]})
+        sets = {"+".join(trained_on): parts["train"]}
+        if args.also_without:
+            if args.also_without not in trained_on:
+                p.error(f"--also-without: {args.also_without!r} is not a training patient of fold {args.holdout} "
+                        f"({', '.join(trained_on)})")
+            fewer = [e for e in parts["train"] if e["patient"] != args.also_without]
+            sets["+".join(x for x in trained_on if x != args.also_without)] = fewer
+        trains = {name: load_crops(args.benchmark, entries) for name, entries in sets.items()}
+        test = load_crops(args.benchmark, parts["test"])
     except (TotalFMError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     # the findings read organ-relative, per reading: none then all, or the oracle's default
     readings = [(), findings] if args.reading == "both" else [RELATIVE_FINDINGS]
     print(f"Fold {args.holdout} held out; by organ: AUROC (median score normal / showing it)\n")
-    print("| reading | seed | steps | finding | training cases | held out | held out, by organ |")
-    print("|---|---|---|---|---|---|---|")
-    for seed in seeds:
-        for n in steps:
-            for relative in readings:
-                cfg = OracleConfig(steps=n, seed=seed, findings=findings, relative=relative)
-                oracle = train_oracle(train, cfg)
-                fitted, held = oracle_scores(oracle, train), oracle_scores(oracle, test)
-                for finding in findings:
-                    reading = "organ-relative" if uses_relative(finding, cfg) else "absolute"
-                    row = f"| {reading} | {seed} | {n} | {finding}"
-                    if finding not in oracle.nets:
-                        print(f"{row} | n/a | n/a | the training patients do not show it |")
-                        continue
-                    k = FINDINGS.index(finding)
-                    on_train, _ = by_organ(train, fitted, k)
-                    on_test, organs = by_organ(test, held, k)
-                    print(f"{row} | {on_train:.3f} | {on_test:.3f} | {'; '.join(organs)} |", flush=True)
+    print("| trained on | reading | seed | steps | finding | training cases | held out | held out, by organ |")
+    print("|---|---|---|---|---|---|---|---|")
+    for seed, n, relative, (patients, train) in itertools.product(seeds, steps, readings, trains.items()):
+        cfg = OracleConfig(steps=n, seed=seed, findings=findings, relative=relative)
+        oracle = train_oracle(train, cfg)
+        fitted, held = oracle_scores(oracle, train), oracle_scores(oracle, test)
+        for finding in findings:
+            reading = "organ-relative" if uses_relative(finding, cfg) else "absolute"
+            row = f"| {patients} | {reading} | {seed} | {n} | {finding}"
+            if finding not in oracle.nets:
+                print(f"{row} | n/a | n/a | the training patients do not show it |")
+                continue
+            k = FINDINGS.index(finding)
+            on_train, _ = by_organ(train, fitted, k)
+            on_test, organs = by_organ(test, held, k)
+            print(f"{row} | {on_train:.3f} | {on_test:.3f} | {'; '.join(organs)} |", flush=True)
     return 0
 
 
