@@ -141,7 +141,7 @@ def test_the_chest_cta_is_an_opt_in_patient_d_with_only_its_trusted_carried_labe
     B.build_benchmark(tmp_path, cfg)
     entries = B.read_manifest(tmp_path)
     assert sorted({e["patient"] for e in entries}) == ["C", "D"]
-    assert [b.name for b in BB.built_bases(tmp_path)] == ["chest_ct", "chest_cta"]
+    assert [b.name for b in B.built_bases(tmp_path)] == ["chest_ct", "chest_cta"]
     ct, seg = BB.load_base(d, tmp_path / "bases")        # cached by the build: carried once
     trusted = {catalogue.organ(n).label_id for n in d.trusted}
     assert set(np.unique(seg.array).tolist()) - {0} == trusted
@@ -155,5 +155,5 @@ def test_the_chest_cta_is_an_opt_in_patient_d_with_only_its_trusted_carried_labe
     from TotalFMLib.errors import InputError
 
     with pytest.raises(InputError, match="benchmark.json.*not a benchmark summary"):
-        BB.built_bases(tmp_path)
-    assert BB.built_bases(tmp_path / "no such benchmark") == BB.BASES
+        B.built_bases(tmp_path)
+    assert B.built_bases(tmp_path / "no such benchmark") == BB.BASES

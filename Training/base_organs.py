@@ -2,8 +2,9 @@
 cuts them, and median HU, beside the largest enhancement the builder simulates
 (``augment.random_enhancement`` at the reach the benchmark was built with, read from its
 ``benchmark.json``; ``build_benchmark.py --enhancement-reach`` widens it). A patient whose
-organ lies farther above the least enhanced patient's than that simulation reaches has no training crop that looks like it ("beyond it";
-"-" for the organs the simulation leaves as they are).
+organ lies farther above the least enhanced patient's than that simulation reaches has no
+training crop that looks like it ("beyond it"; "-" for the organs the simulation leaves as
+they are).
 
     python Training/base_organs.py --benchmark runs/benchmark
 """
@@ -44,19 +45,11 @@ def organ_rows(cache) -> list[dict]:
 def built_reach(benchmark: Path) -> float:
     """The enhancement reach ``benchmark`` was built with (its ``benchmark.json``); the
     default reach when the folder has no such file yet (only its bases/ cache)."""
-    import json
+    from TotalFMLib.training.benchmark_data import BenchmarkConfig, read_summary
 
-    from TotalFMLib.errors import InputError
-    from TotalFMLib.training.benchmark_data import BenchmarkConfig
-
-    path = benchmark / "benchmark.json"
-    if not path.is_file():
-        return BenchmarkConfig.enhancement_reach
-    try:
-        return float(json.loads(path.read_text(encoding="utf-8"))["config"].get(
-            "enhancement_reach", BenchmarkConfig.enhancement_reach))
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise InputError(path, f"not a benchmark summary ({e})") from None
+    summary = read_summary(benchmark)
+    default = BenchmarkConfig.enhancement_reach
+    return default if summary is None else float(summary["config"].get("enhancement_reach", default))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,7 +90,7 @@ def calibrate(model_pt: Path, bench: Path) -> dict:
     from TotalFMLib.training import metrics as M
     from TotalFMLib.training.evaluate import calibration_from, encode_benchmark, score_rows, val_thresholds
     from TotalFMLib.training.normal_anatomy import above_normals, flags, normal_rows
-    from TotalFMLib.training.benchmark_bases import built_bases
+    from TotalFMLib.training.benchmark_data import built_bases
     from TotalFMLib.training.query_benchmark import measure
 
     model = TotalFM.load(model_pt, device="cpu")
@@ -167,6 +167,7 @@ def write_reports(checks: dict, cfg: dict, timings: dict, machine_text: str) -> 
     import numpy as np
 
     from TotalFMLib.atomic import atomic_path
+    from TotalFMLib.training.normal_anatomy import NORMAL_MARGIN
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     total = sum(timings.values())
@@ -193,7 +194,7 @@ def write_reports(checks: dict, cfg: dict, timings: dict, machine_text: str) -> 
         "## Calibration on normal anatomy",
         "",
         "Thresholds: Youden's J on the evaluation cases of every patient, raised so that at most 2 % of the "
-        "normal organs there are flagged, then raised 0.001 above the highest score of every organ of the "
+        f"normal organs there are flagged, then raised {NORMAL_MARGIN:g} above the highest score of every organ of the "
         f"unmodified base CTs ({checks['thresholds_raised_for_normal_anatomy']} thresholds raised). Flags on each unmodified "
         "base CT (nothing inserted; these CTs calibrated the thresholds, so 0 is by construction: the held-out "
         "figure is the leave-one-patient-out table's):",

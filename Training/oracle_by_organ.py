@@ -9,7 +9,7 @@ patient, and whether reading lesions against their organ helps (``Training/BENCH
         --findings "hypodense lesion,hyperdense lesion" --seeds 0,1
     python Training/oracle_by_organ.py --benchmark runs/benchmark --holdout C \\
         --findings "hypodense lesion,stone" --reading default --steps 500,1500
-    python Training/oracle_by_organ.py --benchmark runs/benchmark4 --holdout A \
+    python Training/oracle_by_organ.py --benchmark runs/benchmark4 --holdout A \\
         --findings "hypodense lesion,hepatomegaly" --reading default --also-without D
 """
 from __future__ import annotations

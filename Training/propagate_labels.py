@@ -58,7 +58,9 @@ def slicer_chest():
 
 
 def fixed_side(name: str):
-    """(CT, truth, groups): truth a label map, groups {name: ids} or None for per-structure."""
+    """(CT, truth, groups, members): ``truth`` a label map; for the Slicer chest, whose segments
+    are groups of structures, ``groups`` {group: (its number in truth,)} and ``members``
+    {group: the ``total`` ids it stands for}; None and None for a base CT (per structure)."""
     import numpy as np
 
     from TotalFMLib.training.benchmark_bases import base_by_name, load_base
@@ -128,6 +130,8 @@ def measure(pairs: list[tuple[str, str]], configs: dict[str, object]) -> str:
 
 
 def write(base: str, onto: str, out: Path, cfg) -> None:
+    import SimpleITK as sitk
+
     from TotalFMLib.atomic import atomic_path
     from TotalFMLib.inputs.ct import load_ct
     from TotalFMLib.inputs.sample_data import fetch
@@ -138,8 +142,6 @@ def write(base: str, onto: str, out: Path, cfg) -> None:
     fct = load_ct(fetch(onto))
     carried = propagate(mseg, fct, register(fct, mct, cfg))
     out.parent.mkdir(parents=True, exist_ok=True)
-    import SimpleITK as sitk
-
     with atomic_path(out, suffix=".nii.gz") as tmp:
         sitk.WriteImage(carried.to_sitk(), str(tmp), True)
     print(f"wrote {out}: {base}'s labels carried onto {onto}")
@@ -148,7 +150,7 @@ def write(base: str, onto: str, out: Path, cfg) -> None:
 def main(argv=None) -> int:
     from dataclasses import replace
 
-    from TotalFMLib.training.label_propagation import RegistrationConfig
+    from TotalFMLib.training.label_propagation import METRICS, RegistrationConfig
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--measure", action="store_true", help="Dice of labels carried between labelled CTs")
@@ -169,8 +171,8 @@ def main(argv=None) -> int:
         ap.error("give --measure or --write FILE")
     metrics = [m for m in args.metric.split(",") if m]
     for m in metrics:
-        if m not in ("mean_squares", "mutual_information"):
-            ap.error(f"--metric: unknown metric {m!r}; known: mean_squares, mutual_information")
+        if m not in METRICS:
+            ap.error(f"--metric: unknown metric {m!r}; known: {', '.join(METRICS)}")
     if args.write is not None and len(metrics) != 1:
         ap.error("--write takes one --metric")
     configs = {m: replace(RegistrationConfig(), bspline_mesh_mm=args.mesh_mm, grid_mm=args.grid_mm, metric=m)

@@ -62,21 +62,6 @@ def base_by_name(name: str) -> BaseCT:
     raise InputError(None, f"unknown base CT {name!r}; known: {', '.join(b.name for b in KNOWN_BASES)}")
 
 
-def built_bases(root: str | os.PathLike) -> tuple[BaseCT, ...]:
-    """The base CTs the benchmark in ``root`` was built from (its ``benchmark.json``); the
-    default ones where it has no such file (a cache made by hand)."""
-    import json
-
-    path = Path(root) / "benchmark.json"
-    if not path.is_file():
-        return BASES
-    try:
-        names = [b["name"] for b in json.loads(path.read_text(encoding="utf-8"))["bases"]]
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputError(path, f"not a benchmark summary ({e})") from None
-    return tuple(base_by_name(n) for n in names)
-
-
 BASE_CACHE_VERSION = 2  # of the bases/<name>.npz files written by load_base
 
 
@@ -127,7 +112,7 @@ def carried_labels(base: BaseCT, ct: Volume, cache=None) -> Volume:
     source_ct, source_seg = load_base(base_by_name(base.labels_from), cache)
     carried = propagate(source_seg, ct, register(ct, source_ct))
     keep = [catalogue.organ(name).label_id for name in base.trusted]
-    carried.array = np.where(np.isin(carried.array, keep), carried.array, 0).astype(carried.array.dtype)
+    carried.array = np.where(np.isin(carried.array, keep), carried.array, 0)
     carried.source = f"{base.labels_from}'s labels carried onto {ct.source}"
     return carried
 

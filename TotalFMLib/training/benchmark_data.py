@@ -357,6 +357,29 @@ def read_manifest(root: str | os.PathLike) -> list[dict]:
     return [entry for _, entry in numbered_manifest(Path(root) / "manifest.jsonl")]
 
 
+def read_summary(root: str | os.PathLike) -> dict | None:
+    """``root/benchmark.json`` as ``build_benchmark`` wrote it (config, findings, bases, counts);
+    None where the folder has none (a cache made by hand, or only its bases/)."""
+    path = Path(root) / "benchmark.json"
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        if not (isinstance(summary, dict) and isinstance(summary.get("config"), dict)
+                and all(isinstance(b, dict) and "name" in b for b in summary.get("bases", [None]))):
+            raise ValueError("no config, or bases without names")
+    except ValueError as e:
+        raise InputError(path, f"not a benchmark summary ({e})") from None
+    return summary
+
+
+def built_bases(root: str | os.PathLike) -> tuple[BaseCT, ...]:
+    """The base CTs the benchmark in ``root`` was built from; the default ones where it has no
+    ``benchmark.json``."""
+    summary = read_summary(root)
+    return BASES if summary is None else tuple(base_by_name(b["name"]) for b in summary["bases"])
+
+
 # --------------------------------------------------------------------------- command line
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     except TotalFMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    counts = json.loads((Path(args.out) / "benchmark.json").read_text())["counts"]
+    counts = read_summary(args.out)["counts"]
     for group, c in sorted(counts.items()):
         found = ", ".join(f"{f} {n}" for f, n in sorted(c["findings"].items()))
         print(f"{group}: {c['cases']} cases, {c['crops']} organ crops ({c['abnormal_crops']} abnormal); {found}")

@@ -23,7 +23,7 @@ information (whose histogram several threads gather) they moved by up to 0.01.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from ..inputs.volume import Volume
 from ..progress import Progress
 
 AIR_HU = -1000.0
+METRICS = ("mean_squares", "mutual_information")   # RegistrationConfig.metric: the HU difference, or Mattes
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,6 @@ class Registration:
     transform: object                   # SimpleITK transform, fixed physical point -> moving
     affine: object                      # its affine stage alone (the same object when affine only)
     height_shift_mm: float
-    stages: dict = field(default_factory=dict)   # stage -> {"metric": .., "iterations": ..}
 
 
 def _sitk():
@@ -125,7 +125,7 @@ def _method(cfg: RegistrationConfig):
     elif cfg.metric == "mutual_information":
         r.SetMetricAsMattesMutualInformation(cfg.bins)
     else:
-        raise ValueError(f"unknown registration metric {cfg.metric!r}; known: mean_squares, mutual_information")
+        raise ValueError(f"unknown registration metric {cfg.metric!r}; known: {', '.join(METRICS)}")
     r.SetMetricSamplingStrategy(r.RANDOM)
     r.SetMetricSamplingPercentage(cfg.sampling, 1 + int(cfg.seed))  # 0 would seed from the clock
     r.SetInterpolator(sitk.sitkLinear)
@@ -141,11 +141,10 @@ def register(fixed: Volume, moving: Volume, cfg: RegistrationConfig = Registrati
     say = progress or (lambda fraction, message: None)
     f, m = _prepared(fixed, cfg), _prepared(moving, cfg)
     say(0.05, "height")
-    k, diff = height_shift(f, m, cfg.min_overlap)
+    k, _ = height_shift(f, m, cfg.min_overlap)
     fc, mc = _body_centre(f), _body_centre(m)
     shift = mc - fc
     shift[2] = m.TransformIndexToPhysicalPoint((0, 0, -k))[2] - f.TransformIndexToPhysicalPoint((0, 0, 0))[2]
-    stages = {"height": {"slices": int(k), "profile_difference": diff}}
 
     say(0.1, "affine")
     affine = sitk.AffineTransform(3)
@@ -156,10 +155,9 @@ def register(fixed: Volume, moving: Volume, cfg: RegistrationConfig = Registrati
     r.SetOptimizerScalesFromPhysicalShift()
     r.SetInitialTransform(affine, inPlace=True)
     r.Execute(f, m)
-    stages["affine"] = {"metric": r.GetMetricValue(), "iterations": r.GetOptimizerIteration()}
     if cfg.bspline_mesh_mm <= 0:
         say(1.0, "affine only")
-        return Registration(affine, affine, float(shift[2]), stages)
+        return Registration(affine, affine, float(shift[2]))
 
     say(0.3, "deformable")
     mesh = [max(1, int(round(n * cfg.grid_mm / cfg.bspline_mesh_mm))) for n in f.GetSize()]
@@ -170,9 +168,8 @@ def register(fixed: Volume, moving: Volume, cfg: RegistrationConfig = Registrati
     r.SetMovingInitialTransform(affine)
     r.SetInitialTransform(bspline, inPlace=True)
     r.Execute(f, m)
-    stages["bspline"] = {"metric": r.GetMetricValue(), "iterations": r.GetOptimizerIteration(), "mesh": mesh}
     say(1.0, "done")
-    return Registration(sitk.CompositeTransform([affine, bspline]), affine, float(shift[2]), stages)
+    return Registration(sitk.CompositeTransform([affine, bspline]), affine, float(shift[2]))
 
 
 def propagate(labels: Volume, onto: Volume, registration: Registration, affine_only: bool = False) -> Volume:
@@ -182,10 +179,8 @@ def propagate(labels: Volume, onto: Volume, registration: Registration, affine_o
     transform = registration.affine if affine_only else registration.transform
     moved = sitk.Resample(sitk.Cast(labels.to_sitk(), sitk.sitkInt16), onto.to_sitk(), transform,
                           sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
-    out = Volume(sitk.GetArrayFromImage(moved), onto.spacing, onto.origin, onto.direction,
-                 source=f"{labels.source} carried onto {onto.source}")
-    out.meta["propagated_from"] = str(labels.source)
-    return out
+    return Volume(sitk.GetArrayFromImage(moved), onto.spacing, onto.origin, onto.direction,
+                  source=f"{labels.source} carried onto {onto.source}")
 
 
 def coverage(moving: Volume, onto: Volume, registration: Registration, affine_only: bool = False) -> np.ndarray:

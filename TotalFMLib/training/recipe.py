@@ -126,7 +126,7 @@ def normal_results(model, calibration: dict, holdout: str, bench) -> dict:
     """Calibration on normal anatomy in one fold: ``calibration`` raised above the unmodified CTs
     of the training patients only (the benchmark's own bases), then the flags on the held-out
     patient's unmodified CT."""
-    from .benchmark_bases import built_bases
+    from .benchmark_data import built_bases
     from .normal_anatomy import above_normals, flags, normal_rows
 
     bases = built_bases(bench)
