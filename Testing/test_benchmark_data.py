@@ -454,16 +454,52 @@ def test_the_oracle_has_one_network_per_learnable_finding(tiny):
     assert set(train_oracle(data, OracleConfig(steps=1, batch_size=4, width=4, findings=(one,))).nets) == {one}
 
 
+def test_the_oracle_auroc_counts_only_the_organs_that_carry_the_finding():
+    import torch
+
+    from TotalFMLib.training.oracle import finding_auroc
+
+    data = {"carriable": torch.tensor([[True], [True], [True], [True], [False]]),
+            "labels": torch.tensor([[False], [True], [False], [True], [True]]),
+            "organs": ["liver", "liver", "spleen", "spleen", "aorta"]}
+    scores = np.array([[0.1], [0.9], [0.8], [0.2], [0.0]])   # right in the liver, wrong in the spleen
+    assert finding_auroc(data, scores, 0, "liver") == 1.0
+    assert finding_auroc(data, scores, 0, "spleen") == 0.0
+    assert finding_auroc(data, scores, 0) == 0.75              # the aorta cannot carry it: counted, 0.5
+    assert finding_auroc(data, scores, 0, "aorta") is None     # nothing to rank
+    data["labels"][:, 0] = True
+    assert finding_auroc(data, scores, 0) is None              # every crop shows it
+
+
+def test_an_instance_normalised_oracle_scores_each_crop_on_its_own():
+    import torch
+
+    from TotalFMLib.training.oracle import OracleNet
+
+    torch.manual_seed(0)
+    crops, where = torch.rand(4, 3, 16, 16, 8), torch.full((4, 4, 4, 2), 255, dtype=torch.uint8)
+    organ = torch.zeros(4, dtype=torch.long)
+    for norm, alone in (("instance", True), ("batch", False)):
+        net = OracleNet(["liver"], width=4, norm=norm).train()   # training mode: batch statistics
+        together = net(crops, organ, where)[:1]
+        crops_brighter = crops.clone()
+        crops_brighter[1:] += 0.3                                # the other crops of the batch change ...
+        # ... which moves the first crop's output only where statistics are pooled over the batch
+        assert torch.allclose(net(crops_brighter, organ, where)[:1], together, atol=1e-5) == alone
+    with pytest.raises(ValueError, match="norm must be one of batch, instance"):
+        OracleNet(["liver"], norm="layer")
+
+
 def test_the_oracle_by_organ_command_prints_both_readings(tiny, training_dir, capsys):
     import runpy
 
     root, _, _, _ = tiny
     main = runpy.run_path(str(training_dir / "oracle_by_organ.py"))["main"]
 
-    def rows():  # (trained on, reading, steps, finding) of each printed row
+    def rows(norm=False):  # (trained on, reading, steps, finding) of each printed row, the norm first if asked
         cells = [line.split(" | ") for line in capsys.readouterr().out.splitlines()
                  if " | absolute | " in line or " | organ-relative | " in line]
-        return [(c[0].lstrip("| "), c[1], c[3], c[4]) for c in cells]
+        return [(c[1],) * norm + (c[0].lstrip("| "), c[2], c[4], c[5]) for c in cells]
 
     assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly,stone", "--steps", "2"]) == 0
     assert rows() == [("A+B", "absolute", "2", "hepatomegaly"), ("A+B", "absolute", "2", "stone"),
@@ -477,6 +513,13 @@ def test_the_oracle_by_organ_command_prints_both_readings(tiny, training_dir, ca
     assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--steps", "2",
                  "--reading", "default", "--also-without", "B"]) == 0
     assert [r[0] for r in rows()] == ["A+B", "A"]
+    # each normalisation of the networks in turn
+    assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--steps", "2",
+                 "--reading", "default", "--norm", "batch,instance"]) == 0
+    assert [r[:2] for r in rows(norm=True)] == [("batch", "A+B"), ("instance", "A+B")]
+    with pytest.raises(SystemExit):
+        main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--norm", "layer"])
+    assert "--norm must name batch, instance" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--also-without", "C"])
     assert "not a training patient of fold C" in capsys.readouterr().err

@@ -25,28 +25,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 
-def by_organ(data: dict, scores: np.ndarray, k: int) -> tuple[float, list[str]]:
+def by_organ(data: dict, scores: np.ndarray, k: int) -> tuple[float | None, list[str]]:
     """(AUROC over every organ that carries finding ``k``, one "organ AUROC (median score
     normal / showing it)" text per organ)."""
-    from TotalFMLib.training import metrics as M
+    from TotalFMLib.training.oracle import finding_auroc
 
     carry = data["carriable"][:, k].numpy()
     y, s, organs = data["labels"][:, k].numpy(), scores[:, k], np.array(data["organs"])
     parts = []
     for organ in sorted(set(organs[carry])):
         m = carry & (organs == organ)
-        auc = M.auroc(y[m], s[m]) if 0 < y[m].sum() < m.sum() else float("nan")
+        auc = finding_auroc(data, scores, k, organ)
         normal = np.median(s[m & ~y]) if (m & ~y).any() else float("nan")
         shows = np.median(s[m & y]) if (m & y).any() else float("nan")
-        parts.append(f"{organ} {auc:.2f} ({normal:.2f} / {shows:.2f})")
-    return M.auroc(y[carry], s[carry]), parts
+        parts.append(f"{organ} {_figure(auc)} ({normal:.2f} / {shows:.2f})")
+    return finding_auroc(data, scores, k), parts
+
+
+def _figure(auc: float | None, digits: int = 2) -> str:
+    return "n/a" if auc is None else f"{auc:.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:
     from TotalFMLib.errors import TotalFMError
     from TotalFMLib.training.benchmark_data import FINDINGS, findings_named, read_manifest
     from TotalFMLib.training.folds import fold_entries
-    from TotalFMLib.training.oracle import (RELATIVE_FINDINGS, OracleConfig, load_crops, oracle_scores,
+    from TotalFMLib.training.oracle import (NORMS, RELATIVE_FINDINGS, OracleConfig, load_crops, oracle_scores,
                                             train_oracle, uses_relative)
 
     p = argparse.ArgumentParser(description="The supervised oracle of one fold, organ by organ.")
@@ -59,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reading", choices=("both", "default"), default="both",
                    help="both: every finding read in absolute HU, then organ-relative; default: as the "
                         "oracle reads it by default (oracle.RELATIVE_FINDINGS organ-relative)")
+    p.add_argument("--norm", default=OracleConfig.norm,
+                   help=f"comma-separated normalisation layers of the networks ({', '.join(NORMS)}; "
+                        f"default {OracleConfig.norm})")
     p.add_argument("--also-without", default="",
                    help="a training patient (e.g. D): each oracle is trained again without that patient's "
                         "cases, and both are shown side by side")
@@ -74,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         steps = [int(x) for x in args.steps.split(",")]
     except ValueError:
         p.error(f"--seeds and --steps must be comma-separated integers, not {args.seeds!r}, {args.steps!r}")
+    norms = args.norm.split(",")
+    if not set(norms) <= set(NORMS):
+        p.error(f"--norm must name {', '.join(NORMS)}, not {args.norm!r}")
     if min(steps) < 1:
         p.error(f"--steps must be at least 1, not {args.steps!r}")
     try:
@@ -94,22 +104,23 @@ def main(argv: list[str] | None = None) -> int:
     # the findings read organ-relative, per reading: none then all, or the oracle's default
     readings = [(), findings] if args.reading == "both" else [RELATIVE_FINDINGS]
     print(f"Fold {args.holdout} held out; by organ: AUROC (median score normal / showing it)\n")
-    print("| trained on | reading | seed | steps | finding | training cases | held out | held out, by organ |")
-    print("|---|---|---|---|---|---|---|---|")
-    for seed, n, relative, (patients, train) in itertools.product(seeds, steps, readings, trains.items()):
-        cfg = OracleConfig(steps=n, seed=seed, findings=findings, relative=relative)
+    print("| trained on | norm | reading | seed | steps | finding | training cases | held out | held out, by organ |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for seed, n, norm, relative, (patients, train) in itertools.product(seeds, steps, norms, readings,
+                                                                         trains.items()):
+        cfg = OracleConfig(steps=n, seed=seed, findings=findings, relative=relative, norm=norm)
         oracle = train_oracle(train, cfg)
         fitted, held = oracle_scores(oracle, train), oracle_scores(oracle, test)
         for finding in findings:
             reading = "organ-relative" if uses_relative(finding, cfg) else "absolute"
-            row = f"| {patients} | {reading} | {seed} | {n} | {finding}"
+            row = f"| {patients} | {norm} | {reading} | {seed} | {n} | {finding}"
             if finding not in oracle.nets:
                 print(f"{row} | n/a | n/a | the training patients do not show it |")
                 continue
             k = FINDINGS.index(finding)
             on_train, _ = by_organ(train, fitted, k)
             on_test, organs = by_organ(test, held, k)
-            print(f"{row} | {on_train:.3f} | {on_test:.3f} | {'; '.join(organs)} |", flush=True)
+            print(f"{row} | {_figure(on_train, 3)} | {_figure(on_test, 3)} | {'; '.join(organs)} |", flush=True)
     return 0
 
 

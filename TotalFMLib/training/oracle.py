@@ -57,6 +57,7 @@ class OracleConfig:
     contrast: float = 0.0         # 0: none; +/- 80 HU and 25 % cost the focal findings, Training/BENCHMARK.md)
     relative: tuple[str, ...] = RELATIVE_FINDINGS  # the findings read organ-relative (organ_relative)
     findings: tuple[str, ...] = ()  # the findings to fit (default: every one the crops can teach)
+    norm: str = "batch"           # the network's normalisation layers (NORMS)
     seed: int = 0
 
 
@@ -75,16 +76,29 @@ def organ_relative(images: torch.Tensor, organ_map: torch.Tensor) -> torch.Tenso
     return images.float() + shift[:, :, None, None, None]
 
 
+# "batch": statistics pooled over the training batches, kept for scoring; "instance": each crop's
+# feature maps normalised over the crop itself (GroupNorm, one group per channel), so a held-out
+# patient's levels and noise are not measured against the training patients'
+NORMS = ("batch", "instance")
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    if kind not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, not {kind!r}")
+    return nn.BatchNorm3d(channels) if kind == "batch" else nn.GroupNorm(channels, channels)
+
+
 class OracleNet(nn.Module):
     """Crop (B, 3, S, S, F) + organ index + organ map -> (B, K, S/4, S/4, F/4) finding logits."""
 
-    def __init__(self, organs: list[str], width: int = 24, findings: int = 1, relative: bool = False):
+    def __init__(self, organs: list[str], width: int = 24, findings: int = 1, relative: bool = False,
+                 norm: str = "batch"):
         super().__init__()
         self.organs = list(organs)
         self.relative = relative
         w = width
         block = lambda i, o, **k: nn.Sequential(nn.Conv3d(i, o, 3, padding=k.get("d", 1), dilation=k.get("d", 1),
-                                                          stride=k.get("s", 1)), nn.BatchNorm3d(o), nn.GELU())
+                                                          stride=k.get("s", 1)), norm_layer(norm, o), nn.GELU())
         # a small receptive field (about 23 crop voxels): a finding is found where it is, not from the
         # patient's anatomy around it, which is what differs between patients
         self.features = nn.Sequential(block(4, w, s=2), block(w, 2 * w, s=2), block(2 * w, 2 * w),
@@ -152,7 +166,7 @@ def train_oracle(data: dict, cfg: OracleConfig = OracleConfig(), progress=None) 
         carry = data["carriable"][:, k]
         shows = torch.nonzero(carry & data["labels"][:, k]).flatten()
         normal = torch.nonzero(carry & ~data["labels"][:, k]).flatten()
-        net = OracleNet(oracle.organs, cfg.width, relative=uses_relative(FINDINGS[k], cfg))
+        net = OracleNet(oracle.organs, cfg.width, relative=uses_relative(FINDINGS[k], cfg), norm=cfg.norm)
         opt = torch.optim.AdamW(net.parameters(), cfg.lr, weight_decay=1e-4)
         net.train()
         for step in range(cfg.steps):
@@ -194,3 +208,17 @@ def oracle_scores(oracle: Oracle, data: dict, batch_size: int = 32) -> np.ndarra
                          data["organ_maps"][i:i + batch_size])
             out[i:i + batch_size, k] = torch.sigmoid(logits.amax(dim=(1, 2, 3, 4))).numpy()
     return out
+
+
+def finding_auroc(data: dict, scores: np.ndarray, k: int, organ: str | None = None) -> float | None:
+    """AUROC of finding ``k``'s ``scores`` (``oracle_scores``) over the crops of ``data``
+    (``load_crops``) whose organ can carry it, or over one ``organ``'s; None where those crops
+    do not both show it and not."""
+    from . import metrics as M
+
+    keep = data["carriable"][:, k].numpy()
+    if organ is not None:
+        keep = keep & (np.array(data["organs"]) == organ)
+    y = data["labels"][:, k].numpy()[keep]
+    return float(M.auroc(y, scores[keep, k])) if 0 < y.sum() < len(y) else None
+

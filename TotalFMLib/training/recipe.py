@@ -79,10 +79,9 @@ def oracle_results(bench, holdout: str, cfg=None, progress=None) -> dict:
     (n/a): nothing was learnt for it. ``cfg``: an ``oracle.OracleConfig`` (default: its
     defaults; 0 steps: skipped, every figure n/a). The settings go with the figures
     (``"config"``), so a fold measured otherwise is measured again (``evaluate_fold``)."""
-    from . import metrics as M
     from .benchmark_data import FINDINGS, read_manifest
     from .folds import fold_entries
-    from .oracle import OracleConfig, load_crops, oracle_scores, train_oracle
+    from .oracle import OracleConfig, finding_auroc, load_crops, oracle_scores, train_oracle
 
     cfg = cfg or OracleConfig()
     if cfg.steps == 0:  # skipped: every figure n/a
@@ -95,12 +94,8 @@ def oracle_results(bench, holdout: str, cfg=None, progress=None) -> dict:
     out = {}
     for name, data in (("train", train_data), ("test", test_data)):
         scores = oracle_scores(oracle, data)
-        per = {}
-        for k, finding in enumerate(FINDINGS):
-            carry = data["carriable"][:, k].numpy()
-            y = data["labels"][:, k].numpy()[carry]
-            if finding in oracle.nets and 0 < y.sum() < len(y):
-                per[finding] = float(M.auroc(y, scores[carry, k]))
+        per = {finding: finding_auroc(data, scores, k) for k, finding in enumerate(FINDINGS) if finding in oracle.nets}
+        per = {finding: auc for finding, auc in per.items() if auc is not None}
         out[name] = {"mean": float(np.mean(list(per.values()))) if per else None, "findings": per}
     out["seconds"] = round(time.perf_counter() - started, 1)
     out["config"] = oracle_settings(cfg)
