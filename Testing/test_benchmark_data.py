@@ -450,8 +450,13 @@ def test_the_oracle_has_one_network_per_learnable_finding(tiny):
     for k, f in enumerate(B.FINDINGS):
         assert np.isnan(scores[:, k]).all() != (f in learnable)
     assert ((scores[~np.isnan(scores)] >= 0) & (scores[~np.isnan(scores)] <= 1)).all()
-    one = sorted(learnable)[0]
+    one, last = sorted(learnable)[0], max(learnable, key=B.FINDINGS.index)   # last: trained after others
     assert set(train_oracle(data, OracleConfig(steps=1, batch_size=4, width=4, findings=(one,))).nets) == {one}
+    # each finding draws from its own random stream: trained alone, it is the same network
+    assert len(learnable) > 1
+    alone = train_oracle(data, OracleConfig(steps=2, batch_size=4, width=4, findings=(last,)))
+    for a, b in zip(oracle.nets[last].state_dict().values(), alone.nets[last].state_dict().values()):
+        assert torch.equal(a, b)
 
 
 def test_the_oracle_auroc_counts_only_the_organs_that_carry_the_finding():
