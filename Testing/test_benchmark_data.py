@@ -522,6 +522,11 @@ def test_the_oracle_by_organ_command_prints_both_readings(tiny, training_dir, ca
     assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--steps", "2",
                  "--reading", "default", "--norm", "batch,instance"]) == 0
     assert [r[:2] for r in rows(norm=True)] == [("batch", "A+B"), ("instance", "A+B")]
+    # several seeds: each, then their scores averaged
+    assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--steps", "2",
+                 "--reading", "default", "--seeds", "0,1"]) == 0
+    seeds = [line.split(" | ")[3] for line in capsys.readouterr().out.splitlines() if "hepatomegaly" in line]
+    assert seeds == ["0", "1", "mean of 0+1"]
     with pytest.raises(SystemExit):
         main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--norm", "layer"])
     assert "--norm must name batch, instance" in capsys.readouterr().err

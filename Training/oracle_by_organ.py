@@ -1,9 +1,10 @@
 """The supervised oracle of one fold, organ by organ, read in absolute HU and organ-relative
 (``oracle.organ_relative``), or as the oracle reads it by default (``--reading default``), for one
-or more seeds and numbers of training steps, and with ``--also-without P`` trained once more
-without training patient P (does one more patient help?): where it fails on the held-out
-patient, and whether reading lesions against their organ helps (``Training/BENCHMARK.md``,
-"What the oracle showed").
+or more seeds (with several, also as one: the seeds' scores averaged, "mean of 0+1+2") and
+numbers of training steps, with each normalisation of its networks (``--norm``), and with
+``--also-without P`` trained once more without training patient P (does one more patient
+help?): where it fails on the held-out patient, and whether reading lesions against their organ
+helps (``Training/BENCHMARK.md``, "What the oracle showed").
 
     python Training/oracle_by_organ.py --benchmark runs/benchmark --holdout A \\
         --findings "hypodense lesion,hyperdense lesion" --seeds 0,1
@@ -42,6 +43,23 @@ def by_organ(data: dict, scores: np.ndarray, k: int) -> tuple[float | None, list
     return finding_auroc(data, scores, k), parts
 
 
+def print_rows(findings, cfg, patients: str, seed: str, train: dict, test: dict, fitted, held, nets: set) -> None:
+    """One table row per finding of one oracle (or one average of several seeds' oracles)."""
+    from TotalFMLib.training.benchmark_data import FINDINGS
+    from TotalFMLib.training.oracle import uses_relative
+
+    for finding in findings:
+        reading = "organ-relative" if uses_relative(finding, cfg) else "absolute"
+        row = f"| {patients} | {cfg.norm} | {reading} | {seed} | {cfg.steps} | {finding}"
+        if finding not in nets:
+            print(f"{row} | n/a | n/a | the training patients do not show it |")
+            continue
+        k = FINDINGS.index(finding)
+        on_train, _ = by_organ(train, fitted, k)
+        on_test, organs = by_organ(test, held, k)
+        print(f"{row} | {_figure(on_train, 3)} | {_figure(on_test, 3)} | {'; '.join(organs)} |", flush=True)
+
+
 def _figure(auc: float | None, digits: int = 2) -> str:
     return "n/a" if auc is None else f"{auc:.{digits}f}"
 
@@ -51,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from TotalFMLib.training.benchmark_data import FINDINGS, findings_named, read_manifest
     from TotalFMLib.training.folds import fold_entries
     from TotalFMLib.training.oracle import (NORMS, RELATIVE_FINDINGS, OracleConfig, load_crops, oracle_scores,
-                                            train_oracle, uses_relative)
+                                            train_oracle)
 
     p = argparse.ArgumentParser(description="The supervised oracle of one fold, organ by organ.")
     p.add_argument("--benchmark", required=True, help="benchmark folder (Training/build_benchmark.py)")
@@ -106,21 +124,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Fold {args.holdout} held out; by organ: AUROC (median score normal / showing it)\n")
     print("| trained on | norm | reading | seed | steps | finding | training cases | held out | held out, by organ |")
     print("|---|---|---|---|---|---|---|---|---|")
+    runs = {}  # (steps, norm, reading, trained on) -> [(scores on the training cases, held out, nets)] per seed
     for seed, n, norm, relative, (patients, train) in itertools.product(seeds, steps, norms, readings,
                                                                          trains.items()):
         cfg = OracleConfig(steps=n, seed=seed, findings=findings, relative=relative, norm=norm)
         oracle = train_oracle(train, cfg)
         fitted, held = oracle_scores(oracle, train), oracle_scores(oracle, test)
-        for finding in findings:
-            reading = "organ-relative" if uses_relative(finding, cfg) else "absolute"
-            row = f"| {patients} | {norm} | {reading} | {seed} | {n} | {finding}"
-            if finding not in oracle.nets:
-                print(f"{row} | n/a | n/a | the training patients do not show it |")
-                continue
-            k = FINDINGS.index(finding)
-            on_train, _ = by_organ(train, fitted, k)
-            on_test, organs = by_organ(test, held, k)
-            print(f"{row} | {_figure(on_train, 3)} | {_figure(on_test, 3)} | {'; '.join(organs)} |", flush=True)
+        runs.setdefault((n, norm, relative, patients), []).append((fitted, held))
+        print_rows(findings, cfg, patients, str(seed), train, test, fitted, held, set(oracle.nets))
+    if len(seeds) > 1:  # the seeds' networks as one: their scores averaged
+        for (n, norm, relative, patients), scored in runs.items():
+            cfg = OracleConfig(steps=n, findings=findings, relative=relative, norm=norm)
+            fitted, held = (np.mean([s[i] for s in scored], axis=0) for i in (0, 1))
+            nets = {f for f in findings if not np.isnan(held[:, FINDINGS.index(f)]).all()}
+            print_rows(findings, cfg, patients, "mean of " + "+".join(map(str, seeds)), trains[patients], test,
+                       fitted, held, nets)
     return 0
 
 
