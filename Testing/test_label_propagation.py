@@ -129,7 +129,9 @@ def test_measure_prints_the_chest_pairs_dice_and_write_makes_a_label_map_on_the_
     assert {catalogue.organ(n).label_id for n in ("aorta", "heart", "lung_upper_lobe_left")} <= ids
 
 
-def test_the_chest_cta_is_an_opt_in_patient_d_with_only_its_trusted_carried_labels(tmp_path):
+def test_the_chest_cta_is_an_opt_in_patient_d_with_only_its_trusted_carried_labels(tmp_path, training_dir, capsys):
+    import runpy
+
     from TotalFMLib.training import benchmark_bases as BB
     from TotalFMLib.training import benchmark_data as B
     from TotalFMLib.training.native_findings import benchmark_native
@@ -151,6 +153,12 @@ def test_the_chest_cta_is_an_opt_in_patient_d_with_only_its_trusted_carried_labe
             organs = set(torch.load(tmp_path / e["shard"], weights_only=False)["organs"])
             assert organs and organs <= {"liver", "lung_lower_lobe_right"}
     assert "chest_cta" in benchmark_native(tmp_path, entries)
+    # the organ table shows the benchmark's own patients: D with the organs kept from its labels
+    assert runpy.run_path(str(training_dir / "base_organs.py"))["main"](["--benchmark", str(tmp_path)]) == 0
+    shown = [line.split("|")[1:3] for line in capsys.readouterr().out.splitlines()[2:]]
+    d_organs = {organ.strip() for patient, organ in shown if patient.strip() == "D"}
+    assert d_organs == {"liver", "lung_lower_lobe_left", "lung_lower_lobe_right"}
+    assert {patient.strip() for patient, _ in shown} == {"C", "D"}
     (tmp_path / "benchmark.json").write_text("{not json")
     from TotalFMLib.errors import InputError
 

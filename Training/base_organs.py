@@ -1,4 +1,5 @@
-"""The organs that carry the benchmark's findings, patient by patient: volume, whether the scan
+"""The organs that carry the benchmark's findings, patient by patient (the patients it was
+built from, ``benchmark.json``): volume, whether the scan
 cuts them, and median HU, beside the largest enhancement the builder simulates
 (``augment.random_enhancement`` at the reach the benchmark was built with, read from its
 ``benchmark.json``; ``build_benchmark.py --enhancement-reach`` widens it). A patient whose
@@ -18,8 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 
-def organ_rows(cache) -> list[dict]:
-    """One row per (base CT, organ that can carry a finding) present in it."""
+def organ_rows(cache, bases=None) -> list[dict]:
+    """One row per (base CT of ``bases``, default the three patients A-C; organ that can carry a
+    finding) present in it. A patient whose labels were carried by registration
+    (``benchmark_bases.CARRIED_BASES``) shows only the organs kept from them."""
     import numpy as np
 
     from TotalFMLib.training.benchmark_bases import BASES, load_base
@@ -28,7 +31,7 @@ def organ_rows(cache) -> list[dict]:
 
     organs = sorted({o for _, carriers in INSERTIONS.values() for o in carriers})
     rows = []
-    for base in BASES:
+    for base in bases or BASES:
         ct, seg = load_base(base, cache)
         for organ in organs:
             inside = seg.array == catalogue.organ(organ).label_id
@@ -55,6 +58,7 @@ def built_reach(benchmark: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     from TotalFMLib.errors import TotalFMError
     from TotalFMLib.training.augment import largest_enhancement_hu
+    from TotalFMLib.training.benchmark_data import built_bases
 
     p = argparse.ArgumentParser(description="The finding-carrying organs of the benchmark's patients.")
     p.add_argument("--benchmark", required=True, help="benchmark folder whose bases/ cache the CTs "
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         reach = built_reach(Path(args.benchmark))
-        rows = organ_rows(Path(args.benchmark) / "bases")
+        rows = organ_rows(Path(args.benchmark) / "bases", built_bases(args.benchmark))
     except (TotalFMError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
