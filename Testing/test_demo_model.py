@@ -111,6 +111,18 @@ def test_the_normal_example_case_is_not_flagged(demo, example_embeddings):
     assert [r.organ for r in rows if r.finding == ANY_LESION and r.flagged] == []
 
 
+def test_thresholds_are_raised_above_the_unmodified_ct_of_the_bases_seen_only(demo, tmp_path):
+    from TotalFMLib.training.benchmark_bases import base_by_name
+    from TotalFMLib.training.normal_anatomy import above_normal_cts, flags
+
+    calibration, base = {"*": 0.0}, base_by_name("example_ct")     # thresholds of 0 flag every organ
+    unseen, count, rows = above_normal_cts(demo, calibration, (base,), tmp_path, seen=set())
+    assert count == 0 and unseen == calibration and flags(rows["example_ct"], unseen)["flagged_rows"] > 0
+    raised, count, rows = above_normal_cts(demo, calibration, (base,), tmp_path)
+    assert count == len({(r.finding, r.organ) for r in rows["example_ct"]})
+    assert flags(rows["example_ct"], raised)["flagged_rows"] == 0 and calibration == {"*": 0.0}
+
+
 def test_text_embeddings_tell_findings_apart(demo):
     vec = demo.encode_texts(["Liver with hepatomegaly.", "Liver is normal.", "Splenomegaly."])
     a, b, c = (np.asarray(v) for v in vec)

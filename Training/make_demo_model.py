@@ -89,7 +89,7 @@ def calibrate(model_pt: Path, bench: Path) -> dict:
     from TotalFMLib.totalfm import TotalFM
     from TotalFMLib.training import metrics as M
     from TotalFMLib.training.evaluate import calibration_from, encode_benchmark, score_rows, val_thresholds
-    from TotalFMLib.training.normal_anatomy import above_normals, flags, normal_rows
+    from TotalFMLib.training.normal_anatomy import above_normal_cts, flags
     from TotalFMLib.training.benchmark_data import built_bases
     from TotalFMLib.training.query_benchmark import measure
 
@@ -102,8 +102,7 @@ def calibrate(model_pt: Path, bench: Path) -> dict:
     result["organ_thresholds"], result["organ_threshold_pooled"] = val_thresholds(
         [r for r in rows if r["finding"] == ANY_LESION], "organ")
     bases = built_bases(bench)
-    normals = normal_rows(model, bases, cache=bench / "bases")
-    calibration, raised = above_normals(calibration_from(result), [r for rs in normals.values() for r in rs])
+    calibration, raised, normals = above_normal_cts(model, calibration_from(result), bases, cache=bench / "bases")
     per_finding = {}
     for finding in sorted({r["finding"] for r in rows} - {ANY_LESION}):
         y = np.array([r["label"] for r in rows if r["finding"] == finding])
@@ -146,11 +145,10 @@ def raise_bundle_above_normals(path: Path) -> dict:
     from TotalFMLib.models.checkpoint import read_checkpoint, write_checkpoint
     from TotalFMLib.totalfm import TotalFM
     from TotalFMLib.training.benchmark_bases import BASES
-    from TotalFMLib.training.normal_anatomy import NORMAL_MARGIN, above_normals, flags, normal_rows
+    from TotalFMLib.training.normal_anatomy import NORMAL_MARGIN, above_normal_cts, flags
 
     model = TotalFM.load(path, device="cpu")
-    normals = normal_rows(model, BASES)
-    calibration, raised = above_normals(model.config.calibration, [r for rs in normals.values() for r in rs])
+    calibration, raised, normals = above_normal_cts(model, model.config.calibration, BASES)
     state, config, meta = read_checkpoint(path, with_meta=True)
     extra = {k: v for k, v in meta.items() if k not in ("format", "config")}
     write_checkpoint(path, state, replace(config, calibration=calibration), **extra)

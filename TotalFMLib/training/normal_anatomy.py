@@ -6,6 +6,7 @@ nothing inserted) must not be flagged.
 - ``above_normals``: a calibration raised, where needed, ``NORMAL_MARGIN`` above the highest
   score any normal organ of those CTs reached for that finding in that organ, so none of them
   is flagged (a reviewer must not see normal anatomy lit up, whatever the AUROC);
+- ``above_normal_cts``: the two together, as the demo's calibration and each fold use them;
 - ``flags``: what a calibration flags among such rows, for "any lesion" and each finding.
 
 The final demo model is calibrated on every base CT, so its own figure is 0 by construction;
@@ -60,6 +61,16 @@ def above_normals(calibration: dict, rows, margin: float = NORMAL_MARGIN) -> tup
         cal[finding] = entry
         raised += 1
     return cal, raised
+
+
+def above_normal_cts(model, calibration: dict, bases=BASES, cache=None, seen=None) -> tuple[dict, int, dict]:
+    """Score the unmodified CTs of ``bases`` and raise ``calibration`` above those of ``seen``
+    (names of bases; default all): (the raised calibration, how many thresholds were raised,
+    {base name: its rows} for every base)."""
+    rows = normal_rows(model, bases, cache)
+    counted = [r for name, rs in rows.items() if seen is None or name in seen for r in rs]
+    raised, count = above_normals(calibration, counted)
+    return raised, count, rows
 
 
 def flags(rows, calibration: dict | None = None) -> dict:

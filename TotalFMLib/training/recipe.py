@@ -122,12 +122,11 @@ def normal_results(model, calibration: dict, holdout: str, bench) -> dict:
     of the training patients only (the benchmark's own bases), then the flags on the held-out
     patient's unmodified CT."""
     from .benchmark_data import built_bases
-    from .normal_anatomy import above_normals, flags, normal_rows
+    from .normal_anatomy import above_normal_cts, flags
 
     bases = built_bases(bench)
-    rows = normal_rows(model, bases, Path(bench) / "bases")
-    seen = [r for b in bases if b.patient != holdout for r in rows[b.name]]
-    raised, count = above_normals(calibration, seen)
+    raised, count, rows = above_normal_cts(model, calibration, bases, Path(bench) / "bases",
+                                           seen={b.name for b in bases if b.patient != holdout})
     (held,) = [b for b in bases if b.patient == holdout]
     return {"base": held.name, "thresholds_raised": count, **flags(rows[held.name], raised)}
 
