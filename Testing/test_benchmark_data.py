@@ -459,6 +459,20 @@ def test_the_oracle_has_one_network_per_learnable_finding(tiny):
         assert torch.equal(a, b)
 
 
+def test_local_contrast_keeps_a_lesion_and_drops_the_organs_level():
+    import torch
+
+    from TotalFMLib.training.oracle import OracleConfig, local_contrast
+
+    dim, bright = torch.full((1, 3, 32, 32, 12), 0.3), torch.full((1, 3, 32, 32, 12), 0.6)
+    for crop in (dim, bright):
+        crop[..., 14:18, 14:18, 5:7] -= 0.1                # the same small dark lesion in both organs
+    a, b = local_contrast(dim, 9), local_contrast(bright, 9)
+    assert torch.allclose(a, b, atol=1e-5)                  # the organ's level is gone ...
+    assert a[0, 0, 16, 16, 6] < 0.45 and abs(a[0, 0, 2, 2, 2] - 0.5) < 1e-5   # ... the lesion stands out
+    assert OracleConfig().local == ()                       # the oracle's default reading does not use it
+
+
 def test_the_oracle_auroc_counts_only_the_organs_that_carry_the_finding():
     import torch
 
@@ -503,7 +517,7 @@ def test_the_oracle_by_organ_command_prints_both_readings(tiny, training_dir, ca
 
     def rows(norm=False):  # (trained on, reading, steps, finding) of each printed row, the norm first if asked
         cells = [line.split(" | ") for line in capsys.readouterr().out.splitlines()
-                 if " | absolute | " in line or " | organ-relative | " in line]
+                 if any(f" | {reading} | " in line for reading in ("absolute", "organ-relative", "local contrast"))]
         return [(c[1],) * norm + (c[0].lstrip("| "), c[2], c[4], c[5]) for c in cells]
 
     assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly,stone", "--steps", "2"]) == 0
@@ -522,6 +536,10 @@ def test_the_oracle_by_organ_command_prints_both_readings(tiny, training_dir, ca
     assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--steps", "2",
                  "--reading", "default", "--norm", "batch,instance"]) == 0
     assert [r[:2] for r in rows(norm=True)] == [("batch", "A+B"), ("instance", "A+B")]
+    # every finding read as local contrast
+    assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly,stone", "--steps", "2",
+                 "--reading", "local"]) == 0
+    assert [r[1:] for r in rows()] == [("local contrast", "2", "hepatomegaly"), ("local contrast", "2", "stone")]
     # several seeds: each, then their scores averaged
     assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--steps", "2",
                  "--reading", "default", "--seeds", "0,1"]) == 0

@@ -49,7 +49,8 @@ def print_rows(findings, cfg, patients: str, seed: str, train: dict, test: dict,
     from TotalFMLib.training.oracle import uses_relative
 
     for finding in findings:
-        reading = "organ-relative" if uses_relative(finding, cfg) else "absolute"
+        reading = ("local contrast" if finding in cfg.local else "organ-relative" if uses_relative(finding, cfg)
+                   else "absolute")
         row = f"| {patients} | {cfg.norm} | {reading} | {seed} | {cfg.steps} | {finding}"
         if finding not in nets:
             print(f"{row} | n/a | n/a | the training patients do not show it |")
@@ -78,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
     p.add_argument("--steps", default=str(OracleConfig.steps),
                    help=f"comma-separated training steps per finding (default {OracleConfig.steps})")
-    p.add_argument("--reading", choices=("both", "default"), default="both",
+    p.add_argument("--reading", choices=("both", "default", "local"), default="both",
                    help="both: every finding read in absolute HU, then organ-relative; default: as the "
-                        "oracle reads it by default (oracle.RELATIVE_FINDINGS organ-relative)")
+                        "oracle reads it by default (oracle.RELATIVE_FINDINGS organ-relative); local: every "
+                        "finding read as local contrast (oracle.local_contrast)")
     p.add_argument("--norm", default=OracleConfig.norm,
                    help=f"comma-separated normalisation layers of the networks ({', '.join(NORMS)}; "
                         f"default {OracleConfig.norm})")
@@ -120,21 +122,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     # the findings read organ-relative, per reading: none then all, or the oracle's default
-    readings = [(), findings] if args.reading == "both" else [RELATIVE_FINDINGS]
+    readings = {"both": [((), ()), (findings, ())], "default": [(RELATIVE_FINDINGS, ())],
+                "local": [((), findings)]}[args.reading]  # (organ-relative findings, local-contrast findings)
     print(f"Fold {args.holdout} held out; by organ: AUROC (median score normal / showing it)\n")
     print("| trained on | norm | reading | seed | steps | finding | training cases | held out | held out, by organ |")
     print("|---|---|---|---|---|---|---|---|---|")
     runs = {}  # (steps, norm, reading, trained on) -> [(scores on the training cases, held out, nets)] per seed
-    for seed, n, norm, relative, (patients, train) in itertools.product(seeds, steps, norms, readings,
-                                                                         trains.items()):
-        cfg = OracleConfig(steps=n, seed=seed, findings=findings, relative=relative, norm=norm)
+    for seed, n, norm, (relative, local), (patients, train) in itertools.product(seeds, steps, norms, readings,
+                                                                                  trains.items()):
+        cfg = OracleConfig(steps=n, seed=seed, findings=findings, relative=relative, local=local, norm=norm)
         oracle = train_oracle(train, cfg)
         fitted, held = oracle_scores(oracle, train), oracle_scores(oracle, test)
-        runs.setdefault((n, norm, relative, patients), []).append((fitted, held))
+        runs.setdefault((n, norm, relative, local, patients), []).append((fitted, held))
         print_rows(findings, cfg, patients, str(seed), train, test, fitted, held, set(oracle.nets))
     if len(seeds) > 1:  # the seeds' networks as one: their scores averaged
-        for (n, norm, relative, patients), scored in runs.items():
-            cfg = OracleConfig(steps=n, findings=findings, relative=relative, norm=norm)
+        for (n, norm, relative, local, patients), scored in runs.items():
+            cfg = OracleConfig(steps=n, findings=findings, relative=relative, local=local, norm=norm)
             fitted, held = (np.mean([s[i] for s in scored], axis=0) for i in (0, 1))
             nets = {f for f in findings if not np.isnan(held[:, FINDINGS.index(f)]).all()}
             print_rows(findings, cfg, patients, "mean of " + "+".join(map(str, seeds)), trains[patients], test,

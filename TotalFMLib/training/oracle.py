@@ -57,6 +57,8 @@ class OracleConfig:
     shift_hu: float = 0.0         # HU shift and contrast change of each training crop (load_augment.jitter_hu;
     contrast: float = 0.0         # 0: none; +/- 80 HU and 25 % cost the focal findings, Training/BENCHMARK.md)
     relative: tuple[str, ...] = RELATIVE_FINDINGS  # the findings read organ-relative (organ_relative)
+    local: tuple[str, ...] = ()   # the findings read as local contrast (local_contrast; before organ-relative)
+    local_box: int = 15           # local_contrast's box: voxels in-plane (a third of them across slices)
     findings: tuple[str, ...] = ()  # the findings to fit (default: every one the crops can teach)
     norm: str = "batch"           # the network's normalisation layers (NORMS)
     seed: int = 0
@@ -89,14 +91,26 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     return nn.BatchNorm3d(channels) if kind == "batch" else nn.GroupNorm(channels, channels)
 
 
+def local_contrast(images: torch.Tensor, box: int) -> torch.Tensor:
+    """Crops (B, 3, S, S, F) in [0, 1] minus their mean over a box around each voxel (``box``
+    voxels in-plane, a third of that across the slices, which are three times as thick), plus
+    0.5: what is left is what stands out from its surroundings, whatever the organ's level or
+    the patient's contrast phase."""
+    size = (box, box, max(1, box // 3) | 1)
+    mean = F.avg_pool3d(images.float(), size, stride=1, padding=tuple(k // 2 for k in size), count_include_pad=False)
+    return images.float() - mean + 0.5
+
+
 class OracleNet(nn.Module):
     """Crop (B, 3, S, S, F) + organ index + organ map -> (B, K, S/4, S/4, F/4) finding logits."""
 
     def __init__(self, organs: list[str], width: int = 24, findings: int = 1, relative: bool = False,
-                 norm: str = "batch"):
+                 norm: str = "batch", local: int = 0):
+        """``local``: the box of ``local_contrast`` the crops are read through (0: none)."""
         super().__init__()
         self.organs = list(organs)
         self.relative = relative
+        self.local = local
         w = width
         block = lambda i, o, **k: nn.Sequential(nn.Conv3d(i, o, 3, padding=k.get("d", 1), dilation=k.get("d", 1),
                                                           stride=k.get("s", 1)), norm_layer(norm, o), nn.GELU())
@@ -109,6 +123,8 @@ class OracleNet(nn.Module):
 
     def forward(self, images: torch.Tensor, organ_index: torch.Tensor, organ_map: torch.Tensor) -> torch.Tensor:
         """``organ_map``: (B, s, s, f) cover of the crop's organ at the maps' resolution (uint8)."""
+        if self.local:
+            images = local_contrast(images, self.local)
         if self.relative:
             images = organ_relative(images, organ_map)
         where = F.interpolate(organ_map[:, None].float() / 255.0, size=images.shape[2:], mode="nearest")
@@ -174,7 +190,8 @@ def train_oracle(data: dict, cfg: OracleConfig = OracleConfig(), progress=None) 
         normal = torch.nonzero(carry & ~data["labels"][:, k]).flatten()
         gen = torch.Generator().manual_seed(finding_seed(cfg.seed, FINDINGS[k]))
         torch.manual_seed(finding_seed(cfg.seed, FINDINGS[k]))  # the network's initial weights
-        net = OracleNet(oracle.organs, cfg.width, relative=uses_relative(FINDINGS[k], cfg), norm=cfg.norm)
+        net = OracleNet(oracle.organs, cfg.width, relative=uses_relative(FINDINGS[k], cfg), norm=cfg.norm,
+                        local=cfg.local_box if FINDINGS[k] in cfg.local else 0)
         opt = torch.optim.AdamW(net.parameters(), cfg.lr, weight_decay=1e-4)
         net.train()
         for step in range(cfg.steps):
