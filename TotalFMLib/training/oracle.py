@@ -96,9 +96,12 @@ def local_contrast(images: torch.Tensor, box: int) -> torch.Tensor:
     voxels in-plane, a third of that across the slices, which are three times as thick), plus
     0.5: what is left is what stands out from its surroundings, whatever the organ's level or
     the patient's contrast phase."""
-    size = (box, box, max(1, box // 3) | 1)
-    mean = F.avg_pool3d(images.float(), size, stride=1, padding=tuple(k // 2 for k in size), count_include_pad=False)
-    return images.float() - mean + 0.5
+    images = images.float()
+    mean = images
+    for axis, k in enumerate((box, box, max(1, box // 3) | 1)):  # a box mean is three 1D means, one per axis
+        size = tuple(k if a == axis else 1 for a in range(3))
+        mean = F.avg_pool3d(mean, size, stride=1, padding=tuple(n // 2 for n in size), count_include_pad=False)
+    return images - mean + 0.5
 
 
 class OracleNet(nn.Module):
