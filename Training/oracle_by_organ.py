@@ -1,10 +1,11 @@
 """The supervised oracle of one fold, organ by organ, read in absolute HU and organ-relative
-(``oracle.organ_relative``), or as the oracle reads it by default (``--reading default``), for one
-or more seeds (with several, also as one: the seeds' scores averaged, "mean of 0+1+2") and
-numbers of training steps, with each normalisation of its networks (``--norm``), and with
-``--also-without P`` trained once more without training patient P (does one more patient
-help?): where it fails on the held-out patient, and whether reading lesions against their organ
-helps (``Training/BENCHMARK.md``, "What the oracle showed").
+(``oracle.organ_relative``), as the oracle reads it by default (``--reading default``), or as
+local contrast (``--reading local``, ``oracle.local_contrast``); for one or more seeds (with
+several, also as one: the seeds' scores averaged, "mean of 0+1+2") and numbers of training
+steps, with each normalisation of its networks (``--norm``), and with ``--also-without P``
+trained once more without training patient P (does one more patient help?): where it fails on
+the held-out patient, and whether reading lesions against their organ helps
+(``Training/BENCHMARK.md``, "What the oracle showed").
 
     python Training/oracle_by_organ.py --benchmark runs/benchmark --holdout A \\
         --findings "hypodense lesion,hyperdense lesion" --seeds 0,1
@@ -121,13 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     except (TotalFMError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    # the findings read organ-relative, per reading: none then all, or the oracle's default
+    # per reading, (the findings read organ-relative, those read as local contrast): absolute then
+    # organ-relative, the oracle's default, or local contrast
     readings = {"both": [((), ()), (findings, ())], "default": [(RELATIVE_FINDINGS, ())],
                 "local": [((), findings)]}[args.reading]  # (organ-relative findings, local-contrast findings)
     print(f"Fold {args.holdout} held out; by organ: AUROC (median score normal / showing it)\n")
     print("| trained on | norm | reading | seed | steps | finding | training cases | held out | held out, by organ |")
     print("|---|---|---|---|---|---|---|---|---|")
-    runs = {}  # (steps, norm, reading, trained on) -> [(scores on the training cases, held out, nets)] per seed
+    runs = {}  # (steps, norm, reading, trained on) -> [(scores on the training cases, held out)], one per seed
     for seed, n, norm, (relative, local), (patients, train) in itertools.product(seeds, steps, norms, readings,
                                                                                   trains.items()):
         cfg = OracleConfig(steps=n, seed=seed, findings=findings, relative=relative, local=local, norm=norm)
