@@ -21,6 +21,13 @@ finding but steatosis, the size and fluid findings and the stones lost on held-o
 what the hypodense ones gained (splenomegaly 0.93 to 0.50 on patient C), so the others keep
 absolute HU (``Training/BENCHMARK.md``, "What the oracle showed").
 
+Two more choices exist for experiments; neither is the default
+(``Training/results/experiment_oracle_focal_readings.md``):
+- ``norm="instance"`` normalises each crop over itself instead of with the training batches'
+  statistics. It did not help on fold A.
+- ``local`` reads findings as local contrast (``local_contrast``). On fold A it helped
+  hyperdense lesions and cost stones.
+
 It is the upper reference of every evaluation table: a finding it cannot find in a held-out
 patient is not learnt from these crops by a model told everything. The pixel-percentile
 probe (``probe.py``) is the lower reference.
