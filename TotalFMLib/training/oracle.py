@@ -26,7 +26,7 @@ Two more choices exist for experiments; neither is the default
 - ``norm="instance"`` normalises each crop over itself instead of with the training batches'
   statistics. It did not help on fold A.
 - ``local`` reads findings as local contrast (``local_contrast``). On fold A it helped
-  hyperdense lesions and cost stones.
+  hyperdense lesions and cost stones; on fold C it lost.
 
 It is the upper reference of every evaluation table: a finding it cannot find in a held-out
 patient is not learnt from these crops by a model told everything. The pixel-percentile
