@@ -19,19 +19,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 
-def organ_rows(cache, bases=None) -> list[dict]:
-    """One row per (base CT of ``bases``, default the three patients A-C; organ that can carry a
-    finding) present in it. A patient whose labels were carried by registration
-    (``benchmark_bases.CARRIED_BASES``) shows only the organs kept from them."""
+def organ_rows(cache, bases) -> list[dict]:
+    """One row per (base CT of ``bases``, organ that can carry a finding) present in it. A
+    patient whose labels were carried by registration (``benchmark_bases.CARRIED_BASES``) shows
+    only the organs kept from them."""
     import numpy as np
 
-    from TotalFMLib.training.benchmark_bases import BASES, load_base
+    from TotalFMLib.training.benchmark_bases import load_base
     from TotalFMLib.training.lesions import INSERTIONS
     from TotalFMLib.vocabulary import catalogue
 
     organs = sorted({o for _, carriers in INSERTIONS.values() for o in carriers})
     rows = []
-    for base in bases or BASES:
+    for base in bases:
         ct, seg = load_base(base, cache)
         for organ in organs:
             inside = seg.array == catalogue.organ(organ).label_id

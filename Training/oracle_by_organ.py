@@ -68,7 +68,7 @@ def _figure(auc: float | None, digits: int = 2) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from TotalFMLib.errors import TotalFMError
-    from TotalFMLib.training.benchmark_data import FINDINGS, findings_named, read_manifest
+    from TotalFMLib.training.benchmark_data import findings_named, read_manifest
     from TotalFMLib.training.folds import fold_entries
     from TotalFMLib.training.oracle import (NORMS, RELATIVE_FINDINGS, OracleConfig, load_crops, oracle_scores,
                                             train_oracle)
@@ -125,23 +125,24 @@ def main(argv: list[str] | None = None) -> int:
     # per reading, (the findings read organ-relative, those read as local contrast): absolute then
     # organ-relative, the oracle's default, or local contrast
     readings = {"both": [((), ()), (findings, ())], "default": [(RELATIVE_FINDINGS, ())],
-                "local": [((), findings)]}[args.reading]  # (organ-relative findings, local-contrast findings)
+                "local": [((), findings)]}[args.reading]
     print(f"Fold {args.holdout} held out; by organ: AUROC (median score normal / showing it)\n")
     print("| trained on | norm | reading | seed | steps | finding | training cases | held out | held out, by organ |")
     print("|---|---|---|---|---|---|---|---|---|")
-    runs = {}  # (steps, norm, reading, trained on) -> [(scores on the training cases, held out)], one per seed
+    # (steps, norm, reading, trained on) -> (the findings with a network, the same for every seed since they
+    # share their data; [(scores on the training cases, held out), one per seed])
+    runs = {}
     for seed, n, norm, (relative, local), (patients, train) in itertools.product(seeds, steps, norms, readings,
                                                                                   trains.items()):
         cfg = OracleConfig(steps=n, seed=seed, findings=findings, relative=relative, local=local, norm=norm)
         oracle = train_oracle(train, cfg)
         fitted, held = oracle_scores(oracle, train), oracle_scores(oracle, test)
-        runs.setdefault((n, norm, relative, local, patients), []).append((fitted, held))
+        runs.setdefault((n, norm, relative, local, patients), (set(oracle.nets), []))[1].append((fitted, held))
         print_rows(findings, cfg, patients, str(seed), train, test, fitted, held, set(oracle.nets))
     if len(seeds) > 1:  # the seeds' networks as one: their scores averaged
-        for (n, norm, relative, local, patients), scored in runs.items():
+        for (n, norm, relative, local, patients), (nets, scored) in runs.items():
             cfg = OracleConfig(steps=n, findings=findings, relative=relative, local=local, norm=norm)
             fitted, held = (np.mean([s[i] for s in scored], axis=0) for i in (0, 1))
-            nets = {f for f in findings if not np.isnan(held[:, FINDINGS.index(f)]).all()}
             print_rows(findings, cfg, patients, "mean of " + "+".join(map(str, seeds)), trains[patients], test,
                        fitted, held, nets)
     return 0

@@ -198,8 +198,9 @@ def train_oracle(data: dict, cfg: OracleConfig = OracleConfig(), progress=None) 
         carry = data["carriable"][:, k]
         shows = torch.nonzero(carry & data["labels"][:, k]).flatten()
         normal = torch.nonzero(carry & ~data["labels"][:, k]).flatten()
-        gen = torch.Generator().manual_seed(finding_seed(cfg.seed, FINDINGS[k]))
-        torch.manual_seed(finding_seed(cfg.seed, FINDINGS[k]))  # the network's initial weights
+        seed = finding_seed(cfg.seed, FINDINGS[k])
+        gen = torch.Generator().manual_seed(seed)   # its batches and flips
+        torch.manual_seed(seed)                     # its initial weights
         net = OracleNet(oracle.organs, cfg.width, relative=uses_relative(FINDINGS[k], cfg), norm=cfg.norm,
                         local=cfg.local_box if FINDINGS[k] in cfg.local else 0)
         opt = torch.optim.AdamW(net.parameters(), cfg.lr, weight_decay=1e-4)

@@ -94,8 +94,8 @@ def oracle_results(bench, holdout: str, cfg=None, progress=None) -> dict:
     out = {}
     for name, data in (("train", train_data), ("test", test_data)):
         scores = oracle_scores(oracle, data)
-        per = {finding: finding_auroc(data, scores, k) for k, finding in enumerate(FINDINGS) if finding in oracle.nets}
-        per = {finding: auc for finding, auc in per.items() if auc is not None}
+        per = {finding: auc for k, finding in enumerate(FINDINGS)
+               if finding in oracle.nets and (auc := finding_auroc(data, scores, k)) is not None}
         out[name] = {"mean": float(np.mean(list(per.values()))) if per else None, "findings": per}
     out["seconds"] = round(time.perf_counter() - started, 1)
     out["config"] = oracle_settings(cfg)
