@@ -58,10 +58,11 @@ def test_folds_never_train_on_the_held_out_patient(tiny):
         fold = fold_entries(entries, held)
         assert all(e["patient"] != held for e in fold["train"] + fold["val"])
         assert fold["test"] and all(e["patient"] == held and e["split"] == "eval" for e in fold["test"])
+        assert fold["unseen"] and all(e["patient"] == held and e["split"] == "train" for e in fold["unseen"])
         assert {e["split"] for e in fold["train"]} == {"train"} and {e["split"] for e in fold["val"]} == {"eval"}
         assert [role_in_fold(e, held) for e in entries if e["patient"] == held] == [None, "test"]
     final = fold_entries(entries, None)
-    assert not final["test"] and len(final["train"]) == len(final["val"]) == 3
+    assert not final["test"] and not final["unseen"] and len(final["train"]) == len(final["val"]) == 3
     with pytest.raises(InputError, match="patient 'D' is not in the benchmark"):
         fold_entries(entries, "D")
 
@@ -545,6 +546,11 @@ def test_the_oracle_by_organ_command_prints_both_readings(tiny, training_dir, ca
                  "--reading", "default", "--seeds", "0,1"]) == 0
     seeds = [line.split(" | ")[3] for line in capsys.readouterr().out.splitlines() if "hepatomegaly" in line]
     assert seeds == ["0", "1", "mean of 0+1"]
+    # tested on the held-out patient's evaluation cases, or on all its cases (the tiny benchmark: one of each split)
+    for test, cases in (("eval", 1), ("all", 2)):
+        assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--steps", "2",
+                     "--reading", "default", "--test", test]) == 0
+        assert f"tested on {cases} of its cases ({test})" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--norm", "layer"])
     assert "--norm must name batch, instance" in capsys.readouterr().err

@@ -5,7 +5,10 @@ several, also as one: the seeds' scores averaged, "mean of 0+1+2") and numbers o
 steps, with each normalisation of its networks (``--norm``), and with ``--also-without P``
 trained once more without training patient P (does one more patient help?): where it fails on
 the held-out patient, and whether reading lesions against their organ helps
-(``Training/BENCHMARK.md``, "What the oracle showed").
+(``Training/BENCHMARK.md``, "What the oracle showed"). It tests on the held-out patient's
+evaluation cases, as the fold table does, or with ``--test all`` on all of that patient's
+cases (``folds.fold_entries``' "unseen" too: five times the findings, so a figure moves less
+with the seed).
 
     python Training/oracle_by_organ.py --benchmark runs/benchmark --holdout A \\
         --findings "hypodense lesion,hyperdense lesion" --seeds 0,1
@@ -87,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--norm", default=OracleConfig.norm,
                    help=f"comma-separated normalisation layers of the networks ({', '.join(NORMS)}; "
                         f"default {OracleConfig.norm})")
+    p.add_argument("--test", choices=("eval", "all"), default="eval",
+                   help="the held-out patient's cases tested: its evaluation cases (as the fold table; default) "
+                        "or all of them (its training-split cases are unseen by the fold too)")
     p.add_argument("--also-without", default="",
                    help="a training patient (e.g. D): each oracle is trained again without that patient's "
                         "cases, and both are shown side by side")
@@ -118,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             fewer = [e for e in parts["train"] if e["patient"] != args.also_without]
             sets["+".join(x for x in trained_on if x != args.also_without)] = fewer
         trains = {name: load_crops(args.benchmark, entries) for name, entries in sets.items()}
-        test = load_crops(args.benchmark, parts["test"])
+        tested = parts["test"] + (parts["unseen"] if args.test == "all" else [])
+        test = load_crops(args.benchmark, tested)
     except (TotalFMError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -126,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     # organ-relative, the oracle's default, or local contrast
     readings = {"both": [((), ()), (findings, ())], "default": [(RELATIVE_FINDINGS, ())],
                 "local": [((), findings)]}[args.reading]
-    print(f"Fold {args.holdout} held out; by organ: AUROC (median score normal / showing it)\n")
+    print(f"Fold {args.holdout} held out, tested on {len(tested)} of its cases ({args.test}); by organ: AUROC "
+          f"(median score normal / showing it)\n")
     print("| trained on | norm | reading | seed | steps | finding | training cases | held out | held out, by organ |")
     print("|---|---|---|---|---|---|---|---|---|")
     # (steps, norm, reading, trained on) -> (the findings with a network, the same for every seed since they

@@ -2,7 +2,10 @@
 
 A fold holds one patient out: it trains on the "train" cases of the other patients, picks
 its thresholds on their "eval" cases ("val"), and tests on the "eval" cases of the held-out
-patient ("test"), whose phrasings no training case used. ``held_out=None`` is the final
+patient ("test"), whose phrasings no training case used. The held-out patient's "train" cases
+("unseen") are not used by the fold; no model of it saw their images either, so a measure
+that reads images only (the oracle, ``Training/oracle_by_organ.py --test all``) may test on
+them too, with five times the evaluation cases' findings. ``held_out=None`` is the final
 model's view: every patient trains, every eval case validates, nothing is tested.
 """
 from __future__ import annotations
@@ -18,15 +21,14 @@ def patients(entries: list[dict]) -> list[str]:
 
 
 def fold_entries(entries: list[dict], held_out: str | None) -> dict[str, list[dict]]:
-    """{"train": [...], "val": [...], "test": [...]} manifest entries of one fold."""
+    """{"train": [...], "val": [...], "test": [...], "unseen": [...]} manifest entries of one fold."""
     known = patients(entries)
     if held_out is not None and held_out not in known:
         raise InputError(None, f"patient {held_out!r} is not in the benchmark; its patients are {', '.join(known)}")
-    out = {"train": [], "val": [], "test": []}
+    out = {"train": [], "val": [], "test": [], "unseen": []}
     for e in entries:
         if e["patient"] == held_out:
-            if e["split"] == "eval":
-                out["test"].append(e)
+            out["test" if e["split"] == "eval" else "unseen"].append(e)
         elif e["split"] == "train":
             out["train"].append(e)
         elif e["split"] == "eval":
