@@ -474,6 +474,24 @@ def test_local_contrast_keeps_a_lesion_and_drops_the_organs_level():
     assert OracleConfig().local == ()                       # the oracle's default reading does not use it
 
 
+def test_an_organ_scored_inside_itself_ignores_a_neighbour_that_looks_like_the_finding():
+    import torch
+
+    from TotalFMLib.training.oracle import INSIDE_FINDINGS, OracleConfig, organ_score
+
+    logits = torch.full((3, 1, 4, 4, 2), -5.0)
+    logits[:, 0, 3, 3, 1] = 4.0                    # a neighbour (outside the organ) looks like the finding
+    logits[1, 0, 0, 0, 0] = 1.0                    # crop 1 shows a weaker one inside its organ
+    organ = torch.zeros((3, 4, 4, 2), dtype=torch.uint8)
+    organ[:2, :2, :2] = 40                         # the organ touches these cells (a sliver is enough) ...
+    # ... and crop 2's map shows no organ cell at all: it keeps the whole crop's maximum
+    assert organ_score(logits, organ, inside=False).tolist() == [4.0, 4.0, 4.0]
+    assert organ_score(logits, organ, inside=True).tolist() == [-5.0, 1.0, 4.0]
+    assert "hypodense lesion" in INSIDE_FINDINGS and "stone" in INSIDE_FINDINGS
+    assert "ascites" not in INSIDE_FINDINGS and "pleural effusion" not in INSIDE_FINDINGS   # fluid lies outside
+    assert OracleConfig().inside == ()
+
+
 def test_the_oracle_auroc_counts_only_the_organs_that_carry_the_finding():
     import torch
 
@@ -546,6 +564,15 @@ def test_the_oracle_by_organ_command_prints_both_readings(tiny, training_dir, ca
                  "--reading", "default", "--seeds", "0,1"]) == 0
     seeds = [line.split(" | ")[3] for line in capsys.readouterr().out.splitlines() if "hepatomegaly" in line]
     assert seeds == ["0", "1", "mean of 0+1"]
+    # one network read over the whole crop, then inside its organ (stones lie inside it, fluid does not)
+    assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "ascites,stone", "--steps", "2",
+                 "--reading", "default", "--score", "whole,inside"]) == 0
+    scored = [tuple(line.split(" | ")[5:7]) for line in capsys.readouterr().out.splitlines() if " | 2 | " in line]
+    assert scored == [("ascites", "whole crop"), ("stone", "whole crop"),
+                      ("ascites", "whole crop"), ("stone", "inside the organ")]
+    with pytest.raises(SystemExit):
+        main(["--benchmark", str(root), "--holdout", "C", "--findings", "stone", "--score", "outside"])
+    assert "--score must name whole, inside" in capsys.readouterr().err
     # tested on the held-out patient's evaluation cases, or on all its cases (the tiny benchmark: one of each split)
     for test, cases in (("eval", 1), ("all", 2)):
         assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--steps", "2",

@@ -5,7 +5,8 @@ several, also as one: the seeds' scores averaged, "mean of 0+1+2") and numbers o
 steps, with each normalisation of its networks (``--norm``), and with ``--also-without P``
 trained once more without training patient P (does one more patient help?): where it fails on
 the held-out patient, and whether reading lesions against their organ helps
-(``Training/BENCHMARK.md``, "What the oracle showed"). It tests on the held-out patient's
+(``Training/BENCHMARK.md``, "What the oracle showed"); each network read over the whole crop
+or inside its organ (``--score whole,inside``, ``oracle.organ_score``). It tests on the held-out patient's
 evaluation cases, as the fold table does, or with ``--test all`` on all of that patient's
 cases (``folds.fold_entries``' "unseen" too: five times the findings, so a figure moves less
 with the seed).
@@ -55,7 +56,8 @@ def print_rows(findings, cfg, patients: str, seed: str, train: dict, test: dict,
     for finding in findings:
         reading = ("local contrast" if finding in cfg.local else "organ-relative" if uses_relative(finding, cfg)
                    else "absolute")
-        row = f"| {patients} | {cfg.norm} | {reading} | {seed} | {cfg.steps} | {finding}"
+        score = "inside the organ" if finding in cfg.inside else "whole crop"
+        row = f"| {patients} | {cfg.norm} | {reading} | {seed} | {cfg.steps} | {finding} | {score}"
         if finding not in nets:
             print(f"{row} | n/a | n/a | the training patients do not show it |")
             continue
@@ -73,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     from TotalFMLib.errors import TotalFMError
     from TotalFMLib.training.benchmark_data import findings_named, read_manifest
     from TotalFMLib.training.folds import fold_entries
-    from TotalFMLib.training.oracle import (NORMS, RELATIVE_FINDINGS, OracleConfig, load_crops, oracle_scores,
-                                            train_oracle)
+    from TotalFMLib.training.oracle import (INSIDE_FINDINGS, NORMS, RELATIVE_FINDINGS, OracleConfig, load_crops,
+                                            oracle_scores, train_oracle)
 
     p = argparse.ArgumentParser(description="The supervised oracle of one fold, organ by organ.")
     p.add_argument("--benchmark", required=True, help="benchmark folder (Training/build_benchmark.py)")
@@ -90,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--norm", default=OracleConfig.norm,
                    help=f"comma-separated normalisation layers of the networks ({', '.join(NORMS)}; "
                         f"default {OracleConfig.norm})")
+    p.add_argument("--score", default="whole",
+                   help="comma-separated ways to read each trained network (whole: the map's maximum over the "
+                        "whole crop; inside: over the organ's own cells, for the findings inserted inside it, "
+                        "oracle.organ_score; default whole); one network gives every reading")
     p.add_argument("--test", choices=("eval", "all"), default="eval",
                    help="the held-out patient's cases tested: its evaluation cases (as the fold table; default) "
                         "or all of them (its training-split cases are unseen by the fold too)")
@@ -111,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     norms = args.norm.split(",")
     if not set(norms) <= set(NORMS):
         p.error(f"--norm must name {', '.join(NORMS)}, not {args.norm!r}")
+    scorings = args.score.split(",")
+    if not set(scorings) <= {"whole", "inside"}:
+        p.error(f"--score must name whole, inside, not {args.score!r}")
     if min(steps) < 1:
         p.error(f"--steps must be at least 1, not {args.steps!r}")
     try:
@@ -135,21 +144,27 @@ def main(argv: list[str] | None = None) -> int:
                 "local": [((), findings)]}[args.reading]
     print(f"Fold {args.holdout} held out, tested on {len(tested)} of its cases ({args.test}); by organ: AUROC "
           f"(median score normal / showing it)\n")
-    print("| trained on | norm | reading | seed | steps | finding | training cases | held out | held out, by organ |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    # (steps, norm, reading, trained on) -> (the findings with a network, the same for every seed since they
-    # share their data; [(scores on the training cases, held out), one per seed])
+    print("| trained on | norm | reading | seed | steps | finding | score | training cases | held out "
+          "| held out, by organ |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    # (steps, norm, reading, scoring, trained on) -> (the findings with a network, the same for every seed
+    # since they share their data; [(scores on the training cases, held out), one per seed])
     runs = {}
     for seed, n, norm, (relative, local), (patients, train) in itertools.product(seeds, steps, norms, readings,
                                                                                   trains.items()):
-        cfg = OracleConfig(steps=n, seed=seed, findings=findings, relative=relative, local=local, norm=norm)
-        oracle = train_oracle(train, cfg)
-        fitted, held = oracle_scores(oracle, train), oracle_scores(oracle, test)
-        runs.setdefault((n, norm, relative, local, patients), (set(oracle.nets), []))[1].append((fitted, held))
-        print_rows(findings, cfg, patients, str(seed), train, test, fitted, held, set(oracle.nets))
+        oracle = train_oracle(train, OracleConfig(steps=n, seed=seed, findings=findings, relative=relative,
+                                                  local=local, norm=norm))
+        for scoring in scorings:
+            inside = tuple(f for f in findings if f in INSIDE_FINDINGS) if scoring == "inside" else ()
+            cfg = OracleConfig(steps=n, seed=seed, findings=findings, relative=relative, local=local, norm=norm,
+                               inside=inside)
+            fitted, held = oracle_scores(oracle, train, inside=inside), oracle_scores(oracle, test, inside=inside)
+            runs.setdefault((n, norm, relative, local, inside, patients), (set(oracle.nets), []))[1].append(
+                (fitted, held))
+            print_rows(findings, cfg, patients, str(seed), train, test, fitted, held, set(oracle.nets))
     if len(seeds) > 1:  # the seeds' networks as one: their scores averaged
-        for (n, norm, relative, local, patients), (nets, scored) in runs.items():
-            cfg = OracleConfig(steps=n, findings=findings, relative=relative, local=local, norm=norm)
+        for (n, norm, relative, local, inside, patients), (nets, scored) in runs.items():
+            cfg = OracleConfig(steps=n, findings=findings, relative=relative, local=local, norm=norm, inside=inside)
             fitted, held = (np.mean([s[i] for s in scored], axis=0) for i in (0, 1))
             print_rows(findings, cfg, patients, "mean of " + "+".join(map(str, seeds)), trains[patients], test,
                        fitted, held, nets)

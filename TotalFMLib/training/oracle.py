@@ -52,6 +52,11 @@ from .load_augment import jitter_hu
 
 # the findings whose network reads organ-relative channels: a lesion darker than its organ
 RELATIVE_FINDINGS = tuple(f for f, (kind, _) in INSERTIONS.items() if kind == "hypodense")
+# the findings the benchmark inserts inside the organ's mask (lesions, stones, plaques, steatosis), so
+# an organ's score may be read inside the organ alone (``organ_score``); fluid lies outside it and an
+# enlarged organ moves its mask
+INSIDE_FINDINGS = tuple(f for f, (kind, _) in INSERTIONS.items()
+                        if kind in ("hypodense", "hyperdense", "stones", "calcification", "diffuse"))
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class OracleConfig:
     local_box: int = 15           # local_contrast's box: voxels in-plane (a third of them across slices)
     findings: tuple[str, ...] = ()  # the findings to fit (default: every one the crops can teach)
     norm: str = "batch"           # the network's normalisation layers (NORMS)
+    inside: tuple[str, ...] = ()  # the findings scored inside the organ only (organ_score; of INSIDE_FINDINGS;
+                                  # scoring only: every network is trained on the whole crop's maximum)
     seed: int = 0
 
 
@@ -111,15 +118,29 @@ def local_contrast(images: torch.Tensor, box: int) -> torch.Tensor:
     return images - mean + 0.5
 
 
+def organ_score(logits: torch.Tensor, organ_map: torch.Tensor, inside: bool) -> torch.Tensor:
+    """(B,) organ logits from a network's (B, 1, s, s, f) map: its maximum over the whole crop, or
+    with ``inside`` over the cells the crop's own organ touches (``organ_map`` (B, s, s, f) > 0),
+    so a neighbour that looks like the finding (the gallbladder beside a liver, for a hypodense
+    lesion) does not count. A crop whose map shows no organ cell keeps the whole-crop maximum."""
+    if inside:
+        cells = (organ_map > 0)[:, None]
+        cells = cells | ~cells.flatten(1).any(1)[:, None, None, None, None]
+        logits = logits.masked_fill(~cells, float("-inf"))
+    return logits.amax(dim=(1, 2, 3, 4))
+
+
 class OracleNet(nn.Module):
     """Crop (B, 3, S, S, F) + organ index + organ map -> (B, K, S/4, S/4, F/4) finding logits."""
 
     def __init__(self, organs: list[str], width: int = 24, findings: int = 1, relative: bool = False,
-                 norm: str = "batch", local: int = 0):
-        """``local``: the box of ``local_contrast`` the crops are read through (0: none)."""
+                 norm: str = "batch", local: int = 0, inside: bool = False):
+        """``local``: the box of ``local_contrast`` the crops are read through (0: none); ``inside``:
+        the organ is scored inside its own cells (``organ_score``)."""
         super().__init__()
         self.organs = list(organs)
         self.relative = relative
+        self.inside = inside
         self.local = local
         w = width
         block = lambda i, o, **k: nn.Sequential(nn.Conv3d(i, o, 3, padding=k.get("d", 1), dilation=k.get("d", 1),
@@ -202,7 +223,7 @@ def train_oracle(data: dict, cfg: OracleConfig = OracleConfig(), progress=None) 
         gen = torch.Generator().manual_seed(seed)   # its batches and flips
         torch.manual_seed(seed)                     # its initial weights
         net = OracleNet(oracle.organs, cfg.width, relative=uses_relative(FINDINGS[k], cfg), norm=cfg.norm,
-                        local=cfg.local_box if FINDINGS[k] in cfg.local else 0)
+                        local=cfg.local_box if FINDINGS[k] in cfg.local else 0, inside=FINDINGS[k] in cfg.inside)
         opt = torch.optim.AdamW(net.parameters(), cfg.lr, weight_decay=1e-4)
         net.train()
         for step in range(cfg.steps):
@@ -218,7 +239,10 @@ def train_oracle(data: dict, cfg: OracleConfig = OracleConfig(), progress=None) 
                 x = jitter_hu(x, gen, cfg.shift_hu, cfg.contrast)
             logits = net(x, index[rows], where)
             dense = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(20.0))
-            cls = F.binary_cross_entropy_with_logits(logits.amax(dim=(1, 2, 3, 4)), data["labels"][rows, k].float())
+            # trained on the whole crop's maximum whatever ``inside`` says: it is a way to read a
+            # trained network, so one network gives both readings (Training/oracle_by_organ.py --score)
+            cls = F.binary_cross_entropy_with_logits(organ_score(logits, where, inside=False),
+                                                     data["labels"][rows, k].float())
             loss = dense + cls
             opt.zero_grad()
             loss.backward()
@@ -232,17 +256,20 @@ def train_oracle(data: dict, cfg: OracleConfig = OracleConfig(), progress=None) 
 
 
 @torch.no_grad()
-def oracle_scores(oracle: Oracle, data: dict, batch_size: int = 32) -> np.ndarray:
-    """(N, K) organ scores (the maximum of each finding's map); NaN for findings the oracle has
-    no network for."""
+def oracle_scores(oracle: Oracle, data: dict, batch_size: int = 32,
+                  inside: tuple[str, ...] | None = None) -> np.ndarray:
+    """(N, K) organ scores (the maximum of each finding's map, ``organ_score``); NaN for findings
+    the oracle has no network for. ``inside``: the findings whose map is read inside the organ,
+    the others over the whole crop (None: as each network was built, ``OracleConfig.inside``)."""
     index = torch.tensor([oracle.organs.index(o) if o in oracle.organs else 0 for o in data["organs"]])
     out = np.full((len(index), len(FINDINGS)), np.nan)
     for name, net in oracle.nets.items():
         k = FINDINGS.index(name)
         for i in range(0, len(index), batch_size):
-            logits = net(data["images"][i:i + batch_size].float(), index[i:i + batch_size],
-                         data["organ_maps"][i:i + batch_size])
-            out[i:i + batch_size, k] = torch.sigmoid(logits.amax(dim=(1, 2, 3, 4))).numpy()
+            where = data["organ_maps"][i:i + batch_size]
+            logits = net(data["images"][i:i + batch_size].float(), index[i:i + batch_size], where)
+            score = organ_score(logits, where, net.inside if inside is None else name in inside)
+            out[i:i + batch_size, k] = torch.sigmoid(score).numpy()
     return out
 
 
