@@ -489,7 +489,7 @@ def test_an_organ_scored_inside_itself_ignores_a_neighbour_that_looks_like_the_f
     assert organ_score(logits, organ, inside=True).tolist() == [-5.0, 1.0, 4.0]
     assert "hypodense lesion" in INSIDE_FINDINGS and "stone" in INSIDE_FINDINGS
     assert "ascites" not in INSIDE_FINDINGS and "pleural effusion" not in INSIDE_FINDINGS   # fluid lies outside
-    assert OracleConfig().inside == ()
+    assert OracleConfig().inside == ("hypodense lesion", "renal hypodensities")   # the hypodense findings
 
 
 def test_the_oracle_auroc_counts_only_the_organs_that_carry_the_finding():
@@ -570,9 +570,14 @@ def test_the_oracle_by_organ_command_prints_both_readings(tiny, training_dir, ca
     scored = [tuple(line.split(" | ")[5:7]) for line in capsys.readouterr().out.splitlines() if " | 2 | " in line]
     assert scored == [("ascites", "whole crop"), ("stone", "whole crop"),
                       ("ascites", "whole crop"), ("stone", "inside the organ")]
+    # by default as the oracle reads it: the hypodense findings inside their organ, the rest over the crop
+    assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hypodense lesion,stone", "--steps", "2",
+                 "--reading", "default"]) == 0
+    scored = [tuple(line.split(" | ")[5:7]) for line in capsys.readouterr().out.splitlines() if " | 2 | " in line]
+    assert scored == [("hypodense lesion", "inside the organ"), ("stone", "whole crop")]
     with pytest.raises(SystemExit):
         main(["--benchmark", str(root), "--holdout", "C", "--findings", "stone", "--score", "outside"])
-    assert "--score must name whole, inside" in capsys.readouterr().err
+    assert "--score must name default, whole, inside" in capsys.readouterr().err
     # tested on the held-out patient's evaluation cases, or on all its cases (the tiny benchmark: one of each split)
     for test, cases in (("eval", 1), ("all", 2)):
         assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--steps", "2",

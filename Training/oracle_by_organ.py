@@ -6,7 +6,8 @@ steps, with each normalisation of its networks (``--norm``), and with ``--also-w
 trained once more without training patient P (does one more patient help?): where it fails on
 the held-out patient, and whether reading lesions against their organ helps
 (``Training/BENCHMARK.md``, "What the oracle showed"); each network read over the whole crop
-or inside its organ (``--score whole,inside``, ``oracle.organ_score``). It tests on the held-out patient's
+or inside its organ (``--score whole,inside``, ``oracle.organ_score``; by default as the oracle
+reads it, the hypodense findings inside). It tests on the held-out patient's
 evaluation cases, as the fold table does, or with ``--test all`` on all of that patient's
 cases (``folds.fold_entries``' "unseen" too: five times the findings, so a figure moves less
 with the seed).
@@ -92,10 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--norm", default=OracleConfig.norm,
                    help=f"comma-separated normalisation layers of the networks ({', '.join(NORMS)}; "
                         f"default {OracleConfig.norm})")
-    p.add_argument("--score", default="whole",
-                   help="comma-separated ways to read each trained network (whole: the map's maximum over the "
-                        "whole crop; inside: over the organ's own cells, for the findings inserted inside it, "
-                        "oracle.organ_score; default whole); one network gives every reading")
+    p.add_argument("--score", default="default",
+                   help="comma-separated ways to read each trained network: default (as the oracle reads it, "
+                        "OracleConfig.inside inside the organ, the rest over the whole crop), whole (every "
+                        "finding over the whole crop) or inside (every finding inserted inside the organ over "
+                        "its own cells, oracle.organ_score); one network gives every reading (default: default)")
     p.add_argument("--test", choices=("eval", "all"), default="eval",
                    help="the held-out patient's cases tested: its evaluation cases (as the fold table; default) "
                         "or all of them (its training-split cases are unseen by the fold too)")
@@ -118,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     if not set(norms) <= set(NORMS):
         p.error(f"--norm must name {', '.join(NORMS)}, not {args.norm!r}")
     scorings = args.score.split(",")
-    if not set(scorings) <= {"whole", "inside"}:
-        p.error(f"--score must name whole, inside, not {args.score!r}")
+    if not set(scorings) <= {"default", "whole", "inside"}:
+        p.error(f"--score must name default, whole, inside, not {args.score!r}")
     if min(steps) < 1:
         p.error(f"--steps must be at least 1, not {args.steps!r}")
     try:
@@ -155,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         oracle = train_oracle(train, OracleConfig(steps=n, seed=seed, findings=findings, relative=relative,
                                                   local=local, norm=norm))
         for scoring in scorings:
-            inside = tuple(f for f in findings if f in INSIDE_FINDINGS) if scoring == "inside" else ()
+            inside = {"default": OracleConfig.inside, "whole": (), "inside": INSIDE_FINDINGS}[scoring]
+            inside = tuple(f for f in findings if f in inside)
             cfg = OracleConfig(steps=n, seed=seed, findings=findings, relative=relative, local=local, norm=norm,
                                inside=inside)
             fitted, held = oracle_scores(oracle, train, inside=inside), oracle_scores(oracle, test, inside=inside)

@@ -73,8 +73,10 @@ class OracleConfig:
     local_box: int = 15           # local_contrast's box: voxels in-plane (a third of them across slices)
     findings: tuple[str, ...] = ()  # the findings to fit (default: every one the crops can teach)
     norm: str = "batch"           # the network's normalisation layers (NORMS)
-    inside: tuple[str, ...] = ()  # the findings scored inside the organ only (organ_score; of INSIDE_FINDINGS;
-                                  # scoring only: every network is trained on the whole crop's maximum)
+    # the findings scored inside the organ only (organ_score; of INSIDE_FINDINGS): the hypodense ones, whose
+    # neighbours (gallbladder, bowel, fluid) look like them; scoring only: every network is trained on the
+    # whole crop's maximum
+    inside: tuple[str, ...] = RELATIVE_FINDINGS
     seed: int = 0
 
 
