@@ -458,6 +458,17 @@ def test_the_oracle_has_one_network_per_learnable_finding(tiny):
     alone = train_oracle(data, OracleConfig(steps=2, batch_size=4, width=4, findings=(last,)))
     for a, b in zip(oracle.nets[last].state_dict().values(), alone.nets[last].state_dict().values()):
         assert torch.equal(a, b)
+    # trained on the score read inside the organ: only the networks scored so change
+    inside = train_oracle(data, OracleConfig(steps=2, batch_size=4, width=4, findings=(last,), inside=(last,),
+                                             train_inside=True))
+    outside = train_oracle(data, OracleConfig(steps=2, batch_size=4, width=4, findings=(last,), inside=(),
+                                              train_inside=True))
+    assert inside.nets[last].inside and not outside.nets[last].inside
+    same = [torch.equal(a, b) for a, b in zip(inside.nets[last].state_dict().values(),
+                                              oracle.nets[last].state_dict().values())]
+    assert not all(same)
+    assert all(torch.equal(a, b) for a, b in zip(outside.nets[last].state_dict().values(),
+                                                 oracle.nets[last].state_dict().values()))
 
 
 def test_local_contrast_keeps_a_lesion_and_drops_the_organs_level():

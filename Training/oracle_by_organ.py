@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                         "OracleConfig.inside inside the organ, the rest over the whole crop), whole (every "
                         "finding over the whole crop) or inside (every finding inserted inside the organ over "
                         "its own cells, oracle.organ_score); one network gives every reading (default: default)")
+    p.add_argument("--train-inside", action="store_true",
+                   help="the networks of the findings scored inside their organ (--score default) are also "
+                        "trained on that score (OracleConfig.train_inside)")
     p.add_argument("--test", choices=("eval", "all"), default="eval",
                    help="the held-out patient's cases tested: its evaluation cases (as the fold table; default) "
                         "or all of them (its training-split cases are unseen by the fold too)")
@@ -144,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     # organ-relative, the oracle's default, or local contrast
     readings = {"both": [((), ()), (findings, ())], "default": [(RELATIVE_FINDINGS, ())],
                 "local": [((), findings)]}[args.reading]
-    print(f"Fold {args.holdout} held out, tested on {len(tested)} of its cases ({args.test}); by organ: AUROC "
-          f"(median score normal / showing it)\n")
+    trained = "; trained on the inside score" if args.train_inside else ""
+    print(f"Fold {args.holdout} held out, tested on {len(tested)} of its cases ({args.test}){trained}; by organ: "
+          f"AUROC (median score normal / showing it)\n")
     print("| trained on | norm | reading | seed | steps | finding | score | training cases | held out "
           "| held out, by organ |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed, n, norm, (relative, local), (patients, train) in itertools.product(seeds, steps, norms, readings,
                                                                                   trains.items()):
         oracle = train_oracle(train, OracleConfig(steps=n, seed=seed, findings=findings, relative=relative,
-                                                  local=local, norm=norm))
+                                                  local=local, norm=norm, train_inside=args.train_inside))
         for scoring in scorings:
             inside = {"default": OracleConfig.inside, "whole": (), "inside": INSIDE_FINDINGS}[scoring]
             inside = tuple(f for f in findings if f in inside)

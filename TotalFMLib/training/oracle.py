@@ -75,8 +75,9 @@ class OracleConfig:
     norm: str = "batch"           # the network's normalisation layers (NORMS)
     # the findings scored inside the organ only (organ_score; of INSIDE_FINDINGS): the hypodense ones, whose
     # neighbours (gallbladder, bowel, fluid) look like them; scoring only: every network is trained on the
-    # whole crop's maximum
+    # whole crop's maximum unless train_inside
     inside: tuple[str, ...] = RELATIVE_FINDINGS
+    train_inside: bool = False    # the training's organ loss reads the map as the score does (tried: no gain)
     seed: int = 0
 
 
@@ -241,9 +242,9 @@ def train_oracle(data: dict, cfg: OracleConfig = OracleConfig(), progress=None) 
                 x = jitter_hu(x, gen, cfg.shift_hu, cfg.contrast)
             logits = net(x, index[rows], where)
             dense = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(20.0))
-            # trained on the whole crop's maximum whatever ``inside`` says: it is a way to read a
-            # trained network, so one network gives both readings (Training/oracle_by_organ.py --score)
-            cls = F.binary_cross_entropy_with_logits(organ_score(logits, where, inside=False),
+            # by default trained on the whole crop's maximum whatever ``inside`` says: it is a way to read
+            # a trained network, so one network gives both readings (Training/oracle_by_organ.py --score)
+            cls = F.binary_cross_entropy_with_logits(organ_score(logits, where, cfg.train_inside and net.inside),
                                                      data["labels"][rows, k].float())
             loss = dense + cls
             opt.zero_grad()
