@@ -735,3 +735,26 @@ def test_base_organs_reads_the_reach_the_benchmark_was_built_with(tiny, training
     assert main(["--benchmark", str(wide)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "benchmark.json" in err and "\n" not in err
+
+
+def test_the_inserted_contrast_command_counts_every_focal_lesion_of_the_shards(tiny, training_dir, capsys, tmp_path):
+    import runpy
+
+    from TotalFMLib.training.lesions import HYPODENSE_FLOOR_HU
+
+    root, _, _, _ = tiny
+    main = runpy.run_path(str(training_dir / "inserted_contrast.py"))["main"]
+    focal = [(e["patient"], r["finding"], r["organ"], r["params"]["contrast_hu"]) for e in B.read_manifest(root)
+             for r in json.loads(_shard(root, e)["records"]) if "contrast_hu" in r["params"]]
+    assert focal                                           # the tiny benchmark has some to count
+    assert main(["--benchmark", str(root)]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert sum(int(r[3]) for r in rows) == len(focal)      # every lesion in one row ...
+    for r in rows:                                         # ... with its own patient's contrasts
+        mine = [abs(c) for p, f, o, c in focal if (p, f, o) == (r[0].lstrip("| "), r[1], r[2])]
+        assert r[4] == f"{np.median(mine):.0f} [{min(mine):.0f}, {max(mine):.0f}]"
+        floor = r[5].rstrip(" |")
+        hypodense = "hyperdense" not in r[1]
+        assert floor == (str(sum(c <= HYPODENSE_FLOOR_HU for c in mine)) if hypodense else "-")
+    assert main(["--benchmark", str(tmp_path)]) == 2       # no manifest: one line, no traceback
+    assert capsys.readouterr().err.startswith("error: ")

@@ -26,6 +26,8 @@ from .arrays import (around, ball_weights, mask_box, offsets_mm, posterior_mm, r
                      smooth_noise, start_arrays, uniform)
 
 WATER_HU = 0.0
+# the least contrast of a hypodense lesion: taken when the organ lies less than this above water
+HYPODENSE_FLOOR_HU = 20.0
 
 # Structures an enlarging organ must not overwrite (bones and cartilage).
 _RIGID_GROUPS = ("vertebrae", "ribs", "hips", "femurs")
@@ -116,7 +118,7 @@ def insert_focal_lesion(ct, labels, spacing, organ: str, rng: np.random.Generato
     contrast = uniform(rng, contrast_hu)
     sign = -1.0 if kind == "hypodense" else 1.0
     if kind == "hypodense":  # not below water: hypodense lesions are fluid or soft tissue, not fat
-        contrast = max(20.0, min(contrast, float(np.median(ct[organ_mask])) - WATER_HU))
+        contrast = max(HYPODENSE_FLOOR_HU, min(contrast, float(np.median(ct[organ_mask])) - WATER_HU))
     texture = smooth_noise(r.shape, rng, 1.0) * float(rng.uniform(2, 8))
     ct[region] += weight * (sign * contrast + texture)
     mask = np.zeros(ct.shape, dtype=bool)
