@@ -197,3 +197,28 @@ def test_registry_uses_finding_catalogue_names(case):
         L.insert_focal_lesion(ct.array, seg.array, ct.spacing, "heart", np.random.default_rng(0))
     with pytest.raises(InputError, match="one shape"):
         L.insert_focal_lesion(ct.array, seg.array[:-1], ct.spacing, "liver", np.random.default_rng(0))
+
+
+def test_the_benchmark_can_ask_hypodense_lesions_for_less_contrast(case):
+    from TotalFMLib.training.benchmark_data import BenchmarkConfig, hypodense_range
+
+    ct, seg = case
+    liver = float(np.median(ct.array[seg.array == _id("liver")]))   # about 50 HU above water, unenhanced
+    asked = {}
+    for contrast in ((20.0, 25.0), (50.0, 110.0)):
+        _, _, rec = L.insert_finding(ct.array, seg.array, ct.spacing, "liver", "hypodense lesion",
+                                     np.random.default_rng(4), hypodense_contrast_hu=contrast)
+        asked[contrast] = -rec.params["contrast_hu"]
+    assert 20.0 <= asked[(20.0, 25.0)] <= 25.0                        # a faint lesion, as asked
+    assert 20.0 <= asked[(50.0, 110.0)] <= liver + 1e-3                 # no lower than water
+    # the same draws either way: only the contrast differs (the rest of a benchmark's cases stay as they were)
+    a = L.insert_finding(ct.array, seg.array, ct.spacing, "liver", "hypodense lesion", np.random.default_rng(4),
+                         hypodense_contrast_hu=(20.0, 25.0))[2].params
+    b = L.insert_finding(ct.array, seg.array, ct.spacing, "liver", "hypodense lesion",
+                         np.random.default_rng(4))[2].params
+    assert a["center_voxel"] == b["center_voxel"] and a["diameter_mm"] == b["diameter_mm"]
+    assert BenchmarkConfig().hypodense_contrast_hu == L.HYPODENSE_CONTRAST_HU == (50.0, 110.0)
+    assert hypodense_range("20,110") == (20.0, 110.0)
+    for bad in ("10,110", "60,50", "20"):
+        with pytest.raises(InputError, match="--hypodense-contrast"):
+            hypodense_range(bad)

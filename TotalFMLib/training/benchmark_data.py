@@ -78,6 +78,7 @@ class BenchmarkConfig:
     flip_fraction: float = 0.5        # chance of the other storage orientation, RAS <-> LPS (train role)
     enhance_fraction: float = 0.5     # chance of simulated IV contrast (train role)
     enhancement_reach: float = 1.0    # the top of each organ's simulated enhancement, times this
+    hypodense_contrast_hu: tuple = lesions.HYPODENSE_CONTRAST_HU  # asked of a hypodense lesion (low, high)
     max_displacement_mm: float = 6.0
     noise_hu: tuple = (2.0, 10.0)
     seed: int = 0
@@ -219,7 +220,8 @@ def make_case(ct: Volume, seg: Volume, base: BaseCT, role: str, index: int, cfg:
     for organ, finding in plan_findings(organs, rng, cfg.finding_rate, cfg.max_findings_per_organ):
         try:
             array, labels, rec = lesions.insert_finding(array, labels, ct.spacing, organ, finding, rng,
-                                                        direction=ct.direction)
+                                                        direction=ct.direction,
+                                                        hypodense_contrast_hu=tuple(cfg.hypodense_contrast_hu))
         except InputError as e:  # e.g. no fat next to the organ for ascites: the organ stays as it is
             skipped.append({"organ": organ, "finding": finding, "reason": e.problem})
             continue
@@ -382,6 +384,18 @@ def built_bases(root: str | os.PathLike) -> tuple[BaseCT, ...]:
 
 # --------------------------------------------------------------------------- command line
 
+def hypodense_range(text: str) -> tuple[float, float]:
+    """``--hypodense-contrast`` "LOW,HIGH" in HU: at least the floor, LOW no more than HIGH."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(None, f"--hypodense-contrast must be LOW,HIGH in HU, not {text!r}") from None
+    if not lesions.HYPODENSE_FLOOR_HU <= low <= high:
+        raise InputError(None, f"--hypodense-contrast must have {lesions.HYPODENSE_FLOOR_HU:g} <= LOW <= HIGH, "
+                               f"not {text!r}")
+    return low, high
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python Training/build_benchmark.py --out DIR [options]``; prints the per-split counts."""
     import argparse
@@ -412,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--enhancement-reach", type=float, default=d.enhancement_reach,
                    help="the top of each organ's simulated contrast enhancement, times this (default 1; "
                         "Training/base_organs.py shows which patients lie beyond it)")
+    p.add_argument("--hypodense-contrast", default=",".join(f"{v:g}" for v in d.hypodense_contrast_hu),
+                   help="the contrast range asked of a hypodense lesion, LOW,HIGH in HU (default %(default)s; an "
+                        "organ closer to water gives less, down to lesions.HYPODENSE_FLOOR_HU)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=1,
                    help="cases built at once, one process each (the shards do not depend on it)")
@@ -420,12 +437,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.enhancement_reach > 0:
             raise InputError(None, f"--enhancement-reach must be above 0, not {args.enhancement_reach}")
+        hypodense = hypodense_range(args.hypodense_contrast)
         organs = tuple(o.name for o in catalogue.resolve(args.organs))
         bases = tuple(base_by_name(b.strip()).name for b in args.bases.split(",") if b.strip())
         cfg = BenchmarkConfig(cases={"train": args.train_cases, "eval": args.eval_cases},
                               crop_size=args.crop_size, frames=args.frames, inplane_mm=args.inplane_mm or None,
                               organs=organs, bases=bases, finding_rate=args.finding_rate,
-                              phrasings=args.phrasings, enhancement_reach=args.enhancement_reach, seed=args.seed)
+                              phrasings=args.phrasings, enhancement_reach=args.enhancement_reach,
+                              hypodense_contrast_hu=hypodense, seed=args.seed)
         with progress_bar("benchmark", enabled=not args.quiet) as bar:
             manifest = build_benchmark(args.out, cfg, progress=bar, workers=args.workers)
     except TotalFMError as e:

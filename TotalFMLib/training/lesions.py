@@ -28,6 +28,9 @@ from .arrays import (around, ball_weights, mask_box, offsets_mm, posterior_mm, r
 WATER_HU = 0.0
 # the least contrast of a hypodense lesion: taken when the organ lies less than this above water
 HYPODENSE_FLOOR_HU = 20.0
+# the contrast asked of a focal lesion (a hypodense one gets less where its organ lies closer to water)
+FOCAL_CONTRAST_HU = (50.0, 110.0)
+HYPODENSE_CONTRAST_HU = FOCAL_CONTRAST_HU
 
 # Structures an enlarging organ must not overwrite (bones and cartilage).
 _RIGID_GROUPS = ("vertebrae", "ribs", "hips", "femurs")
@@ -76,7 +79,7 @@ def _organ_mask(labels: np.ndarray, organ: str, min_voxels: int = 8) -> tuple[st
 # --------------------------------------------------------------------------- focal lesions
 
 def insert_focal_lesion(ct, labels, spacing, organ: str, rng: np.random.Generator, kind: str = "hypodense",
-                        diameter_mm=(20.0, 40.0), contrast_hu=(50.0, 110.0), boundary_noise=(0.05, 0.2),
+                        diameter_mm=(20.0, 40.0), contrast_hu=FOCAL_CONTRAST_HU, boundary_noise=(0.05, 0.2),
                         edge_mm=(1.0, 3.0), finding: str | None = None):
     """A hypodense or hyperdense focal lesion inside ``organ``.
 
@@ -361,13 +364,18 @@ def insertable(finding: str, organ: str) -> bool:
     return finding in INSERTIONS and organ in INSERTIONS[finding][1]
 
 
-def insert_finding(ct, labels, spacing, organ: str, finding: str, rng: np.random.Generator, direction=None):
-    """Insert the catalogue ``finding`` into ``organ`` with the matching inserter above."""
+def insert_finding(ct, labels, spacing, organ: str, finding: str, rng: np.random.Generator, direction=None,
+                   hypodense_contrast_hu=HYPODENSE_CONTRAST_HU):
+    """Insert the catalogue ``finding`` into ``organ`` with the matching inserter above
+    (``hypodense_contrast_hu``: the contrast range asked of a hypodense lesion)."""
     if not insertable(finding, organ):
         raise InputError(None, f"the benchmark cannot insert {finding!r} into {organ!r}; "
                                f"insertable: {', '.join(f'{f} ({len(o)} organs)' for f, (_, o) in INSERTIONS.items())}")
     how = INSERTIONS[finding][0]
-    if how in ("hypodense", "hyperdense"):
+    if how == "hypodense":
+        return insert_focal_lesion(ct, labels, spacing, organ, rng, kind=how, finding=finding,
+                                   contrast_hu=hypodense_contrast_hu)
+    if how == "hyperdense":
         return insert_focal_lesion(ct, labels, spacing, organ, rng, kind=how, finding=finding)
     if how == "stones":
         return insert_stones(ct, labels, spacing, organ, rng, direction=direction)
