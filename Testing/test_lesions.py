@@ -217,7 +217,7 @@ def test_the_benchmark_can_ask_hypodense_lesions_for_less_contrast(case):
     b = L.insert_finding(ct.array, seg.array, ct.spacing, "liver", "hypodense lesion",
                          np.random.default_rng(4))[2].params
     assert a["center_voxel"] == b["center_voxel"] and a["diameter_mm"] == b["diameter_mm"]
-    assert BenchmarkConfig().hypodense_contrast_hu == L.HYPODENSE_CONTRAST_HU == (50.0, 110.0)
+    assert BenchmarkConfig().hypodense_contrast_hu == L.FOCAL_CONTRAST_HU == (50.0, 110.0)
     assert hypodense_range("20,110") == (20.0, 110.0)
     for bad in ("10,110", "60,50", "20"):
         with pytest.raises(InputError, match="--hypodense-contrast"):

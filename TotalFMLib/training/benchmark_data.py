@@ -78,7 +78,7 @@ class BenchmarkConfig:
     flip_fraction: float = 0.5        # chance of the other storage orientation, RAS <-> LPS (train role)
     enhance_fraction: float = 0.5     # chance of simulated IV contrast (train role)
     enhancement_reach: float = 1.0    # the top of each organ's simulated enhancement, times this
-    hypodense_contrast_hu: tuple = lesions.HYPODENSE_CONTRAST_HU  # asked of a hypodense lesion (low, high)
+    hypodense_contrast_hu: tuple = lesions.FOCAL_CONTRAST_HU  # asked of a hypodense lesion (low, high)
     max_displacement_mm: float = 6.0
     noise_hu: tuple = (2.0, 10.0)
     seed: int = 0

@@ -30,7 +30,6 @@ WATER_HU = 0.0
 HYPODENSE_FLOOR_HU = 20.0
 # the contrast asked of a focal lesion (a hypodense one gets less where its organ lies closer to water)
 FOCAL_CONTRAST_HU = (50.0, 110.0)
-HYPODENSE_CONTRAST_HU = FOCAL_CONTRAST_HU
 
 # Structures an enlarging organ must not overwrite (bones and cartilage).
 _RIGID_GROUPS = ("vertebrae", "ribs", "hips", "femurs")
@@ -365,7 +364,7 @@ def insertable(finding: str, organ: str) -> bool:
 
 
 def insert_finding(ct, labels, spacing, organ: str, finding: str, rng: np.random.Generator, direction=None,
-                   hypodense_contrast_hu=HYPODENSE_CONTRAST_HU):
+                   hypodense_contrast_hu=FOCAL_CONTRAST_HU):
     """Insert the catalogue ``finding`` into ``organ`` with the matching inserter above
     (``hypodense_contrast_hu``: the contrast range asked of a hypodense lesion)."""
     if not insertable(finding, organ):

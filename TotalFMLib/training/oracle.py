@@ -212,6 +212,10 @@ def finding_seed(seed: int, finding: str) -> int:
 def train_oracle(data: dict, cfg: OracleConfig = OracleConfig(), progress=None) -> Oracle:
     """Fit one network per finding on crops from ``load_crops``; a finding without both
     showing and normal crops of organs that carry it gets none."""
+    outside = sorted(set(cfg.inside) - set(INSIDE_FINDINGS))
+    if outside:
+        raise ValueError(f"only findings inserted inside their organ can be scored inside it "
+                         f"({', '.join(INSIDE_FINDINGS)}), not {', '.join(outside)}")
     oracle = Oracle(sorted(set(data["organs"])))
     index = torch.tensor([oracle.organs.index(o) for o in data["organs"]])
     learnable = [k for k in range(len(FINDINGS)) if 0 < int(data["labels"][data["carriable"][:, k], k].sum())
