@@ -21,14 +21,13 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 def contrast_rows(benchmark: Path) -> list[dict]:
     """One row per (patient, finding, organ) of the focal lesions in ``benchmark``'s shards."""
     import numpy as np
-    import torch
 
-    from TotalFMLib.training.benchmark_data import read_manifest
+    from TotalFMLib.training.benchmark_data import load_shard, read_manifest
     from TotalFMLib.training.lesions import HYPODENSE_FLOOR_HU
 
     found: dict[tuple, list[float]] = {}
     for entry in read_manifest(benchmark):
-        shard = torch.load(benchmark / entry["shard"], map_location="cpu", weights_only=True, mmap=True)
+        shard = load_shard(benchmark, entry, mmap=True)
         for record in json.loads(shard["records"]):
             if "contrast_hu" in record["params"]:
                 key = (entry["patient"], record["finding"], record["organ"])

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -147,31 +148,28 @@ def main(argv: list[str] | None = None) -> int:
     # organ-relative, the oracle's default, or local contrast
     readings = {"both": [((), ()), (findings, ())], "default": [(RELATIVE_FINDINGS, ())],
                 "local": [((), findings)]}[args.reading]
-    trained = "; trained on the inside score" if args.train_inside else ""
-    print(f"Fold {args.holdout} held out, tested on {len(tested)} of its cases ({args.test}){trained}; by organ: "
+    how = "; trained on the inside score" if args.train_inside else ""
+    print(f"Fold {args.holdout} held out, tested on {len(tested)} of its cases ({args.test}){how}; by organ: "
           f"AUROC (median score normal / showing it)\n")
     print("| trained on | norm | reading | seed | steps | finding | score | training cases | held out "
           "| held out, by organ |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    # (steps, norm, reading, scoring, trained on) -> (the findings with a network, the same for every seed
-    # since they share their data; [(scores on the training cases, held out), one per seed])
+    # (the configuration without its seed, trained on) -> (the findings with a network, the same for every
+    # seed since they share their data; [(scores on the training cases, held out), one per seed])
     runs = {}
     for seed, n, norm, (relative, local), (patients, train) in itertools.product(seeds, steps, norms, readings,
                                                                                   trains.items()):
-        oracle = train_oracle(train, OracleConfig(steps=n, seed=seed, findings=findings, relative=relative,
-                                                  local=local, norm=norm, train_inside=args.train_inside))
+        trained = OracleConfig(steps=n, seed=seed, findings=findings, relative=relative, local=local, norm=norm,
+                               train_inside=args.train_inside)
+        oracle = train_oracle(train, trained)
         for scoring in scorings:
             inside = {"default": OracleConfig.inside, "whole": (), "inside": INSIDE_FINDINGS}[scoring]
-            inside = tuple(f for f in findings if f in inside)
-            cfg = OracleConfig(steps=n, seed=seed, findings=findings, relative=relative, local=local, norm=norm,
-                               inside=inside)
-            fitted, held = oracle_scores(oracle, train, inside=inside), oracle_scores(oracle, test, inside=inside)
-            runs.setdefault((n, norm, relative, local, inside, patients), (set(oracle.nets), []))[1].append(
-                (fitted, held))
+            cfg = replace(trained, inside=tuple(f for f in findings if f in inside))
+            fitted, held = (oracle_scores(oracle, data, inside=cfg.inside) for data in (train, test))
+            runs.setdefault((replace(cfg, seed=0), patients), (set(oracle.nets), []))[1].append((fitted, held))
             print_rows(findings, cfg, patients, str(seed), train, test, fitted, held, set(oracle.nets))
     if len(seeds) > 1:  # the seeds' networks as one: their scores averaged
-        for (n, norm, relative, local, inside, patients), (nets, scored) in runs.items():
-            cfg = OracleConfig(steps=n, findings=findings, relative=relative, local=local, norm=norm, inside=inside)
+        for (cfg, patients), (nets, scored) in runs.items():
             fitted, held = (np.mean([s[i] for s in scored], axis=0) for i in (0, 1))
             print_rows(findings, cfg, patients, "mean of " + "+".join(map(str, seeds)), trains[patients], test,
                        fitted, held, nets)

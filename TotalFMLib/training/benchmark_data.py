@@ -359,6 +359,12 @@ def read_manifest(root: str | os.PathLike) -> list[dict]:
     return [entry for _, entry in numbered_manifest(Path(root) / "manifest.jsonl")]
 
 
+def load_shard(root: str | os.PathLike, entry: dict, mmap: bool = False) -> dict:
+    """The shard of manifest ``entry`` in ``root`` (tensors on the CPU; ``mmap``: read lazily,
+    for a reader that needs only a few of its fields)."""
+    return torch.load(Path(root) / entry["shard"], map_location="cpu", weights_only=True, mmap=mmap)
+
+
 def read_summary(root: str | os.PathLike) -> dict | None:
     """``root/benchmark.json`` as ``build_benchmark`` wrote it (config, findings, bases, counts);
     None where the folder has none (a cache made by hand, or only its bases/)."""

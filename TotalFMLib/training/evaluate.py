@@ -35,7 +35,7 @@ from ..results import ANY_LESION
 from ..vocabulary import catalogue
 from ..vocabulary.prompts import PROMPT_STYLES
 from . import metrics as M
-from .benchmark_data import FINDINGS, read_manifest
+from .benchmark_data import FINDINGS, load_shard, read_manifest
 from .native_findings import benchmark_native, scored
 
 STYLES = PROMPT_STYLES
@@ -58,8 +58,6 @@ def encode_benchmark(model, root: str | os.PathLike, holdout: str | None = None,
     (``pipeline.embed_crops``): organ crops (``view="organ"``) or the whole-volume crop given
     to every organ of the case (``view="whole"``). ``encode`` maps a float (N, 3, S, S, F)
     batch to (N, D) vectors (default: the model's ``encode_crops``)."""
-    import torch
-
     from ..crops.organ_crops import OrganCrops
     from ..pipeline import embed_crops
     from .folds import role_in_fold
@@ -74,7 +72,7 @@ def encode_benchmark(model, root: str | os.PathLike, holdout: str | None = None,
     want = (3, model.config.crop_size, model.config.crop_size, model.config.frames)
     out = []
     for k, (entry, part) in enumerate(entries):
-        shard = torch.load(root / entry["shard"], map_location="cpu", weights_only=True)
+        shard = load_shard(root, entry)
         images = shard["images" if view == "organ" else "whole_images"]
         if tuple(images.shape[1:]) != want:
             raise InputError(root / entry["shard"], f"crops are {tuple(images.shape[1:])}, the model "

@@ -359,6 +359,15 @@ def moves_labels(finding: str) -> bool:
     return finding in INSERTIONS and INSERTIONS[finding][0] in MOVES_LABELS
 
 
+# insertion kinds whose finding lies inside the organ's mask (lesions, stones, plaques, steatosis); fluid
+# lies outside it and an enlarged organ moves its mask
+INSIDE_KINDS = ("hypodense", "hyperdense", "stones", "calcification", "diffuse")
+
+
+def inside_organ(finding: str) -> bool:
+    return finding in INSERTIONS and INSERTIONS[finding][0] in INSIDE_KINDS
+
+
 def insertable(finding: str, organ: str) -> bool:
     return finding in INSERTIONS and organ in INSERTIONS[finding][1]
 

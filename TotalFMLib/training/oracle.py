@@ -44,19 +44,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
-from .benchmark_data import FINDINGS
-from .lesions import INSERTIONS
+from .benchmark_data import FINDINGS, load_shard
+from .lesions import INSERTIONS, inside_organ
 from .native_findings import benchmark_native, scored
 from .load_augment import jitter_hu
 
 
 # the findings whose network reads organ-relative channels: a lesion darker than its organ
 RELATIVE_FINDINGS = tuple(f for f, (kind, _) in INSERTIONS.items() if kind == "hypodense")
-# the findings the benchmark inserts inside the organ's mask (lesions, stones, plaques, steatosis), so
-# an organ's score may be read inside the organ alone (``organ_score``); fluid lies outside it and an
-# enlarged organ moves its mask
-INSIDE_FINDINGS = tuple(f for f, (kind, _) in INSERTIONS.items()
-                        if kind in ("hypodense", "hyperdense", "stones", "calcification", "diffuse"))
+# the findings the benchmark inserts inside the organ's mask, so an organ's score may be read
+# inside the organ alone (``organ_score``)
+INSIDE_FINDINGS = tuple(f for f in INSERTIONS if inside_organ(f))
 
 
 @dataclass(frozen=True)
@@ -182,7 +180,7 @@ def load_crops(root, entries: list[dict]) -> dict:
     native = benchmark_native(root, entries)
     images, labels, maps, where, organs, cases, patients, carriable = [], [], [], [], [], [], [], []
     for e in entries:
-        shard = torch.load(f"{root}/{e['shard']}", map_location="cpu", weights_only=True)
+        shard = load_shard(root, e)
         if "own_maps" not in shard:
             raise InputError(f"{root}/{e['shard']}", "has no own_maps (built by an older version): rebuild the "
                                                     "benchmark with Training/build_benchmark.py")

@@ -76,16 +76,14 @@ def neighbour_findings(bench) -> dict[str, dict[str, int]]:
     those negatives look like positives. Pairs the patient shows natively are not scored
     anywhere, so they are not counted here either. Reads the manifest first, so a missing
     benchmark fails before any shard is loaded."""
-    import torch
-
-    from .benchmark_data import FINDINGS, read_manifest
+    from .benchmark_data import FINDINGS, load_shard, read_manifest
     from .native_findings import benchmark_native, scored
 
     entries = read_manifest(bench)
     native = benchmark_native(bench, entries)
     counts = {f: {"positives": 0, "negatives": 0, "negatives_showing_it": 0} for f in FINDINGS}
     for entry in entries:
-        shard = torch.load(f"{bench}/{entry['shard']}", map_location="cpu", weights_only=True)
+        shard = load_shard(bench, entry)
         shows = (shard["lesion_maps"].flatten(2).amax(2) > 0).numpy()
         named = shard["label_matrix"].bool().numpy()
         own = native.get(entry.get("base"), frozenset())
