@@ -199,6 +199,28 @@ def test_cases_are_deterministic_and_seed_dependent(dicom_base):
     assert not torch.equal(a["images"], c["images"]) and not torch.equal(a["images"], d["images"])
 
 
+def test_a_washout_shows_an_enhanced_patients_training_case_unenhanced_and_keeps_its_other_draws(dicom_base):
+    from dataclasses import replace
+
+    base = BB.base_by_name("example_ct_dicom")
+    assert base.enhanced and not BB.base_by_name("example_ct").enhanced
+    ct, seg = BB.base_on_grid(base.name, 1.0, 3.0)
+    cfg = B.BenchmarkConfig(crop_size=24, frames=4, organs=("liver", "spleen", "aorta"), finding_rate=1.0, seed=5)
+    washed_cfg = replace(cfg, washout_fraction=1.0)
+    plain, washed = B.make_case(ct, seg, base, "train", 2, cfg), B.make_case(ct, seg, base, "train", 2, washed_cfg)
+    steps = json.loads(washed["augment"])
+    assert "washout" not in json.loads(plain["augment"]) and steps["washout"]["offsets_hu"]["liver"] < -20
+    assert {k: v for k, v in steps.items() if k != "washout"} == json.loads(plain["augment"])
+    before, after = json.loads(plain["records"]), json.loads(washed["records"])
+    assert [(r["organ"], r["finding"]) for r in before] == [(r["organ"], r["finding"]) for r in after] and before
+    for r, w in zip(before, after):   # the same lesions at the same places: only their surroundings are darker
+        assert r["params"].get("center_voxel") == w["params"].get("center_voxel")
+    liver = plain["organs"].index("liver")
+    assert washed["images"][liver].float().mean() < plain["images"][liver].float().mean()
+    # evaluation cases are never washed out
+    assert B.make_case(ct, seg, base, "eval", 2, washed_cfg)["augment"] == B.make_case(ct, seg, base, "eval", 2, cfg)["augment"]
+
+
 def test_command_line_builds_and_prints_counts(tmp_path, dicom_base, capsys):
     code = B.main(["--out", str(tmp_path), "--train-cases", "0", "--eval-cases", "1", "--bases", "example_ct_dicom",
                    "--crop-size", "24", "--frames", "4", "--organs", "liver,spleen", "--quiet"])
@@ -207,6 +229,8 @@ def test_command_line_builds_and_prints_counts(tmp_path, dicom_base, capsys):
     assert (tmp_path / "shards" / "example_ct_dicom-eval-000.pt").is_file()
     assert B.main(["--out", str(tmp_path), "--organs", "not_an_organ", "--quiet"]) == 2
     assert "error:" in capsys.readouterr().err
+    assert B.main(["--out", str(tmp_path), "--washout-fraction", "1.5", "--quiet"]) == 2
+    assert "--washout-fraction must lie in [0, 1]" in capsys.readouterr().err
 
 
 def test_every_phrasing_parses_back_to_its_organ_and_label():

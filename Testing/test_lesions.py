@@ -174,6 +174,29 @@ def test_a_wider_simulated_contrast_reaches_further_from_the_same_draws(case):
     assert A.largest_enhancement_hu("urinary_bladder", reach=1.5) == 0.0
 
 
+def test_a_washout_brings_enhanced_solid_organs_to_unenhanced_levels(case):
+    ct, seg = case
+    enhanced, _ = A.random_enhancement(ct.array, seg.array, ct.spacing, np.random.default_rng(12), phase=1.0)
+    washed, params = A.random_washout(enhanced, seg.array, ct.spacing, np.random.default_rng(3))
+
+    def median(array, organ):
+        return float(np.median(array[seg.array == _id(organ)]))
+
+    for organ, (low, high) in (("kidney_left", (10, 35)), ("spleen", (30, 50)), ("liver", (40, 65))):
+        assert median(enhanced, organ) > high + 10                     # enhanced beyond the unenhanced range
+        assert low - 1 <= median(washed, organ) <= high + 1, organ      # ... and back inside it
+        assert abs(median(washed, organ) - params["levels_hu"][organ]) < 1
+    assert median(washed, "aorta") == median(enhanced, "aorta")         # vessels stay enhanced
+    far = ndimage.distance_transform_edt(~np.isin(seg.array, [_id(o) for o in params["offsets_hu"]])) > 4
+    assert np.abs(washed[far] - enhanced[far]).max() < 0.5
+    # an organ is never raised: at or below the level drawn, it is left as it is
+    for seed in range(4):
+        _, native = A.random_washout(ct.array, seg.array, ct.spacing, np.random.default_rng(seed))
+        for organ, offset in native["offsets_hu"].items():
+            assert offset == pytest.approx(min(0.0, native["levels_hu"][organ] - median(ct.array, organ)))
+    assert any(v == 0 for v in native["offsets_hu"].values())
+
+
 def test_noise_and_seeds(case):
     ct, seg = case
     noisy, sigma = A.add_noise(ct.array, np.random.default_rng(10), sigma_hu=8.0)

@@ -1,5 +1,5 @@
 """Whole-case augmentation of the benchmark's base CTs: smooth elastic deformation, simulated
-intravenous contrast, correlated noise. Arrays in SimpleITK order (Z, Y, X), ``ct`` in HU,
+intravenous contrast and its opposite (an enhanced CT shown unenhanced), correlated noise. Arrays in SimpleITK order (Z, Y, X), ``ct`` in HU,
 ``labels`` a ``total`` label map on the same grid, ``spacing`` (x, y, z) mm; each function
 takes a ``numpy.random.Generator`` and never changes its inputs."""
 from __future__ import annotations
@@ -71,6 +71,25 @@ def largest_enhancement_hu(organ: str, reach: float = 1.0) -> float:
     return reach * max((hu[1] for names, hu in _ENHANCEMENT if organ in names), default=0.0)
 
 
+def _paint_offsets(ct, labels, zyx, offsets: dict, whole_inside: bool = False) -> tuple[np.ndarray, dict]:
+    """``ct`` plus each named structure's HU offset, with a soft one-voxel rim (a Gaussian of
+    0.7 of the finest spacing), and the offsets of the structures the label map holds. With
+    ``whole_inside`` the rim lies outside the structures: their own voxels get all of it."""
+    lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=np.float32)
+    for name, value in offsets.items():
+        lid = catalogue.organ(name).label_id
+        if lid < len(lut):
+            lut[lid] = value
+    sharp = lut[np.clip(labels, 0, len(lut) - 1)]
+    shift = ndimage.gaussian_filter(sharp, 0.7 * zyx.min() / zyx)
+    if whole_inside:
+        shift = np.where(sharp != 0, sharp, shift)
+    counts = np.bincount(np.clip(labels, 0, None).ravel(), minlength=len(lut))
+    present = {k: v for k, v in offsets.items()
+               if catalogue.organ(k).label_id < len(counts) and counts[catalogue.organ(k).label_id]}
+    return ct + shift, present
+
+
 def random_enhancement(ct, labels, spacing, rng: np.random.Generator, phase=(0.3, 1.0), reach: float = 1.0):
     """Simulated intravenous contrast: organ-wise HU offsets (vessels most, then kidneys,
     spleen, liver) times a random phase strength, with a soft one-voxel rim, so a training
@@ -78,19 +97,49 @@ def random_enhancement(ct, labels, spacing, rng: np.random.Generator, phase=(0.3
     the top of every organ's range (the draws are the same for any reach). Returns ``(ct, params)``."""
     ct, labels, zyx = start_arrays(ct, labels, spacing)
     strength = uniform(rng, phase)
-    lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=np.float32)
     offsets = {}
     for names, hu in _ENHANCEMENT:
         value = strength * uniform(rng, (hu[0], reach * hu[1]))
+        offsets.update({name: value for name in names})
+    ct, present = _paint_offsets(ct, labels, zyx, offsets)
+    return ct, dict(phase=strength, offsets_hu=present)
+
+
+# (organs, unenhanced HU range) a washout brings an enhanced solid organ down to. The ranges hold
+# the unenhanced patient A's medians (Training/base_organs.py: kidneys 12-17, spleen 35, liver 46
+# HU) and the usual unenhanced values of kidney, spleen, liver and pancreas. Vessels and heart
+# are left enhanced: lowering a 400 HU lumen leaves its partial-volume rim bright, which looks
+# like the wall calcification the benchmark inserts as plaques.
+_NATIVE = (
+    (("kidney_left", "kidney_right"), (10.0, 35.0)),
+    (("spleen",), (30.0, 50.0)),
+    (("liver",), (40.0, 65.0)),
+    (("pancreas",), (20.0, 50.0)),
+)
+
+
+def random_washout(ct, labels, spacing, rng: np.random.Generator):
+    """Simulated unenhanced phase of a contrast-enhanced CT's solid organs: each group of organs
+    gets an unenhanced level drawn from its range (``_NATIVE``), and every organ of it whose
+    median lies above that level is lowered to it (one offset per organ, all of it inside the
+    organ, a soft one-voxel rim outside);
+    organs already at or below it stay as they are. So an enhanced patient also shows
+    unenhanced-looking organs, and a hypodense lesion inserted afterwards is as faint against
+    them as in an unenhanced CT. Returns ``(ct, params)``: the levels drawn and the offsets."""
+    ct, labels, zyx = start_arrays(ct, labels, spacing)
+    ids = {name: catalogue.organ(name).label_id for names, _ in _NATIVE for name in names}
+    inside = np.isin(labels, list(ids.values()))
+    kept_labels, kept_ct = labels[inside], ct[inside]
+    levels, offsets = {}, {}
+    for names, hu in _NATIVE:
+        level = uniform(rng, hu)
         for name in names:
-            lid = catalogue.organ(name).label_id
-            if lid < len(lut):
-                lut[lid] = value
-                offsets[name] = value
-    shift = ndimage.gaussian_filter(lut[np.clip(labels, 0, len(lut) - 1)], 0.7 * zyx.min() / zyx)
-    counts = np.bincount(np.clip(labels, 0, None).ravel(), minlength=len(lut))
-    present = {k: v for k, v in offsets.items() if counts[catalogue.organ(k).label_id]}
-    return ct + shift, dict(phase=strength, offsets_hu=present)
+            values = kept_ct[kept_labels == ids[name]]
+            if values.size:
+                levels[name] = level
+                offsets[name] = min(0.0, level - float(np.median(values)))
+    ct, present = _paint_offsets(ct, labels, zyx, offsets, whole_inside=True)
+    return ct, dict(levels_hu=levels, offsets_hu=present)
 
 
 def add_noise(ct, rng: np.random.Generator, sigma_hu=(2.0, 10.0), correlation_vox: float = 0.6):

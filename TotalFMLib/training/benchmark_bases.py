@@ -27,6 +27,7 @@ class BaseCT:
     air_floor: float | None = None  # HU below this (padding outside the field of view) become this
     labels_from: str = ""   # instead of ``seg``: the labels of this base, carried onto the CT by registration
     trusted: tuple[str, ...] = ()   # with ``labels_from``: the structures kept; the rest become background
+    enhanced: bool = False  # scanned with intravenous contrast (a training case may be shown washed out)
 
 
 # The labelled patients whose CTs install from PyPI (docs/published_facts.md):
@@ -36,8 +37,9 @@ class BaseCT:
 # field of view are -2048, read as air (-1024). (example_ct_sm is a slab of A, so not a patient of its own.)
 BASES: tuple[BaseCT, ...] = (
     BaseCT("example_ct", "example_ct", "example_seg", "A"),
-    BaseCT("example_ct_dicom", "example_ct_dicom", "example_seg_dicom", "B"),
-    BaseCT("chest_ct", "chest_ct", "chest_seg", "C", structures="chest_structures", air_floor=-1024.0),
+    BaseCT("example_ct_dicom", "example_ct_dicom", "example_seg_dicom", "B", enhanced=True),
+    BaseCT("chest_ct", "chest_ct", "chest_seg", "C", structures="chest_structures", air_floor=-1024.0,
+           enhanced=True),
 )
 
 
@@ -48,7 +50,7 @@ BASES: tuple[BaseCT, ...] = (
 # between patients), per Training/results/label_propagation.md; the aorta (0.47-0.66), spleen and
 # kidneys (0.33-0.63) are left out.
 CARRIED_BASES: tuple[BaseCT, ...] = (
-    BaseCT("chest_cta", "chest_cta", "", "D", labels_from="chest_ct",
+    BaseCT("chest_cta", "chest_cta", "", "D", labels_from="chest_ct", enhanced=True,
            trusted=("lung_upper_lobe_left", "lung_lower_lobe_left", "lung_upper_lobe_right",
                     "lung_middle_lobe_right", "lung_lower_lobe_right", "liver")),
 )

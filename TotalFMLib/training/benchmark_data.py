@@ -78,6 +78,7 @@ class BenchmarkConfig:
     flip_fraction: float = 0.5        # chance of the other storage orientation, RAS <-> LPS (train role)
     enhance_fraction: float = 0.5     # chance of simulated IV contrast (train role)
     enhancement_reach: float = 1.0    # the top of each organ's simulated enhancement, times this
+    washout_fraction: float = 0.0     # chance that an enhanced patient's training case is shown unenhanced
     hypodense_contrast_hu: tuple = lesions.FOCAL_CONTRAST_HU  # asked of a hypodense lesion (low, high)
     max_displacement_mm: float = 6.0
     noise_hu: tuple = (2.0, 10.0)
@@ -212,6 +213,11 @@ def make_case(ct: Volume, seg: Volume, base: BaseCT, role: str, index: int, cfg:
     if role == "train" and rng.random() < cfg.enhance_fraction:
         array, applied["enhancement"] = augment.random_enhancement(array, labels, ct.spacing, rng,
                                                                    reach=cfg.enhancement_reach)
+    if role == "train" and base.enhanced and cfg.washout_fraction > 0:
+        # a stream of its own, so a benchmark built with a washout keeps every other draw of its cases
+        washout_rng = np.random.default_rng([cfg.seed, base_index, ROLES.index(role), index, 1])
+        if washout_rng.random() < cfg.washout_fraction:
+            array, applied["washout"] = augment.random_washout(array, labels, ct.spacing, washout_rng)
     array, applied["noise_hu"] = augment.add_noise(array, rng, cfg.noise_hu)
 
     organs = _present(labels, cfg.organs)
@@ -432,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--enhancement-reach", type=float, default=d.enhancement_reach,
                    help="the top of each organ's simulated contrast enhancement, times this (default 1; "
                         "Training/base_organs.py shows which patients lie beyond it)")
+    p.add_argument("--washout-fraction", type=float, default=d.washout_fraction,
+                   help="chance that a training case of a contrast-enhanced patient has its solid organs "
+                        "lowered to unenhanced levels (default %(default)s)")
     p.add_argument("--hypodense-contrast", default=",".join(f"{v:g}" for v in d.hypodense_contrast_hu),
                    help="the contrast range asked of a hypodense lesion, LOW,HIGH in HU (default %(default)s; an "
                         "organ closer to water gives less, down to lesions.HYPODENSE_FLOOR_HU)")
@@ -443,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.enhancement_reach > 0:
             raise InputError(None, f"--enhancement-reach must be above 0, not {args.enhancement_reach}")
+        if not 0 <= args.washout_fraction <= 1:
+            raise InputError(None, f"--washout-fraction must lie in [0, 1], not {args.washout_fraction}")
         hypodense = hypodense_range(args.hypodense_contrast)
         organs = tuple(o.name for o in catalogue.resolve(args.organs))
         bases = tuple(base_by_name(b.strip()).name for b in args.bases.split(",") if b.strip())
@@ -450,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
                               crop_size=args.crop_size, frames=args.frames, inplane_mm=args.inplane_mm or None,
                               organs=organs, bases=bases, finding_rate=args.finding_rate,
                               phrasings=args.phrasings, enhancement_reach=args.enhancement_reach,
-                              hypodense_contrast_hu=hypodense, seed=args.seed)
+                              washout_fraction=args.washout_fraction, hypodense_contrast_hu=hypodense,
+                              seed=args.seed)
         with progress_bar("benchmark", enabled=not args.quiet) as bar:
             manifest = build_benchmark(args.out, cfg, progress=bar, workers=args.workers)
     except TotalFMError as e:
