@@ -186,6 +186,8 @@ def test_a_washout_brings_enhanced_solid_organs_to_unenhanced_levels(case):
         assert median(enhanced, organ) > high + 10                     # enhanced beyond the unenhanced range
         assert low - 1 <= median(washed, organ) <= high + 1, organ      # ... and back inside it
         assert abs(median(washed, organ) - params["levels_hu"][organ]) < 1
+        spread = [np.subtract(*np.percentile(a[seg.array == _id(organ)], [90, 10])) for a in (enhanced, washed)]
+        assert spread[1] == pytest.approx(params["scales"][organ] * spread[0], rel=1e-3)   # uptake taken out evenly
     assert median(washed, "aorta") == median(enhanced, "aorta")         # vessels stay enhanced
     far = ndimage.distance_transform_edt(~np.isin(seg.array, [_id(o) for o in params["offsets_hu"]])) > 4
     assert np.abs(washed[far] - enhanced[far]).max() < 0.5

@@ -71,19 +71,15 @@ def largest_enhancement_hu(organ: str, reach: float = 1.0) -> float:
     return reach * max((hu[1] for names, hu in _ENHANCEMENT if organ in names), default=0.0)
 
 
-def _paint_offsets(ct, labels, zyx, offsets: dict, whole_inside: bool = False) -> tuple[np.ndarray, dict]:
+def _paint_offsets(ct, labels, zyx, offsets: dict) -> tuple[np.ndarray, dict]:
     """``ct`` plus each named structure's HU offset, with a soft one-voxel rim (a Gaussian of
-    0.7 of the finest spacing), and the offsets of the structures the label map holds. With
-    ``whole_inside`` the rim lies outside the structures: their own voxels get all of it."""
+    0.7 of the finest spacing), and the offsets of the structures the label map holds."""
     lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=np.float32)
     for name, value in offsets.items():
         lid = catalogue.organ(name).label_id
         if lid < len(lut):
             lut[lid] = value
-    sharp = lut[np.clip(labels, 0, len(lut) - 1)]
-    shift = ndimage.gaussian_filter(sharp, 0.7 * zyx.min() / zyx)
-    if whole_inside:
-        shift = np.where(sharp != 0, sharp, shift)
+    shift = ndimage.gaussian_filter(lut[np.clip(labels, 0, len(lut) - 1)], 0.7 * zyx.min() / zyx)
     counts = np.bincount(np.clip(labels, 0, None).ravel(), minlength=len(lut))
     present = {k: v for k, v in offsets.items()
                if catalogue.organ(k).label_id < len(counts) and counts[catalogue.organ(k).label_id]}
@@ -119,27 +115,38 @@ _NATIVE = (
 
 
 def random_washout(ct, labels, spacing, rng: np.random.Generator):
-    """Simulated unenhanced phase of a contrast-enhanced CT's solid organs: each group of organs
-    gets an unenhanced level drawn from its range (``_NATIVE``), and every organ of it whose
-    median lies above that level is lowered to it (one offset per organ, all of it inside the
-    organ, a soft one-voxel rim outside);
-    organs already at or below it stay as they are. So an enhanced patient also shows
-    unenhanced-looking organs, and a hypodense lesion inserted afterwards is as faint against
-    them as in an unenhanced CT. Returns ``(ct, params)``: the levels drawn and the offsets."""
+    """Simulated unenhanced phase of a contrast-enhanced CT's solid organs. Each group of organs
+    gets an unenhanced level drawn from its range (``_NATIVE``). An organ whose median lies above
+    it loses its contrast uptake: taking every voxel's height above water as tissue plus uptake in
+    one proportion, its voxels are scaled about water by level / median (a kidney's bright cortex
+    and dark medulla come together as they do unenhanced, instead of the medulla dropping to fat
+    values under a plain offset). So its median lands on the level, and a hypodense lesion inserted
+    afterwards is as faint against it as in an unenhanced CT. Organs already at or below the
+    level stay as they are; a soft one-voxel rim outside an organ takes its median's change;
+    vessels and heart are left enhanced. Returns ``(ct, params)``: the levels drawn, the median
+    changes (``offsets_hu``) and the scale factors."""
+    from .lesions import WATER_HU
+
     ct, labels, zyx = start_arrays(ct, labels, spacing)
     ids = {name: catalogue.organ(name).label_id for names, _ in _NATIVE for name in names}
     inside = np.isin(labels, list(ids.values()))
     kept_labels, kept_ct = labels[inside], ct[inside]
-    levels, offsets = {}, {}
+    levels, offsets, scales = {}, {}, {}
     for names, hu in _NATIVE:
         level = uniform(rng, hu)
         for name in names:
             values = kept_ct[kept_labels == ids[name]]
             if values.size:
+                median = float(np.median(values))
                 levels[name] = level
-                offsets[name] = min(0.0, level - float(np.median(values)))
-    ct, present = _paint_offsets(ct, labels, zyx, offsets, whole_inside=True)
-    return ct, dict(levels_hu=levels, offsets_hu=present)
+                offsets[name] = min(0.0, level - median)
+                scales[name] = 1.0 if median <= level else (level - WATER_HU) / (median - WATER_HU)
+    out, present = _paint_offsets(ct, labels, zyx, offsets)
+    for name, scale in scales.items():
+        if scale < 1.0:
+            organ = labels == ids[name]
+            out[organ] = WATER_HU + (ct[organ] - WATER_HU) * scale
+    return out, dict(levels_hu=levels, offsets_hu=present, scales={k: scales[k] for k in present})
 
 
 def add_noise(ct, rng: np.random.Generator, sigma_hu=(2.0, 10.0), correlation_vox: float = 0.6):
