@@ -567,7 +567,7 @@ def test_an_instance_normalised_oracle_scores_each_crop_on_its_own():
         OracleNet(["liver"], norm="layer")
 
 
-def test_the_oracle_by_organ_command_prints_both_readings(tiny, training_dir, capsys):
+def test_the_oracle_by_organ_command_prints_both_readings(tiny, training_dir, capsys, tmp_path):
     import runpy
 
     root, _, _, _ = tiny
@@ -622,6 +622,26 @@ def test_the_oracle_by_organ_command_prints_both_readings(tiny, training_dir, ca
         assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--steps", "2",
                      "--reading", "default", "--test", test]) == 0
         assert f"tested on {cases} of its cases ({test})" in capsys.readouterr().out
+    # ... or on another build's cases of that patient: here a copy whose manifest lacks C's training case
+    import shutil
+    other = tmp_path / "other_build"
+    shutil.copytree(root, other)
+    lines = (other / "manifest.jsonl").read_text().splitlines()
+    kept = [x for x in lines if not (json.loads(x)["patient"] == "C" and json.loads(x)["split"] == "train")]
+    assert len(kept) == len(lines) - 1
+    (other / "manifest.jsonl").write_text("\n".join(kept) + "\n")
+    held_out = {}
+    for test_from in ("", str(root), str(other)):
+        assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--steps", "2",
+                     "--reading", "default", "--test", "all"] + (["--test-from", test_from] if test_from else [])) == 0
+        out = capsys.readouterr().out
+        held_out[test_from] = [line.split(" | ")[8] for line in out.splitlines() if "hepatomegaly" in line]
+        cases = 1 if test_from == str(other) else 2
+        assert f"tested on {cases} of its cases{f' of {test_from}' if test_from else ''} (all)" in out
+    assert held_out[""] == held_out[str(root)]      # the same networks (seeded) on the same cases
+    assert main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly",
+                 "--test-from", str(tmp_path / "no_such_build")]) == 2
+    assert capsys.readouterr().err.startswith("error:")
     with pytest.raises(SystemExit):
         main(["--benchmark", str(root), "--holdout", "C", "--findings", "hepatomegaly", "--norm", "layer"])
     assert "--norm must name batch, instance" in capsys.readouterr().err

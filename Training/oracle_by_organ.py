@@ -10,7 +10,8 @@ or inside its organ (``--score whole,inside``, ``oracle.organ_score``; by defaul
 reads it, the hypodense findings inside). It tests on the held-out patient's
 evaluation cases, as the fold table does, or with ``--test all`` on all of that patient's
 cases (``folds.fold_entries``' "unseen" too: five times the findings, so a figure moves less
-with the seed).
+with the seed); ``--test-from`` tests on another build's cases of that patient (two builds
+compared on one test set).
 
     python Training/oracle_by_organ.py --benchmark runs/benchmark --holdout A \\
         --findings "hypodense lesion,hyperdense lesion" --seeds 0,1
@@ -105,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test", choices=("eval", "all"), default="eval",
                    help="the held-out patient's cases tested: its evaluation cases (as the fold table; default) "
                         "or all of them (its training-split cases are unseen by the fold too)")
+    p.add_argument("--test-from", default="",
+                   help="another benchmark folder whose held-out patient's cases are tested instead (e.g. one "
+                        "built without an option the training cases were built with, so that two builds are "
+                        "compared on the same test cases)")
     p.add_argument("--also-without", default="",
                    help="a training patient (e.g. D): each oracle is trained again without that patient's "
                         "cases, and both are shown side by side")
@@ -139,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
             fewer = [e for e in parts["train"] if e["patient"] != args.also_without]
             sets["+".join(x for x in trained_on if x != args.also_without)] = fewer
         trains = {name: load_crops(args.benchmark, entries) for name, entries in sets.items()}
-        tested = parts["test"] + (parts["unseen"] if args.test == "all" else [])
-        test = load_crops(args.benchmark, tested)
+        test_root = args.test_from or args.benchmark
+        held = parts if not args.test_from else fold_entries(read_manifest(test_root), args.holdout)
+        tested = held["test"] + (held["unseen"] if args.test == "all" else [])
+        test = load_crops(test_root, tested)
     except (TotalFMError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -149,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     readings = {"both": [((), ()), (findings, ())], "default": [(RELATIVE_FINDINGS, ())],
                 "local": [((), findings)]}[args.reading]
     how = "; trained on the inside score" if args.train_inside else ""
-    print(f"Fold {args.holdout} held out, tested on {len(tested)} of its cases ({args.test}){how}; by organ: "
+    where = f" of {test_root}" if args.test_from else ""
+    print(f"Fold {args.holdout} held out, tested on {len(tested)} of its cases{where} ({args.test}){how}; by organ: "
           f"AUROC (median score normal / showing it)\n")
     print("| trained on | norm | reading | seed | steps | finding | score | training cases | held out "
           "| held out, by organ |")
