@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from ..vocabulary import catalogue
 from .arrays import start_arrays, uniform
+from .lesions import WATER_HU
 
 
 def _upsample_weights(n: int, c: int) -> np.ndarray:
@@ -125,8 +126,6 @@ def random_washout(ct, labels, spacing, rng: np.random.Generator):
     level stay as they are; a soft one-voxel rim outside an organ takes its median's change;
     vessels and heart are left enhanced. Returns ``(ct, params)``: the levels drawn, the median
     changes (``offsets_hu``) and the scale factors."""
-    from .lesions import WATER_HU
-
     ct, labels, zyx = start_arrays(ct, labels, spacing)
     ids = {name: catalogue.organ(name).label_id for names, _ in _NATIVE for name in names}
     inside = np.isin(labels, list(ids.values()))
