@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             sets["+".join(x for x in trained_on if x != args.also_without)] = fewer
         trains = {name: load_crops(args.benchmark, entries) for name, entries in sets.items()}
         test_root = args.test_from or args.benchmark
-        held = parts if not args.test_from else fold_entries(read_manifest(test_root), args.holdout)
-        tested = held["test"] + (held["unseen"] if args.test == "all" else [])
+        test_parts = parts if not args.test_from else fold_entries(read_manifest(test_root), args.holdout)
+        tested = test_parts["test"] + (test_parts["unseen"] if args.test == "all" else [])
         test = load_crops(test_root, tested)
     except (TotalFMError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

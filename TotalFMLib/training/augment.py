@@ -1,7 +1,8 @@
 """Whole-case augmentation of the benchmark's base CTs: smooth elastic deformation, simulated
-intravenous contrast and its opposite (an enhanced CT shown unenhanced), correlated noise. Arrays in SimpleITK order (Z, Y, X), ``ct`` in HU,
-``labels`` a ``total`` label map on the same grid, ``spacing`` (x, y, z) mm; each function
-takes a ``numpy.random.Generator`` and never changes its inputs."""
+intravenous contrast and its opposite (an enhanced CT shown unenhanced), correlated noise.
+Arrays in SimpleITK order (Z, Y, X), ``ct`` in HU, ``labels`` a ``total`` label map on the same
+grid, ``spacing`` (x, y, z) mm; each function takes a ``numpy.random.Generator`` and never
+changes its inputs."""
 from __future__ import annotations
 
 import numpy as np
@@ -127,25 +128,22 @@ def random_washout(ct, labels, spacing, rng: np.random.Generator):
     vessels and heart are left enhanced. Returns ``(ct, params)``: the levels drawn, the median
     changes (``offsets_hu``) and the scale factors."""
     ct, labels, zyx = start_arrays(ct, labels, spacing)
-    ids = {name: catalogue.organ(name).label_id for names, _ in _NATIVE for name in names}
-    inside = np.isin(labels, list(ids.values()))
-    kept_labels, kept_ct = labels[inside], ct[inside]
-    levels, offsets, scales = {}, {}, {}
+    levels, offsets, scales, masks = {}, {}, {}, {}
     for names, hu in _NATIVE:
         level = uniform(rng, hu)
         for name in names:
-            values = kept_ct[kept_labels == ids[name]]
-            if values.size:
-                median = float(np.median(values))
+            organ = labels == catalogue.organ(name).label_id
+            if organ.any():
+                median = float(np.median(ct[organ]))
                 levels[name] = level
                 offsets[name] = min(0.0, level - median)
                 scales[name] = 1.0 if median <= level else (level - WATER_HU) / (median - WATER_HU)
+                masks[name] = organ
     out, present = _paint_offsets(ct, labels, zyx, offsets)
     for name, scale in scales.items():
         if scale < 1.0:
-            organ = labels == ids[name]
-            out[organ] = WATER_HU + (ct[organ] - WATER_HU) * scale
-    return out, dict(levels_hu=levels, offsets_hu=present, scales={k: scales[k] for k in present})
+            out[masks[name]] = WATER_HU + (ct[masks[name]] - WATER_HU) * scale
+    return out, dict(levels_hu=levels, offsets_hu=present, scales=scales)
 
 
 def add_noise(ct, rng: np.random.Generator, sigma_hu=(2.0, 10.0), correlation_vox: float = 0.6):
